@@ -1,0 +1,40 @@
+"""losscli: PyTorch losses and their gradients from files, stdin or arrays.
+
+``import losscli`` stays light: torch is imported only when a loss is computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["compute", "__version__"]
+
+
+def compute(
+    loss: str,
+    *inputs: Any,
+    reduction: str = "mean",
+    device: str = "cpu",
+    dtype: str = "float32",
+    grad: bool = True,
+    **options: Any,
+):
+    """Compute ``loss`` (a command name such as ``"ce"``) on NumPy arrays or array-likes.
+
+    Inputs come in the order of the torch loss's ``forward``; ``options`` are the loss's
+    options by their torch names (``weight``, ``ignore_index``, ``label_smoothing``, ...),
+    plus ``allow_nonfinite`` and ``classes``. Returns a Result: ``.value``, ``.gradients``
+    (full NumPy arrays by input name, or None with ``grad=False``), and ``.to_dict()``, the
+    JSON object the CLI prints. Bad input raises ``losscli.errors.LossCliError``.
+
+    >>> import losscli
+    >>> losscli.compute("mse", [1.0, 2.0], [1.0, 4.0]).value
+    2.0
+    """
+    from losscli.core import compute as _compute
+
+    return _compute(
+        loss, *inputs, reduction=reduction, device=device, dtype=dtype, grad=grad, **options
+    )

@@ -1,0 +1,1 @@
+"""One module per loss family; each defines SPECS, a tuple of LossSpec (see losscli.registry)."""

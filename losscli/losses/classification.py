@@ -1,0 +1,296 @@
+"""CrossEntropyLoss and NLLLoss: multi-class losses over logits and log-probabilities."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from losscli.errors import InputError
+from losscli.registry import FLOAT, INDEX, Explain, InputSpec, LossSpec
+from losscli.steps import Steps, first_rows
+
+if TYPE_CHECKING:
+    from losscli.validate import Context, Prepared
+
+CLASS_SHAPES = "it accepts predictions (N,C) or (N,C,d1,...) with targets (N) or (N,d1,...)"
+
+
+def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
+    """Check predictions are (N,C,...) and return targets as int64 indices of shape (N,...)."""
+    from losscli.validate import class_indices, vector_length
+
+    if preds.array.ndim < 2:
+        raise InputError(
+            f"predictions ({preds.source}) have shape {list(preds.array.shape)}; {name} needs "
+            "one score per class: (N,C) or (N,C,d1,...)"
+        )
+    shape = preds.array.shape
+    num_classes = shape[1]
+    vector_length("--weight", weight, num_classes, "classes")
+    expected = (shape[0],) + shape[2:]
+    target_shape = targets.array.shape
+    if target_shape != expected:
+        if len(shape) == 2 and target_shape == (shape[0], 1):
+            ctx.warn(f"targets shape {list(target_shape)} treated as {list(expected)}")
+            targets.array = targets.array.reshape(expected)
+        else:
+            raise InputError(
+                f"shapes do not match: predictions ({preds.source}) are {list(shape)}, targets "
+                f"({targets.source}) are {list(target_shape)}; {CLASS_SHAPES}"
+            )
+    named = targets.array.dtype.kind in "OUS"
+    indices = class_indices(
+        "target", targets, num_classes, ctx, ignore_index, class_names=preds.header
+    )
+    ignored = int((indices == ignore_index).sum())
+    if ignored == indices.size:
+        ctx.warn(
+            f"every target ({ignored} of {indices.size}) equals the ignore index {ignore_index}: "
+            "the mean loss is NaN"
+        )
+    kind = "class names, mapped to indices" if named else "class indices"
+    return indices, kind
+
+
+def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
+    import numpy as np
+
+    from losscli.validate import (
+        Prepared,
+        check_finite,
+        float_vector,
+        option_in_range,
+        vector_length,
+    )
+
+    preds, targets = inputs["predictions"], inputs["targets"]
+    smoothing = float(options["label_smoothing"])
+    option_in_range("--label-smoothing", smoothing, 0.0, 1.0)
+    weight = float_vector("--weight", options["weight"])
+    ignore_index = int(options["ignore_index"])
+    check_finite("predictions", preds, ctx)
+    logits = preds.array
+    if logits.ndim >= 2 and targets.array.dtype.kind == "f" and targets.array.shape == logits.shape:
+        check_finite("targets", targets, ctx)
+        vector_length("--weight", weight, logits.shape[1], "classes")
+        sums = targets.array.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-4):
+            row = tuple(np.argwhere(~np.isclose(sums, 1.0, atol=1e-4))[0])
+            ctx.warn(
+                f"class-probability targets ({targets.source}) have rows that do not sum to 1, "
+                f"first at row {row[0] + 1} (sum {sums[row]:.6g})"
+            )
+        arrays = {"predictions": logits, "targets": targets.array}
+        kind = "class probabilities"
+    else:
+        check_finite("targets", targets, ctx)
+        indices, kind = _class_targets("ce", preds, targets, weight, ignore_index, ctx)
+        arrays = {"predictions": logits, "targets": indices}
+    if logits.ndim >= 2 and _looks_like_probabilities(logits):
+        ctx.warn(
+            "ce predictions look like probabilities (rows in [0,1] summing to 1); "
+            "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
+            "log-probabilities"
+        )
+    opts = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": smoothing}
+    return Prepared(arrays, opts, kind)
+
+
+def _looks_like_probabilities(scores) -> bool:
+    import numpy as np
+
+    if scores.min() < 0 or scores.max() > 1:
+        return False
+    return bool(np.allclose(scores.sum(axis=1), 1.0, atol=1e-4))
+
+
+def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
+    import numpy as np
+
+    from losscli.validate import Prepared, check_finite, float_vector
+
+    preds, targets = inputs["predictions"], inputs["targets"]
+    weight = float_vector("--weight", options["weight"])
+    ignore_index = int(options["ignore_index"])
+    check_finite("predictions", preds, ctx)
+    check_finite("targets", targets, ctx)
+    indices, kind = _class_targets("nll", preds, targets, weight, ignore_index, ctx)
+    logp = preds.array
+    if logp.max() > 1e-6:
+        ctx.warn(
+            "nll predictions have positive values, so they are not log-probabilities; pass "
+            "log_softmax output, or use ce on logits"
+        )
+    else:
+        top = logp.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(logp - top).sum(axis=1)) + top[:, 0]
+        if not np.allclose(lse, 0.0, atol=1e-3):
+            ctx.warn(
+                "nll predictions are not log-probabilities (rows whose logsumexp is not 0); "
+                "pass log_softmax output, or use ce on logits"
+            )
+    opts = {"weight": weight, "ignore_index": ignore_index}
+    return Prepared({"predictions": logp, "targets": indices}, opts, kind)
+
+
+def _class_denominator(arrays, options, reduction, count):
+    """Mean over class-index targets divides by the total weight of the non-ignored ones."""
+    targets = arrays["targets"]
+    if targets.dtype.kind == "f":  # class probabilities: the number of samples
+        return count
+    kept = targets[targets != options["ignore_index"]]
+    weight = options["weight"]
+    return float(weight[kept].sum()) if weight is not None else float(kept.size)
+
+
+def _log_softmax(logits):
+    import numpy as np
+
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _target_rows(targets, limit):
+    import numpy as np
+
+    if targets.ndim > 1 and targets.dtype.kind != "f":
+        return np.asarray(targets[:limit]).reshape(-1)
+    return first_rows(targets, limit) if targets.dtype.kind == "f" else targets[:limit]
+
+
+def _steps_ce(arrays, options, limit) -> Steps:
+    import numpy as np
+
+    logits = first_rows(arrays["predictions"], limit)[:limit]
+    targets = _target_rows(arrays["targets"], limit)[:limit]
+    logp = _log_softmax(logits)
+    probs = np.exp(logp)
+    weight, eps = options["weight"], options["label_smoothing"]
+    num_classes = logits.shape[1]
+    w = weight if weight is not None else np.ones(num_classes)
+    if targets.dtype.kind == "f":
+        steps = Steps(["row", "logits", "softmax p", "target y", "loss = -sum(w*y*log p)"])
+        for i in range(len(logits)):
+            y = targets[i] * (1 - eps) + eps / num_classes
+            steps.rows.append([i + 1, logits[i], probs[i], targets[i], -(w * y * logp[i]).sum()])
+        if eps:
+            steps.notes.append(f"label smoothing {eps}: y <- (1-{eps})*y + {eps}/C")
+        return steps
+    columns = ["row", "logits", "softmax p", "target", "p[target]", "-log p[target]"]
+    if weight is not None:
+        columns.append("w[target]")
+    if eps:
+        columns.append("smoothing term")
+    steps = Steps(columns + ["loss"])
+    for i, (row, t) in enumerate(zip(logp, targets)):
+        if t == options["ignore_index"]:
+            steps.rows.append([i + 1, logits[i], probs[i], int(t), "ignored", "", 0.0])
+            continue
+        nll = -row[t]
+        cells = [i + 1, logits[i], probs[i], int(t), probs[i][t], nll]
+        loss = (1 - eps) * w[t] * nll
+        if weight is not None:
+            cells.append(w[t])
+        if eps:
+            smooth = eps / num_classes * -(w * row).sum()
+            cells.append(smooth)
+            loss += smooth
+        steps.rows.append(cells + [loss])
+    if eps:
+        steps.notes.append(
+            f"label smoothing {eps}: loss = (1-{eps})*w[t]*(-log p[t])"
+            f" + {eps}/C * sum_c w[c]*(-log p[c])"
+        )
+    return steps
+
+
+def _steps_nll(arrays, options, limit) -> Steps:
+    logp = first_rows(arrays["predictions"], limit)[:limit]
+    targets = _target_rows(arrays["targets"], limit)[:limit]
+    weight = options["weight"]
+    steps = Steps(["row", "log p", "target", "log p[target]", "negated", "weight", "loss"])
+    for i, (row, t) in enumerate(zip(logp, targets)):
+        if t == options["ignore_index"]:
+            steps.rows.append([i + 1, row, int(t), "ignored", "", "", 0.0])
+            continue
+        w = weight[t] if weight is not None else 1.0
+        steps.rows.append([i + 1, row, int(t), row[t], -row[t], w, -w * row[t]])
+    return steps
+
+
+CE = LossSpec(
+    name="ce",
+    aliases=("cross-entropy",),
+    torch_class="CrossEntropyLoss",
+    task="multi-class classification",
+    summary="cross-entropy of logits against class indices or class probabilities",
+    inputs=(
+        InputSpec("predictions", FLOAT, "logits (N,C) or (N,C,d1,...): raw scores, not softmax"),
+        InputSpec(
+            "targets",
+            INDEX,
+            "class indices (N) or (N,d1,...) in [0,C), or class probabilities shaped like the "
+            "predictions",
+        ),
+    ),
+    options={"weight": None, "ignore_index": -100, "label_smoothing": 0.0},
+    prepare=_prepare_ce,
+    mean_denominator=_class_denominator,
+    steps=_steps_ce,
+    example="losscli ce sample_data/logits.csv sample_data/labels.csv",
+    explain=Explain(
+        formula=(
+            "loss_i = -w[y_i] * log softmax(x_i)[y_i]\n"
+            "       = -w[y_i] * (x_i[y_i] - log sum_c exp x_i[c])\n"
+            "mean = sum_i loss_i / sum_i w[y_i]   (ignored targets count in neither sum)\n"
+            "probability targets: loss_i = -sum_c w[c] * y_i[c] * log softmax(x_i)[c]; "
+            "mean divides by N"
+        ),
+        steps=(
+            "softmax turns each row of logits into probabilities p = exp(x) / sum exp(x)",
+            "take the probability of the target class, p[y]",
+            "the sample's loss is -log p[y] (times w[y] with --weight)",
+            "with --label-smoothing e, mix (1-e) of that with e/C times the sum over all classes",
+            "reduce: mean divides by the number (or total weight) of non-ignored targets",
+            "gradient w.r.t. the logits: (softmax(x) - one_hot(y)) / N for the unweighted mean",
+        ),
+        mistakes=(
+            "passing probabilities (softmax output): CrossEntropyLoss applies log-softmax itself",
+            "passing one-hot rows as class indices: one-hot rows are read as class probabilities",
+            "labels counted from 1: indices must lie in 0..C-1",
+            "ce = nll(log_softmax(x)): use nll when the model already outputs log-probabilities",
+        ),
+    ),
+)
+
+NLL = LossSpec(
+    name="nll",
+    torch_class="NLLLoss",
+    task="multi-class classification",
+    summary="negative log-likelihood of log-probabilities at the target classes",
+    inputs=(
+        InputSpec("predictions", FLOAT, "log-probabilities (N,C) or (N,C,d1,...): log_softmax"),
+        InputSpec("targets", INDEX, "class indices (N) or (N,d1,...) in [0,C)"),
+    ),
+    options={"weight": None, "ignore_index": -100},
+    prepare=_prepare_nll,
+    mean_denominator=_class_denominator,
+    steps=_steps_nll,
+    example="losscli nll sample_data/log_probs.csv sample_data/labels.csv",
+    explain=Explain(
+        formula=(
+            "loss_i = -w[y_i] * x_i[y_i]   (x = log-probabilities)\n"
+            "mean = sum_i loss_i / sum_i w[y_i]"
+        ),
+        steps=(
+            "pick the log-probability of the target class, x[y]",
+            "negate it (times w[y] with --weight)",
+            "reduce: mean divides by the number (or total weight) of non-ignored targets",
+        ),
+        mistakes=(
+            "passing logits or probabilities: NLLLoss expects log_softmax output",
+            "nll(log_softmax(x)) equals ce(x): use ce on raw logits",
+        ),
+    ),
+)
+
+SPECS = (CE, NLL)

@@ -1,0 +1,186 @@
+"""Result -> Rich table, JSON text or bare values. Render functions return, they do not print."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from losscli.result import Result
+from losscli.steps import Steps
+
+VECTOR_ENTRIES = 6
+
+
+def format_number(value, digits: int = 6) -> str:
+    """A short, readable number for table cells."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def format_cell(value) -> str:
+    """Numbers, vectors (first entries) and text, as table cell text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim:
+        flat = value.reshape(-1)
+        shown = ", ".join(format_number(v, 4) for v in flat[:VECTOR_ENTRIES])
+        more = ", …" if flat.size > VECTOR_ENTRIES else ""
+        return f"[{shown}{more}]"
+    return format_number(value)
+
+
+def render_value(result: Result) -> str:
+    """The loss as ``repr`` of Python floats, one per line for reduction none."""
+    return "\n".join(repr(v) for v in result.values()) + "\n"
+
+
+def render_json(result: Result) -> str:
+    """The JSON object of SPEC section 4 (NaN/inf written as null)."""
+    return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def _options_text(options: dict) -> str:
+    if not options:
+        return "none"
+    parts = []
+    for key, value in options.items():
+        if isinstance(value, np.ndarray):
+            value = format_cell(value) if value.ndim else format_number(value)
+        elif isinstance(value, float):
+            value = format_number(value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _reduction_text(result: Result) -> str:
+    if result.reduction in ("mean", "batchmean"):
+        return (
+            f"{result.reduction}: sum {format_number(result.total)} / "
+            f"{format_number(result.denominator)}"
+        )
+    if result.reduction == "none":
+        return f"none: {np.asarray(result.value).size} values, shape {list(np.shape(result.value))}"
+    return "sum"
+
+
+def _value_text(result: Result) -> str:
+    if result.reduction != "none":
+        return repr(float(result.value))
+    values = np.asarray(result.value, dtype=np.float64)
+    if values.size == 0:
+        return "(none)"
+    return (
+        f"min {format_number(np.nanmin(values))}, mean {format_number(np.nanmean(values))}, "
+        f"max {format_number(np.nanmax(values))} (use -f value or --per-sample for each)"
+    )
+
+
+def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> list:
+    """The renderables of the table output: summary, gradients, per-sample, steps."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    summary = Table(
+        title=Text(f"{result.torch_class} ({result.loss})"), box=box.SIMPLE_HEAVY, show_header=False
+    )
+    summary.add_column("field", style="bold", no_wrap=True)
+    summary.add_column("value", no_wrap=True)
+    rows = [
+        ("loss", f"{result.loss} ({result.torch_class})"),
+        ("value", _value_text(result)),
+        ("reduction", _reduction_text(result)),
+        ("options", _options_text(result.options)),
+        ("device", result.device),
+        ("dtype", result.dtype),
+    ]
+    for name, info in result.inputs.items():
+        extra = (
+            f", read as {result.targets_kind}" if name == "targets" and result.targets_kind else ""
+        )
+        rows.append((f"input {name}", f"{info['source']}  shape {info['shape']}{extra}"))
+    for field, text in rows:
+        summary.add_row(Text(field), Text(text))
+    tables = [summary]
+    if result.gradient_summary is not None:
+        grads = Table(title="gradient", box=box.SIMPLE_HEAVY)
+        for column in ("input", "shape", "L2 norm", "mean", "min", "max"):
+            grads.add_column(column, no_wrap=True, justify="left" if column == "input" else "right")
+        for name, stats in result.gradient_summary.items():
+            grads.add_row(
+                Text(name),
+                Text(str(stats["shape"])),
+                *(Text(format_number(stats[k])) for k in ("norm", "mean", "min", "max")),
+            )
+        tables.append(grads)
+    else:
+        tables.append(Text("gradient: not computed (--no-grad)"))
+    if per_sample and result.per_sample is not None:
+        tables.append(_per_sample_table(result.per_sample[:limit], result.per_sample_total))
+    if result.steps is not None:
+        tables.append(_steps_table(result.steps, result))
+    return tables
+
+
+def _per_sample_table(elements: np.ndarray, total_rows: int):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title="per-sample loss", caption=f"first {len(elements)} of {total_rows}", box=box.SIMPLE
+    )
+    table.add_column("row", justify="right", no_wrap=True)
+    if elements.ndim == 1:
+        table.add_column("loss", justify="right", no_wrap=True)
+        for i, value in enumerate(elements):
+            table.add_row(Text(str(i + 1)), Text(format_number(value)))
+        return table
+    table.add_column("element losses", no_wrap=True)
+    table.add_column("row sum", justify="right", no_wrap=True)
+    for i, row in enumerate(elements):
+        table.add_row(Text(str(i + 1)), Text(format_cell(row)), Text(format_number(row.sum())))
+    return table
+
+
+def _steps_table(steps: Steps, result: Result):
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="steps", box=box.SIMPLE)
+    for column in steps.columns:
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    for row in steps.rows:
+        table.add_row(*(Text(format_cell(c)) for c in row))
+    notes = [Text(n) for n in steps.notes]
+    notes.append(Text(f"reduction {_reduction_text(result)} = {_value_text(result)}"))
+    return Group(table, *notes)
+
+
+def print_whole(renderables: list, stream) -> None:
+    """Print Rich renderables literally (no markup, no emoji). Piped, the output is as wide as
+    the widest renderable, so no cell wraps or is cut at 80 columns."""
+    from rich.console import Console
+
+    console = Console(file=stream, emoji=False, markup=False, highlight=False)
+    if not console.is_terminal:
+        measuring = Console(file=stream, width=1_000_000)
+        width = max(measuring.measure(r).maximum for r in renderables)
+        console = Console(
+            file=stream, emoji=False, markup=False, highlight=False, width=max(width, 40)
+        )
+    for renderable in renderables:
+        console.print(renderable)
+
+
+def print_table(result: Result, per_sample: bool, limit: int, stream) -> None:
+    """Print the table output of ``result``."""
+    print_whole(build_tables(result, per_sample, limit), stream)

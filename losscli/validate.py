@@ -1,0 +1,195 @@
+"""Checks on the CPU, in NumPy, that run before torch sees any input.
+
+Each loss's ``prepare`` function uses these helpers to turn the arrays as read into the
+arrays torch needs, raising InputError or OptionError with a message that names the input,
+the place and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from losscli.errors import InputError, OptionError
+from losscli.io import InputArray, read_input
+
+
+@dataclass
+class Context:
+    """What validation needs besides the inputs: user choices and the warnings it collects."""
+
+    reduction: str = "mean"
+    allow_nonfinite: bool = False
+    classes: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+@dataclass
+class Prepared:
+    """Inputs ready for torch (float arrays, int64 indices), and how the targets were read."""
+
+    arrays: dict[str, np.ndarray]
+    options: dict[str, Any]
+    targets_kind: str | None = None
+    # Array options that follow the rows of the inputs (sliced with them into chunks).
+    row_options: set[str] = field(default_factory=set)
+
+
+def describe(name: str, inp: InputArray) -> str:
+    return f"{name} ({inp.source})"
+
+
+def check_finite(name: str, inp: InputArray, ctx: Context) -> None:
+    """Refuse NaN/inf (count and first position), or warn when --allow-nonfinite is set."""
+    array = inp.array
+    if array.dtype.kind != "f":
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    first = inp.where(tuple(bad[0]))
+    message = f"{describe(name, inp)}: {len(bad)} NaN/inf value(s), first at {first}"
+    if not ctx.allow_nonfinite:
+        raise InputError(message + "; fix the data or pass --allow-nonfinite")
+    ctx.warn(message + "; let through by --allow-nonfinite")
+
+
+def same_shape(
+    first: tuple[str, InputArray], second: tuple[str, InputArray], accepts: str, ctx: Context
+) -> np.ndarray:
+    """``second``'s array in ``first``'s shape; (N,1) and (N,) count as the same, with a warning."""
+    (name_a, a), (name_b, b) = first, second
+    if a.array.shape == b.array.shape:
+        return b.array
+    shapes = {a.array.shape, b.array.shape}
+    n = a.array.shape[0] if a.array.ndim else None
+    if a.array.ndim and shapes == {(n,), (n, 1)}:
+        ctx.warn(
+            f"{name_b} shape {list(b.array.shape)} treated as {list(a.array.shape)} to match "
+            f"{name_a}"
+        )
+        return b.array.reshape(a.array.shape)
+    raise InputError(
+        f"shapes do not match: {describe(name_a, a)} is {list(a.array.shape)}, "
+        f"{describe(name_b, b)} is {list(b.array.shape)}; {accepts}"
+    )
+
+
+def class_indices(
+    name: str,
+    inp: InputArray,
+    num_classes: int,
+    ctx: Context,
+    ignore_index: int | None = None,
+    class_names: list[str] | None = None,
+) -> np.ndarray:
+    """Targets as int64 class indices in [0, num_classes), or ``ignore_index``.
+
+    Names are mapped through ``--classes`` or, failing that, ``class_names`` (the
+    predictions' header); integral floats such as ``3.0`` are accepted.
+    """
+    array = inp.array
+    valid = f"valid: 0..{num_classes - 1}" + (
+        f" or the ignore index {ignore_index}" if ignore_index is not None else ""
+    )
+    if array.dtype.kind in "OUS":
+        array = _names_to_indices(name, inp, ctx.classes or class_names)
+    elif array.dtype.kind == "f":
+        integral = np.equal(np.floor(array), array)
+        if not integral.all():
+            where = tuple(np.argwhere(~integral)[0])
+            raise InputError(
+                f"{inp.where(where)}: {name} value {array[where]!r} is not a class index "
+                f"(an integer); {valid}"
+            )
+    indices = np.asarray(array).astype(np.int64)
+    bad = (indices < 0) | (indices >= num_classes)
+    if ignore_index is not None:
+        bad &= indices != ignore_index
+    if bad.any():
+        where = tuple(np.argwhere(bad)[0])
+        raise InputError(
+            f"{inp.where(where)}: class index {indices[where]} is out of range; {valid}"
+        )
+    return indices
+
+
+def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np.ndarray:
+    cells = inp.array.astype(str)
+    numeric = np.char.strip(cells)
+    lookup = {c: i for i, c in enumerate(known or [])}
+    out = np.empty(cells.shape, dtype=np.float64)
+    for index, cell in np.ndenumerate(numeric):
+        if cell in lookup:
+            out[index] = lookup[cell]
+            continue
+        try:
+            out[index] = float(cell)
+        except ValueError:
+            if not known:
+                raise InputError(
+                    f"{inp.where(index)}: {name} {cell!r} is a class name, but no classes are "
+                    "known; pass --classes a,b,c or give the predictions a header of class names"
+                ) from None
+            raise InputError(
+                f"{inp.where(index)}: class name {cell!r} is not a known class; known: "
+                f"{', '.join(known)}"
+            ) from None
+    if not np.equal(np.floor(out), out).all():
+        where = tuple(np.argwhere(np.floor(out) != out)[0])
+        raise InputError(f"{inp.where(where)}: {name} value {out[where]!r} is not a class index")
+    return out
+
+
+def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
+    """Refuse values outside [0, 1], naming the first offending row."""
+    array = inp.array
+    outside = (array < 0) | (array > 1)
+    if outside.any():
+        where = tuple(np.argwhere(outside)[0])
+        raise InputError(
+            f"{inp.where(where)}: {name} value {array[where]!r} is outside [0, 1]; {hint}"
+        )
+
+
+def option_in_range(option: str, value: float, low: float, high: float | None = None) -> None:
+    """Refuse an option outside torch's domain, naming the valid range."""
+    if value < low or (high is not None and value > high) or np.isnan(value):
+        valid = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise OptionError(f"{option} {value} is out of range; valid: {valid}")
+
+
+def float_vector(option: str, value: Any) -> np.ndarray | None:
+    """A --weight style option: a comma-separated list, a file path, or an array-like."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            vector = np.array([float(v) for v in value.split(",")], dtype=np.float64)
+        except ValueError:
+            if not Path(value).exists():
+                raise OptionError(
+                    f"{option} {value!r} is neither a comma-separated list of numbers "
+                    "nor an existing file"
+                ) from None
+            vector = np.asarray(read_input(value).array, dtype=np.float64).ravel()
+    else:
+        vector = np.asarray(value, dtype=np.float64).ravel()
+    if not np.isfinite(vector).all():
+        raise OptionError(f"{option} has NaN or inf entries")
+    return vector
+
+
+def vector_length(option: str, vector: np.ndarray | None, expected: int, what: str) -> None:
+    """Refuse a --weight whose length is not the number of classes."""
+    if vector is not None and len(vector) != expected:
+        raise OptionError(
+            f"{option} has {len(vector)} entries, but the predictions have {expected} {what}"
+        )

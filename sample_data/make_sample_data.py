@@ -1,0 +1,68 @@
+"""Regenerate the files in sample_data/ (deterministic): python sample_data/make_sample_data.py"""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).parent
+
+
+def save_csv(name, array, header=None, fmt="%.6f"):
+    text_header = ",".join(header) if header else ""
+    np.savetxt(HERE / name, array, delimiter=",", fmt=fmt, header=text_header, comments="")
+
+
+def log_softmax(x):
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def main():
+    rng = np.random.default_rng(7)
+    # Multi-class: 10 samples, 5 classes.
+    logits = np.round(rng.normal(0, 1.5, size=(10, 5)), 6)
+    labels = rng.integers(0, 5, size=10)
+    save_csv("logits.csv", logits)
+    save_csv("labels.csv", labels, fmt="%d")
+    np.save(HERE / "logits.npy", logits.astype(np.float32))
+    np.save(HERE / "labels.npy", labels.astype(np.int64))
+    probs = rng.dirichlet(np.ones(5), size=10)
+    save_csv("target_probs.csv", probs, fmt="%.8f")
+    log_probs = np.round(log_softmax(logits), 6)
+    save_csv("log_probs.csv", log_probs)
+    np.save(HERE / "log_probs.npy", log_probs.astype(np.float32))
+    # Segmentation-style K-dimensional input: (N, C, d1) logits and (N, d1) labels.
+    np.save(HERE / "seg_logits.npy", rng.normal(size=(4, 3, 6)).astype(np.float32))
+    np.save(HERE / "seg_labels.npy", rng.integers(0, 3, size=(4, 6)).astype(np.int64))
+    # Class names: predictions whose header names the classes, targets given as names.
+    names = ["cat", "dog", "bird"]
+    scores = np.round(rng.normal(size=(8, 3)), 6)
+    save_csv("scores_named.csv", scores, header=names)
+    (HERE / "labels_named.csv").write_text(
+        "\n".join(names[i] for i in rng.integers(0, 3, size=8)) + "\n"
+    )
+    # Regression: (10, 3) predictions and targets.
+    y_true = np.round(rng.normal(size=(10, 3)), 6)
+    y_pred = np.round(y_true + rng.normal(0, 0.5, size=(10, 3)), 6)
+    save_csv("y_pred.csv", y_pred)
+    save_csv("y_true.csv", y_true)
+    np.save(HERE / "y_pred.npy", y_pred.astype(np.float32))
+    np.save(HERE / "y_true.npy", y_true.astype(np.float32))
+    # Binary / multi-label: probabilities and 0/1 targets, (10, 4).
+    bce_probs = np.round(1 / (1 + np.exp(-rng.normal(size=(10, 4)))), 6)
+    bce_targets = rng.integers(0, 2, size=(10, 4))
+    save_csv("bce_probs.csv", bce_probs)
+    save_csv("bce_targets.csv", bce_targets, fmt="%d")
+    np.save(HERE / "bce_probs.npy", bce_probs.astype(np.float32))
+    np.save(HERE / "bce_targets.npy", bce_targets.astype(np.float32))
+    # Single-file mode: one table with y (target) and y_hat (prediction) columns.
+    y = np.round(rng.normal(size=12), 6)
+    y_hat = np.round(y + rng.normal(0, 0.3, size=12), 6)
+    save_csv("table.csv", np.column_stack([y, y_hat]), header=["y", "y_hat"])
+    pq.write_table(pa.table({"y": y, "y_hat": y_hat}), HERE / "table.parquet")
+
+
+if __name__ == "__main__":
+    main()
