@@ -213,11 +213,13 @@ def gradient_summary(gradient: np.ndarray, block: int = 1 << 20) -> dict:
     flat = gradient.reshape(-1)
     squares = total = 0.0
     low, high = math.inf, -math.inf
-    for start in range(0, flat.size, block):
-        part = flat[start : start + block].astype(np.float64)
-        squares += float(np.dot(part, part))
-        total += float(part.sum())
-        low, high = min(low, float(part.min())), max(high, float(part.max()))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, flat.size, block):
+            part = flat[start : start + block].astype(np.float64)
+            squares += float(np.dot(part, part))
+            total += float(part.sum())
+            low = float(np.minimum(low, part.min()))  # NaN propagates, as it should
+            high = float(np.maximum(high, part.max()))
     count = flat.size
     return {
         "shape": list(gradient.shape),

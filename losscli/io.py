@@ -14,6 +14,7 @@ import io
 import os
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def _read_npy(raw: bytes | Path, label: str) -> np.ndarray:
         else:
             array = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as error:
-        if "pickle" in str(error):
+        if "pickle" in str(error) or "Python objects" in str(error):
             raise InputError(
                 f"{label}: not a safe NPY file: it holds pickled Python objects"
             ) from None
@@ -214,7 +215,7 @@ def _read_npy(raw: bytes | Path, label: str) -> np.ndarray:
 def _read_npz(raw: bytes | Path, label: str, key: str | None) -> np.ndarray:
     try:
         archive = np.load(raw if isinstance(raw, Path) else io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise _invalid(label, "NPZ", error) from None
     if not hasattr(archive, "files"):
         raise _invalid(label, "NPZ")

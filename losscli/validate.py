@@ -41,6 +41,11 @@ class Prepared:
     row_options: set[str] = field(default_factory=set)
 
 
+def shown(value) -> str:
+    """A value from an array as the user wrote it (``2.0``, not ``np.float64(2.0)``)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def describe(name: str, inp: InputArray) -> str:
     return f"{name} ({inp.source})"
 
@@ -106,7 +111,7 @@ def class_indices(
         if not integral.all():
             where = tuple(np.argwhere(~integral)[0])
             raise InputError(
-                f"{inp.where(where)}: {name} value {array[where]!r} is not a class index "
+                f"{inp.where(where)}: {name} value {shown(array[where])} is not a class index "
                 f"(an integer); {valid}"
             )
     indices = np.asarray(array).astype(np.int64)
@@ -144,7 +149,9 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
             ) from None
     if not np.equal(np.floor(out), out).all():
         where = tuple(np.argwhere(np.floor(out) != out)[0])
-        raise InputError(f"{inp.where(where)}: {name} value {out[where]!r} is not a class index")
+        raise InputError(
+            f"{inp.where(where)}: {name} value {shown(out[where])} is not a class index"
+        )
     return out
 
 
@@ -155,7 +162,7 @@ def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
     if outside.any():
         where = tuple(np.argwhere(outside)[0])
         raise InputError(
-            f"{inp.where(where)}: {name} value {array[where]!r} is outside [0, 1]; {hint}"
+            f"{inp.where(where)}: {name} value {shown(array[where])} is outside [0, 1]; {hint}"
         )
 
 

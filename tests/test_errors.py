@@ -1,0 +1,319 @@
+"""Every bad input of SPEC section 5: exit 2, one or two lines naming what is wrong, no traceback,
+nothing on stdout and no file written. Also exit codes 1, 70 and 130, and a closed stdout."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pty
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from losscli import cli
+from tests.conftest import ROOT, SAMPLE, assert_usage_error, run_cli, run_process
+
+LOGITS = str(SAMPLE / "logits.csv")
+LABELS = str(SAMPLE / "labels.csv")
+
+
+def test_missing_file_names_path_and_os_reason(tmp_path):
+    missing = tmp_path / "nope.csv"
+    assert_usage_error(run_cli("ce", missing, LABELS), str(missing), "No such file or directory")
+
+
+def test_directory_as_input(tmp_path):
+    assert_usage_error(run_cli("ce", tmp_path, LABELS), str(tmp_path), "Is a directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(files):
+    path = files.text("secret.csv", "1,2\n")
+    path.chmod(0)
+    assert_usage_error(run_cli("ce", path, LABELS), str(path), "Permission denied")
+
+
+def test_empty_input_and_header_only(files):
+    empty = files.text("empty.csv", "")
+    header = files.text("header.csv", "a,b,c\n")
+    assert_usage_error(run_cli("ce", empty, LABELS), str(empty), "no data rows")
+    assert_usage_error(run_cli("ce", header, LABELS), str(header), "no data rows")
+
+
+def test_non_numeric_cell_names_file_line_column_and_text(files):
+    path = files.text("bad.csv", "1,2\n3,oops\n")
+    assert_usage_error(run_cli("mse", path, path), str(path), "line 2, column 2", "'oops'")
+
+
+def test_empty_cell_is_not_read_as_nan(files):
+    path = files.text("hole.csv", "1,2\n3,\n")
+    assert_usage_error(run_cli("mse", path, path), "line 2, column 2", "empty cell")
+
+
+def test_ragged_row_names_line_and_column_counts(files):
+    path = files.text("ragged.csv", "1,2,3\n4,5\n")
+    assert_usage_error(
+        run_cli("mse", path, path), str(path), "line 2", "found 2 columns, expected 3"
+    )
+
+
+def test_corrupt_and_truncated_array_files(files, rng):
+    npy = files.npy("x.npy", rng.normal(size=(50, 4)))
+    npy.write_bytes(npy.read_bytes()[:150])
+    assert_usage_error(run_cli("mse", npy, npy), str(npy), "not a valid NPY file")
+    npz = files.text("x.npz", b"PK\x03\x04garbage")
+    assert_usage_error(run_cli("mse", npz, npz), str(npz), "not a valid NPZ file")
+    parquet = files.text("x.parquet", b"PAR1 not really")
+    assert_usage_error(run_cli("mse", parquet, parquet), str(parquet), "not a valid Parquet file")
+
+
+def test_pickled_object_array_is_refused_without_unpickling(files, tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([_Boom(str(marker))], dtype=object), allow_pickle=True)
+    assert_usage_error(run_cli("mse", path, path), str(path), "not a safe NPY file")
+    assert not marker.exists()
+    npz = tmp_path / "evil.npz"
+    np.savez(npz, x=np.array([{"a": 1}], dtype=object))
+    assert_usage_error(run_cli("mse", npz, npz), "not a safe NPZ file")
+
+
+class _Boom:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_npz_with_several_arrays_and_no_key_lists_keys(files):
+    path = files.npz("two.npz", logits=np.ones((2, 2)), labels=np.zeros(2))
+    assert_usage_error(run_cli("mse", path, path), "logits", "labels", ":KEY")
+
+
+def test_shape_mismatch_names_both_shapes_and_accepted(files):
+    a = files.csv("a.csv", np.ones((4, 3)))
+    b = files.csv("b.csv", np.ones((4, 2)))
+    assert_usage_error(run_cli("mse", a, b), "[4, 3]", "[4, 2]", "same shape")
+    labels = files.csv("l.csv", np.zeros(5))
+    assert_usage_error(run_cli("ce", a, labels), "[4, 3]", "[5]", "(N,C)")
+
+
+def test_n_by_1_against_n_is_treated_as_one_shape_with_warning(files, rng):
+    a = files.npy("a.npy", rng.normal(size=(6, 1)))
+    b = files.npy("b.npy", rng.normal(size=6))
+    out = run_cli("mse", a, b, "-f", "value")
+    assert out.exit_code == 0
+    assert "treated as [6, 1]" in out.stderr
+    expected = np.mean((np.load(a)[:, 0] - np.load(b)) ** 2)
+    assert float(out.stdout) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("labels", "fragments"),
+    [
+        ("0\n1\n7\n", ["row 3 (line 3)", "class index 7", "0..4"]),
+        ("0\n-2\n1\n", ["row 2 (line 2)", "class index -2", "ignore index -100"]),
+        ("0\n1.5\n1\n", ["row 2 (line 2)", "1.5", "not a class index"]),
+    ],
+)
+def test_bad_class_index_names_file_row_value_and_range(files, labels, fragments):
+    logits = files.csv("x.csv", np.zeros((3, 5)))
+    path = files.text("y.csv", labels)
+    assert_usage_error(run_cli("ce", logits, path), str(path), *fragments)
+
+
+def test_bad_class_index_in_npy_is_refused(files):
+    logits = files.npy("x.npy", np.zeros((3, 4), dtype=np.float32))
+    labels = files.npy("y.npy", np.array([0, 4, 1]))
+    assert_usage_error(run_cli("nll", logits, labels), "row 2", "class index 4", "0..3")
+
+
+def test_unknown_class_name_lists_known_classes(files):
+    labels = files.text("names.csv", "cat\nemu\n")
+    logits = files.text("scores.csv", "cat,dog,bird\n1,2,3\n4,5,6\n")
+    assert_usage_error(run_cli("ce", logits, labels), "'emu'", "cat, dog, bird")
+    plain = files.csv("plain.csv", np.ones((2, 3)))
+    assert_usage_error(run_cli("ce", plain, labels), "no classes are known", "--classes")
+
+
+def test_class_names_through_classes_option(files):
+    labels = files.text("names.csv", "b\na\nc\n")
+    logits = files.csv("x.csv", np.eye(3))
+    by_name = run_cli("ce", logits, labels, "--classes", "a,b,c", "-f", "value")
+    by_index = run_cli("ce", logits, files.text("i.csv", "1\n0\n2\n"), "-f", "value")
+    assert by_name.exit_code == 0, by_name.stderr
+    assert by_name.stdout == by_index.stdout
+
+
+def test_bce_out_of_range_suggests_bce_logits(files):
+    preds = files.text("p.csv", "0.5\n1.7\n")
+    targets = files.text("y.csv", "1\n0\n")
+    assert_usage_error(run_cli("bce", preds, targets), "row 2", "1.7", "[0, 1]", "bce-logits")
+    bad_targets = files.text("y2.csv", "1\n2\n")
+    good = files.text("p2.csv", "0.5\n0.5\n")
+    assert_usage_error(run_cli("bce", good, bad_targets), "row 2", "target value 2.0")
+
+
+def test_nan_and_inf_are_counted_and_located(files):
+    preds = files.text("p.csv", "1,2\nnan,3\n4,inf\n")
+    targets = files.text("y.csv", "1,2\n3,4\n5,6\n")
+    out = run_cli("mse", preds, targets)
+    assert_usage_error(out, "2 NaN/inf", "row 2 (line 2, column 1)", "--allow-nonfinite")
+    allowed = run_cli("mse", preds, targets, "--allow-nonfinite", "-f", "json")
+    assert allowed.exit_code == 0
+    assert "let through by --allow-nonfinite" in allowed.stderr
+    assert '"value": null' in allowed.stdout
+    assert "NaN or inf values are written as null" in allowed.stdout
+
+
+def test_weight_length_must_match_classes():
+    out = run_cli("ce", LOGITS, LABELS, "--weight", "1,2,3")
+    assert_usage_error(out, "--weight has 3 entries", "5 classes")
+
+
+def test_two_inputs_from_stdin_are_refused():
+    assert_usage_error(run_cli("mse", "-", "-", input="1\n"), "only one input", "stdin")
+
+
+def test_dash_while_stdin_is_a_terminal():
+    main, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "losscli", "ce", "-", LABELS],
+            stdin=secondary,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        os.close(main)
+        os.close(secondary)
+    assert done.returncode == 2
+    assert b"stdin is a terminal" in done.stderr
+    assert done.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("device", "fragment"),
+    [("cuda", "not available"), ("cuda:7", "cuda:7"), ("tpu", "not a device name")],
+)
+def test_unavailable_device_names_what_the_build_has(device, fragment):
+    import torch
+
+    if torch.cuda.is_available() and device == "cuda":
+        pytest.skip("this machine has CUDA")
+    out = run_cli("ce", LOGITS, LABELS, "--device", device)
+    assert_usage_error(out, fragment, "this torch build")
+
+
+def test_device_from_environment_variable(monkeypatch):
+    monkeypatch.setenv("LOSSCLI_DEVICE", "tpu")
+    assert_usage_error(run_cli("ce", LOGITS, LABELS), "'tpu'")
+
+
+def test_grad_out_refused_before_any_computation(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("inputs were read")
+
+    monkeypatch.setattr(cli, "read_inputs", fail)
+    assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", LOGITS), "also an input")
+    missing = tmp_path / "no" / "such" / "g.npy"
+    assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", missing), "does not exist")
+    assert_usage_error(
+        run_cli("ce", LOGITS, LABELS, "--grad-out", tmp_path / "g.xls"), "unknown extension"
+    )
+    assert_usage_error(
+        run_cli("ce", LOGITS, LABELS, "--no-grad", "--grad-out", tmp_path / "g.npy"), "--no-grad"
+    )
+
+
+def test_no_gradient_file_after_bad_input(files, tmp_path):
+    labels = files.text("y.csv", "0\n9\n")
+    logits = files.csv("x.csv", np.zeros((2, 3)))
+    out_path = tmp_path / "g.npy"
+    assert_usage_error(run_cli("ce", logits, labels, "--grad-out", out_path), "class index 9")
+    assert not out_path.exists()
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_unknown_column_names_available_columns():
+    out = run_cli("mse", SAMPLE / "table.csv", "--pred-cols", "yhat", "--target-cols", "y")
+    assert_usage_error(out, "'yhat'", "y, y_hat")
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_label_smoothing_outside_unit_interval(value):
+    out = run_cli("ce", LOGITS, LABELS, "--label-smoothing", value)
+    assert_usage_error(out, "--label-smoothing", value, "[0.0, 1.0]")
+
+
+def test_typer_rejected_option_exits_2():
+    out = run_cli("ce", LOGITS, LABELS, "--reduction", "median")
+    assert out.exit_code == 2
+    assert out.stdout == ""
+
+
+def test_wrong_number_of_inputs():
+    assert_usage_error(run_cli("ce", LOGITS), "takes 2 input(s)")
+
+
+def test_internal_error_is_one_line_exit_70_and_debug_shows_traceback(monkeypatch):
+    from losscli import engine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(engine, "run", broken)
+    out = run_cli("ce", LOGITS, LABELS)
+    assert out.exit_code == 70
+    assert out.stdout == ""
+    assert "internal error" in out.stderr and "--debug" in out.stderr
+    assert "Traceback" not in out.stderr
+    debug = run_cli("ce", LOGITS, LABELS, "--debug")
+    assert debug.exit_code == 70
+    assert "Traceback" in debug.stderr and "ZeroDivisionError: boom" in debug.stderr
+
+
+def test_interrupt_exits_130_without_traceback(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "read_inputs", interrupted)
+    out = run_cli("ce", LOGITS, LABELS)
+    assert out.exit_code == 130
+    assert "Traceback" not in out.stderr
+    assert out.stdout == ""
+
+
+def test_fail_above_and_below_exit_1_and_still_print():
+    value = float(run_cli("ce", LOGITS, LABELS, "-f", "value").stdout)
+    above = run_cli("ce", LOGITS, LABELS, "-f", "value", "--fail-above", str(value - 0.1))
+    assert above.exit_code == 1
+    assert float(above.stdout) == value
+    assert run_cli("ce", LOGITS, LABELS, "--fail-above", str(value + 0.1)).exit_code == 0
+    assert run_cli("ce", LOGITS, LABELS, "--fail-below", str(value + 0.1)).exit_code == 1
+    assert run_cli("ce", LOGITS, LABELS, "--fail-below", str(value - 0.1)).exit_code == 0
+
+
+def test_closed_stdout_ends_quietly(tmp_path, rng):
+    preds = tmp_path / "p.npy"
+    np.save(preds, rng.normal(size=(20000, 4)).astype(np.float32))
+    command = f"{sys.executable} -m losscli mse {preds} {preds} -r none -f value | head -c 10"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, cwd=ROOT, timeout=120)
+    assert done.stdout.startswith(b"0.0")
+    assert done.stderr == b""
+
+
+def test_pickle_module_is_not_needed_for_safe_files():
+    assert pickle  # the pickled fixture above is built with it; reading never unpickles
+
+
+def test_real_process_bad_input_has_no_traceback(files):
+    bad = files.text("bad.csv", "1,x\n")
+    done = run_process("mse", bad, bad)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert b"Traceback" not in done.stderr
