@@ -1,0 +1,294 @@
+"""The command line: output formats, options, --grad-out, --per-sample, --steps, warnings,
+meta commands, and a registry walk that keeps commands, list, explain, README and sample data
+from drifting apart."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import numpy as np
+import pytest
+
+from losscli.registry import all_specs
+from tests import reference as ref
+from tests.conftest import ROOT, SAMPLE, run_cli, run_process
+
+LOGITS = str(SAMPLE / "logits.csv")
+LABELS = str(SAMPLE / "labels.csv")
+README = (ROOT / "README.md").read_text()
+
+
+def sample_logits():
+    return np.loadtxt(LOGITS, delimiter=","), np.loadtxt(LABELS).astype(int)
+
+
+def test_table_output_shows_value_inputs_and_gradient():
+    out = run_cli("ce", LOGITS, LABELS)
+    assert out.exit_code == 0, out.stderr
+    x, y = sample_logits()
+    value = float(re.search(r"value\s+(\S+)", out.stdout).group(1))
+    assert value == pytest.approx(ref.cross_entropy(x, y), rel=1e-6)
+    for text in (
+        "CrossEntropyLoss",
+        "mean",
+        "cpu",
+        "float32",
+        "[10, 5]",
+        "class indices",
+        "gradient",
+        "L2 norm",
+        "labels.csv",
+    ):
+        assert text in out.stdout, text
+
+
+def test_piped_table_is_not_cut_at_80_columns(tmp_path):
+    long_dir = tmp_path / ("a_very_long_folder_name_" * 4)
+    long_dir.mkdir()
+    logits = long_dir / "logits.csv"
+    logits.write_bytes((SAMPLE / "logits.csv").read_bytes())
+    done = run_process("ce", logits, LABELS, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
+    text = done.stdout.decode()
+    assert str(logits) in text
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) > 80
+
+
+def test_file_names_are_printed_literally(tmp_path):
+    path = tmp_path / "[bold red]x :smile:.csv"
+    path.write_bytes((SAMPLE / "logits.csv").read_bytes())
+    out = run_cli("ce", path, LABELS)
+    assert out.exit_code == 0
+    assert "[bold red]x :smile:.csv" in out.stdout
+
+
+def test_json_output_matches_spec_shape():
+    out = run_cli("ce", LOGITS, LABELS, "-f", "json")
+    data = json.loads(out.stdout)
+    x, y = sample_logits()
+    assert data["loss"] == "ce" and data["torch"] == "CrossEntropyLoss"
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-6)
+    assert data["inputs"] == {
+        "predictions": {"source": LOGITS, "shape": [10, 5]},
+        "targets": {"source": LABELS, "shape": [10]},
+    }
+    grad = ref.cross_entropy_grad(x, y)
+    assert data["gradient"]["predictions"]["norm"] == pytest.approx(np.linalg.norm(grad), rel=1e-5)
+    assert data["warnings"] == []
+    assert out.stderr == ""
+
+
+def test_value_output_is_repr_and_none_prints_one_per_line():
+    out = run_cli("ce", LOGITS, LABELS, "-f", "value")
+    assert out.stdout == repr(float(out.stdout)) + "\n"
+    none = run_cli("ce", LOGITS, LABELS, "-f", "value", "-r", "none")
+    x, y = sample_logits()
+    values = [float(v) for v in none.stdout.split()]
+    np.testing.assert_allclose(values, ref.cross_entropy(x, y, reduction="none"), rtol=1e-6)
+
+
+def test_json_none_reduction_keeps_per_element_shape():
+    out = run_cli("mse", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "-r", "none", "-f", "json")
+    data = json.loads(out.stdout)
+    assert np.shape(data["value"]) == (10, 3)
+
+
+def test_no_grad_json_gradient_is_null():
+    data = json.loads(run_cli("ce", LOGITS, LABELS, "--no-grad", "-f", "json").stdout)
+    assert data["gradient"] is None
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".tsv", ".txt", ".parquet"])
+def test_grad_out_writes_gradient_of_first_input(tmp_path, suffix):
+    path = tmp_path / f"grad{suffix}"
+    out = run_cli("ce", LOGITS, LABELS, "--grad-out", path, "-f", "value")
+    assert out.exit_code == 0, out.stderr
+    from losscli.io import read_input
+
+    x, y = sample_logits()
+    np.testing.assert_allclose(
+        read_input(str(path)).array, ref.cross_entropy_grad(x, y), rtol=1e-5, atol=1e-7
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_grad_out_k_dimensional_needs_npy(tmp_path):
+    out = run_cli(
+        "ce", SAMPLE / "seg_logits.npy", SAMPLE / "seg_labels.npy", "--grad-out", tmp_path / "g.csv"
+    )
+    assert out.exit_code == 2
+    assert ".npy" in out.stderr
+    ok = run_cli(
+        "ce", SAMPLE / "seg_logits.npy", SAMPLE / "seg_labels.npy", "--grad-out", tmp_path / "g.npy"
+    )
+    assert ok.exit_code == 0
+    assert np.load(tmp_path / "g.npy").shape == (4, 3, 6)
+
+
+def test_per_sample_lists_first_limit_rows():
+    out = run_cli("ce", LOGITS, LABELS, "--per-sample", "--limit", "4")
+    x, y = sample_logits()
+    per = ref.cross_entropy(x, y, reduction="none")
+    section = out.stdout.split("per-sample loss")[1]
+    rows = re.findall(r"^\s+(\d+)\s+(\S+)\s*$", section, re.M)
+    assert [int(r) for r, _ in rows] == [1, 2, 3, 4]
+    np.testing.assert_allclose([float(v) for _, v in rows], per[:4], rtol=1e-5)
+    assert "first 4 of 10" in out.stdout
+
+
+def _steps_rows(stdout: str):
+    section = stdout.split("steps")[-1]
+    return [line.split() for line in section.splitlines() if re.match(r"^\s+\d+\s", line)]
+
+
+@pytest.mark.parametrize(
+    ("args", "loss_fn"),
+    [
+        (["ce", LOGITS, LABELS], lambda: ref.cross_entropy(*sample_logits(), reduction="none")),
+        (
+            ["nll", str(SAMPLE / "log_probs.csv"), LABELS],
+            lambda: ref.nll(
+                np.loadtxt(SAMPLE / "log_probs.csv", delimiter=","),
+                np.loadtxt(LABELS).astype(int),
+                reduction="none",
+            ),
+        ),
+        (
+            ["mse", str(SAMPLE / "y_pred.csv"), str(SAMPLE / "y_true.csv")],
+            lambda: ref.mse(
+                np.loadtxt(SAMPLE / "y_pred.csv", delimiter=","),
+                np.loadtxt(SAMPLE / "y_true.csv", delimiter=","),
+                "none",
+            ).ravel(),
+        ),
+        (
+            ["l1", str(SAMPLE / "y_pred.csv"), str(SAMPLE / "y_true.csv")],
+            lambda: ref.l1(
+                np.loadtxt(SAMPLE / "y_pred.csv", delimiter=","),
+                np.loadtxt(SAMPLE / "y_true.csv", delimiter=","),
+                "none",
+            ).ravel(),
+        ),
+        (
+            ["bce", str(SAMPLE / "bce_probs.csv"), str(SAMPLE / "bce_targets.csv")],
+            lambda: ref.bce(
+                np.loadtxt(SAMPLE / "bce_probs.csv", delimiter=","),
+                np.loadtxt(SAMPLE / "bce_targets.csv", delimiter=","),
+                reduction="none",
+            ).ravel(),
+        ),
+    ],
+)
+def test_steps_end_in_each_samples_loss(args, loss_fn):
+    out = run_cli(*args, "--steps", "--limit", "5")
+    assert out.exit_code == 0, out.stderr
+    rows = _steps_rows(out.stdout)
+    assert len(rows) == 5
+    np.testing.assert_allclose([float(r[-1]) for r in rows], loss_fn()[:5], rtol=1e-5)
+    assert "reduction mean: sum" in out.stdout
+
+
+def test_ce_steps_show_softmax_target_probability_and_weight():
+    out = run_cli(
+        "ce",
+        LOGITS,
+        LABELS,
+        "--steps",
+        "--limit",
+        "2",
+        "--weight",
+        "1,2,3,4,5",
+        "--label-smoothing",
+        "0.1",
+    )
+    header = next(line for line in out.stdout.splitlines() if "softmax p" in line)
+    for column in ("logits", "p[target]", "-log p[target]", "w[target]", "smoothing term", "loss"):
+        assert column in header
+    assert "label smoothing 0.1" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (["ce", str(SAMPLE / "target_probs.csv"), LABELS], "look like probabilities"),
+        (["nll", LOGITS, LABELS], "not log-probabilities"),
+        (["ce", LOGITS, str(SAMPLE / "logits.csv")], "do not sum to 1"),
+    ],
+)
+def test_guidance_warnings_go_to_stderr_and_json(args, warning):
+    out = run_cli(*args, "-f", "json")
+    assert out.exit_code == 0
+    assert warning in out.stderr
+    assert any(warning in w for w in json.loads(out.stdout)["warnings"])
+    quiet = run_cli(*args, "-f", "json", "-q")
+    assert quiet.stderr == ""
+    assert any(warning in w for w in json.loads(quiet.stdout)["warnings"])
+
+
+def test_every_target_ignored_warns_and_value_is_nan(files):
+    labels = files.text("y.csv", "-100\n-100\n")
+    logits = files.csv("x.csv", np.zeros((2, 3)))
+    out = run_cli("ce", logits, labels, "-f", "json")
+    assert "every target (2 of 2)" in out.stderr
+    assert json.loads(out.stdout)["value"] is None
+    assert run_cli("ce", logits, labels, "-f", "value", "-q").stdout == "nan\n"
+    assert run_cli("ce", logits, labels, "--fail-above", "10", "-q").exit_code == 1
+
+
+def test_version_and_python_dash_m():
+    from losscli import __version__
+
+    assert run_cli("--version").stdout.strip() == f"losscli {__version__}"
+    done = run_process("--version")
+    assert done.returncode == 0 and done.stdout.decode().strip() == f"losscli {__version__}"
+
+
+def test_shell_completion_is_offered():
+    out = run_cli("--help")
+    assert "--install-completion" in out.stdout
+    assert "--show-completion" in out.stdout
+
+
+@pytest.mark.parametrize("name", list(all_specs()))
+def test_every_command_help_has_an_example(name):
+    spec = all_specs()[name]
+    out = run_cli(name, "--help")
+    assert out.exit_code == 0
+    assert spec.torch_class in out.stdout
+    assert "Example:" in out.stdout
+    for alias in spec.aliases:
+        assert spec.torch_class in run_cli(alias, "--help").stdout
+
+
+@pytest.mark.parametrize("name", list(all_specs()))
+def test_registry_walk_keeps_commands_list_explain_readme_and_samples_in_step(name):
+    spec = all_specs()[name]
+    listing = run_cli("list").stdout
+    assert re.search(rf"^\s+{re.escape(name)}\s", listing, re.M)
+    assert spec.torch_class in listing
+    explained = run_cli("explain", name)
+    assert explained.exit_code == 0
+    for part in ("Formula", "Inputs, in order", "Steps", "Common mistakes", spec.example):
+        assert part in explained.stdout
+    assert spec.example in README, f"README lacks the example for {name}"
+    argv = shlex.split(spec.example)
+    for arg in argv[2:]:
+        if arg.startswith("sample_data/"):
+            assert (ROOT / arg).exists(), arg
+    example = run_process(*argv[1:], "-f", "json")
+    assert example.returncode == 0, example.stderr
+    assert json.loads(example.stdout)["torch"] == spec.torch_class
+
+
+def test_explain_aliases_and_unknown_loss():
+    assert "CrossEntropyLoss" in run_cli("explain", "cross-entropy").stdout
+    out = run_cli("explain", "nope")
+    assert out.exit_code == 2
+    assert "unknown loss" in out.stderr
+
+
+def test_readme_holds_the_two_setup_commands_verbatim():
+    assert "pip install . && losscli ce sample_data/logits.csv sample_data/labels.csv" in README
+    assert "pip install -e '.[test]' && pytest" in README
