@@ -1,0 +1,185 @@
+"""Speed and memory of losscli against the scripts a user would otherwise write.
+
+Each case runs losscli and its baseline as separate processes, alternating, several times, and
+reports the ratio of median wall times (and of peak RSS where it matters). Nothing is a bare
+time: every figure is relative to a baseline measured in the same run.
+
+    python benchmarks/run.py            # every case
+    python benchmarks/run.py help small # chosen cases
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+BASE = HERE / "baselines"
+PY = sys.executable
+LOSSCLI = [PY, "-m", "losscli"]
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_mb: float
+
+
+def run_once(argv: list[str]) -> Run:
+    """Wall time and peak RSS of one child process (which must succeed)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{stderr}")
+    return Run(elapsed, usage.ru_maxrss / 1024)
+
+
+def compare(name: str, ours: list[str], baseline: list[str], repeats: int) -> dict:
+    """Alternate the two commands; medians of time, max of peak RSS."""
+    run_once(ours), run_once(baseline)  # warm the page cache and the import caches
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(run_once(ours))
+        b.append(run_once(baseline))
+    med_a = statistics.median(r.seconds for r in a)
+    med_b = statistics.median(r.seconds for r in b)
+    rss_a = max(r.max_rss_mb for r in a)
+    rss_b = max(r.max_rss_mb for r in b)
+    return {
+        "case": name,
+        "losscli_s": med_a,
+        "baseline_s": med_b,
+        "ratio": med_a / med_b,
+        "losscli_rss_mb": rss_a,
+        "baseline_rss_mb": rss_b,
+        "rss_ratio": rss_a / rss_b,
+    }
+
+
+def write_csv(path: Path, array: np.ndarray, fmt: str) -> None:
+    if not path.exists():
+        np.savetxt(path, array, delimiter=",", fmt=fmt)
+
+
+def make_data() -> None:
+    DATA.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(64, 5)).astype(np.float32)
+    write_csv(DATA / "small_logits.csv", small, "%.6f")
+    write_csv(DATA / "small_labels.csv", rng.integers(0, 5, 64), "%d")
+    big_path = DATA / "big_logits.npy"
+    if not big_path.exists():
+        big = rng.normal(size=(1_000_000, 10)).astype(np.float32)
+        np.save(big_path, big)
+        np.save(DATA / "big_labels.npy", rng.integers(0, 10, 1_000_000))
+    big = np.load(big_path)
+    write_csv(DATA / "big_logits.csv", big, "%.6f")
+    write_csv(DATA / "big_labels.csv", np.load(DATA / "big_labels.npy"), "%d")
+
+
+def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
+    """(target description, limit, result) for each chosen case."""
+    d = DATA
+    out = []
+    if not selected or "help" in selected:
+        r = compare(
+            "--help vs bare 20-command Typer app",
+            [*LOSSCLI, "--help"],
+            [PY, str(BASE / "typer_app.py"), "--help"],
+            15,
+        )
+        out.append(("time <= 1.3x", 1.3, r))
+    if not selected or "small" in selected:
+        ours = [
+            *LOSSCLI,
+            "ce",
+            str(d / "small_logits.csv"),
+            str(d / "small_labels.csv"),
+            "-f",
+            "value",
+        ]
+        base = [
+            PY,
+            str(BASE / "ce_loadtxt.py"),
+            str(d / "small_logits.csv"),
+            str(d / "small_labels.csv"),
+        ]
+        out.append(
+            ("time <= 1.15x", 1.15, compare("64x5 CSV ce vs np.loadtxt script", ours, base, 9))
+        )
+    if not selected or "csv" in selected:
+        ours = [*LOSSCLI, "ce", str(d / "big_logits.csv"), str(d / "big_labels.csv"), "-f", "value"]
+        loadtxt = [
+            PY,
+            str(BASE / "ce_loadtxt.py"),
+            str(d / "big_logits.csv"),
+            str(d / "big_labels.csv"),
+        ]
+        pandas = [
+            PY,
+            str(BASE / "ce_pandas.py"),
+            str(d / "big_logits.csv"),
+            str(d / "big_labels.csv"),
+        ]
+        out.append(
+            ("time <= 0.75x", 0.75, compare("1Mx10 CSV ce vs np.loadtxt script", ours, loadtxt, 3))
+        )
+        pandas_result = compare("1Mx10 CSV ce vs pandas script", ours, pandas, 5)
+        out.append(("time <= 1.0x", 1.0, pandas_result))
+        out.append(
+            (
+                "peak RSS <= 1.0x",
+                1.0,
+                {
+                    **pandas_result,
+                    "case": "1Mx10 CSV peak RSS vs pandas",
+                    "ratio": pandas_result["rss_ratio"],
+                },
+            )
+        )
+    if not selected or "npy" in selected:
+        ours = [*LOSSCLI, "ce", str(d / "big_logits.npy"), str(d / "big_labels.npy"), "-f", "value"]
+        base = [
+            PY,
+            str(BASE / "ce_npload.py"),
+            str(d / "big_logits.npy"),
+            str(d / "big_labels.npy"),
+        ]
+        out.append(("time <= 1.1x", 1.1, compare("1Mx10 NPY ce vs np.load script", ours, base, 7)))
+    return out
+
+
+def main() -> int:
+    selected = set(sys.argv[1:])
+    make_data()
+    results = cases(selected)
+    print(
+        f"{'case':44} {'target':18} {'ratio':>6} {'losscli':>10} {'baseline':>10} "
+        f"{'RSS MB':>15}  verdict"
+    )
+    failed = 0
+    for target, limit, r in results:
+        ok = r["ratio"] <= limit
+        failed += not ok
+        print(
+            f"{r['case']:44} {target:18} {r['ratio']:6.2f} {r['losscli_s']:9.3f}s "
+            f"{r['baseline_s']:9.3f}s {r['losscli_rss_mb']:7.0f}/{r['baseline_rss_mb']:<7.0f} "
+            f" {'ok' if ok else 'MISSED'}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
