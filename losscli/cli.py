@@ -161,8 +161,11 @@ def _input_sources(spec: LossSpec, sources: list[str], settings: Common) -> list
 
 def read_inputs(spec: LossSpec, sources: list[str], settings: Common) -> dict:
     """Read every input of ``spec`` from its source, stdin at most once."""
+    import numpy as np
+
     from losscli.io import parse_columns, read_input
 
+    float_dtype = np.float64 if settings.dtype == "float64" else np.float32
     stdin_data = None
     result = {}
     for position, (input_spec, source) in enumerate(zip(spec.inputs, sources)):
@@ -183,6 +186,7 @@ def read_inputs(spec: LossSpec, sources: list[str], settings: Common) -> dict:
             header=settings.header,
             columns=columns,
             allow_names=input_spec.role == INDEX,
+            float_dtype=float_dtype if input_spec.differentiable else None,
             stdin=stdin,
         )
     return result
@@ -236,8 +240,14 @@ def run_loss(spec: LossSpec, sources: list[str], options: dict, settings: Common
         from losscli.io import check_grad_out
 
         grad_out = check_grad_out(settings.grad_out, sources)
+    import numpy  # noqa: F401  (imported before torch starts loading beside the readers)
+
+    from losscli import engine
+
+    engine.preload_torch()
     started = time.perf_counter()
-    inputs = read_inputs(spec, sources, settings)
+    with _progress(settings, f"reading {', '.join(dict.fromkeys(sources))}"):
+        inputs = read_inputs(spec, sources, settings)
     read_s = time.perf_counter() - started
     first_float = spec.float_inputs[0]
     if grad_out is not None:
@@ -248,18 +258,20 @@ def run_loss(spec: LossSpec, sources: list[str], options: dict, settings: Common
     ctx = Context(
         reduction=settings.reduction, allow_nonfinite=settings.allow_nonfinite, classes=classes
     )
-    result = compute_inputs(
-        spec,
-        inputs,
-        options,
-        ctx,
-        device=settings.device,
-        dtype=settings.dtype,
-        grad=not settings.no_grad,
-        keep_rows=settings.limit if settings.per_sample and settings.format == "table" else 0,
-        steps_limit=settings.limit if settings.steps and settings.format == "table" else 0,
-        read_s=read_s,
-    )
+    table = settings.format == "table"
+    with _progress(settings, f"computing {spec.torch_class} on {settings.device}"):
+        result = compute_inputs(
+            spec,
+            inputs,
+            options,
+            ctx,
+            device=settings.device,
+            dtype=settings.dtype,
+            grad=not settings.no_grad,
+            keep_rows=settings.limit if settings.per_sample and table else 0,
+            steps_limit=settings.limit if settings.steps and table else 0,
+            read_s=read_s,
+        )
     if grad_out is not None:
         from losscli.io import write_array
 
@@ -269,6 +281,18 @@ def run_loss(spec: LossSpec, sources: list[str], options: dict, settings: Common
             _warn(message)
     _print_result(result, settings)
     return EXIT_GATE if _gate(result, settings) else 0
+
+
+def _progress(settings: Common, text: str):
+    """A transient spinner on stderr while a step runs, only where a person watches it."""
+    import contextlib
+
+    if settings.quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+    return console.status(text, spinner="dots")
 
 
 def _print_result(result, settings: Common) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from losscli.validate import Prepared
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 DEVICES_HELP = "cpu, cuda, cuda:N, mps or auto"
 # Elements of the widest input per chunk: bounds the memory autograd holds at once.
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -43,6 +44,20 @@ def import_torch():
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise DeviceError(f"cannot import torch ({error}); install PyTorch first") from None
     return torch
+
+
+def preload_torch() -> None:
+    """Start importing torch in a background thread, so that the second or so it takes
+    overlaps with reading the inputs (pyarrow and NumPy release the GIL while parsing).
+    ``import_torch`` later waits for it through Python's import lock."""
+    import contextlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the foreground import reports a broken torch
+            import torch  # noqa: F401
+
+    threading.Thread(target=load, name="losscli-import-torch", daemon=True).start()
 
 
 def available_devices(torch) -> list[str]:
@@ -109,9 +124,10 @@ def _to_tensor(torch, array: np.ndarray, device, dtype):
     if array.dtype.kind in "fb":
         host_dtype = np.float64 if dtype == torch.float64 else np.float32
         host = np.ascontiguousarray(array, dtype=host_dtype)
-        if not host.flags.writeable:  # memory-mapped input: torch wants a writable buffer
-            host = host.copy()
-        return torch.from_numpy(host).to(device=device, dtype=dtype)
+        with warnings.catch_warnings():
+            # A memory-mapped NPY is read-only; inputs are never written to, so share it.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(host).to(device=device, dtype=dtype)
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
 
 
@@ -148,11 +164,14 @@ def run(
     mean = reduction in ("mean", "batchmean")
     differentiable = [i.name for i in spec.inputs if i.differentiable] if grad else []
     grad_dtype = np.float64 if dtype == "float64" else np.float32
-    gradients = {n: np.empty(arrays[n].shape, dtype=grad_dtype) for n in differentiable}
+    chunks = _chunks(spec, prepared, chunk_elements)
+    gradients = {}
+    if len(chunks) > 1:
+        gradients = {n: np.empty(arrays[n].shape, dtype=grad_dtype) for n in differentiable}
     scale = spec.mean_scale(arrays, prepared.options) if mean and spec.mean_scale else None
     total, denominator, kept, kept_rows = 0.0, 0.0, [], 0
     with torch.set_grad_enabled(bool(differentiable)):
-        for rows in _chunks(spec, prepared, chunk_elements):
+        for rows in chunks:
             options = _option_tensors(torch, prepared, rows, torch_device, torch_dtype)
             loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
             chunk = {n: arrays[n][rows] for n in spec.input_names}
@@ -183,7 +202,10 @@ def run(
                 )
             for name in differentiable:
                 host = tensors[name].grad.to(torch.float64 if dtype == "float64" else torch.float32)
-                gradients[name][rows] = host.cpu().numpy()
+                if len(chunks) > 1:
+                    gradients[name][rows] = host.cpu().numpy()
+                else:
+                    gradients[name] = host.cpu().numpy()
             wanted = None if reduction == "none" else keep_rows - kept_rows
             if wanted is None or wanted > 0:
                 values = np.atleast_1d(elements.detach()[:wanted].double().cpu().numpy())

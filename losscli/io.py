@@ -44,13 +44,14 @@ LARGE_TEXT_BYTES = 1 << 20
 class TextOrigin:
     """Where the rows of a text input came from, to turn a data row into a line number."""
 
-    data: bytes
+    data: bytes | Path
     header: bool
 
     def line_of_row(self, row: int) -> int:
         """The 1-based line number of 0-based data row ``row`` (blank lines are skipped)."""
+        data = self.data.read_bytes() if isinstance(self.data, Path) else self.data
         seen = -1 if self.header else 0
-        for number, line in enumerate(self.data.splitlines(), start=1):
+        for number, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
                 continue
             if seen == row:
@@ -101,12 +102,15 @@ def read_input(
     header: bool | None = None,
     columns: list[str] | None = None,
     allow_names: bool = False,
+    float_dtype=None,
     stdin=None,
 ) -> InputArray:
     """Read one source (a path, ``path.npz:key`` or ``-``) into an InputArray.
 
     ``columns`` selects table columns by name or 0-based index (one column gives a 1-D array).
     ``allow_names`` keeps non-numeric text cells as strings (class names) instead of failing.
+    ``float_dtype`` lets the large-text reader parse straight into that dtype (the compute
+    dtype) instead of float64.
     """
     key = None
     if source == "-":
@@ -127,12 +131,9 @@ def read_input(
         else:
             path = Path(source)
         label = source
-        fmt = input_format or EXTENSIONS.get(path.suffix.lower()) or _sniff(_head(path, label))
-        if fmt in ("csv", "tsv", "txt"):
-            raw = _read_bytes(path, label)
-        else:
-            _head(path, label)
-            raw = path
+        head = _head(path, label)
+        fmt = input_format or EXTENSIONS.get(path.suffix.lower()) or _sniff(head)
+        raw = path
     if fmt == "npy":
         result = InputArray(label, _read_npy(raw, label))
     elif fmt == "npz":
@@ -142,7 +143,8 @@ def read_input(
     else:
         if fmt == "tsv" and delimiter is None:
             delimiter = "\t"
-        return _read_text(raw, label, delimiter, header, columns, allow_names)
+        text = _read_text(raw, label, delimiter, header, allow_names, float_dtype)
+        return _finish_text(text, columns, allow_names)
     if columns is not None:
         result = _select_array_columns(result, columns)
     if result.array.size == 0:
@@ -165,17 +167,10 @@ def _os_error(label: str, error: OSError) -> InputError:
     return InputError(f"{label}: cannot read: {reason}")
 
 
-def _head(path: Path, label: str) -> bytes:
+def _head(path: Path, label: str, size: int = 8) -> bytes:
     try:
         with open(path, "rb") as handle:
-            return handle.read(8)
-    except OSError as error:
-        raise _os_error(label, error) from None
-
-
-def _read_bytes(path: Path, label: str) -> bytes:
-    try:
-        return path.read_bytes()
+            return handle.read(size)
     except OSError as error:
         raise _os_error(label, error) from None
 
@@ -336,16 +331,23 @@ def _first_lines(text: str, count: int) -> list[str]:
     return lines
 
 
-def _read_text(
-    data: bytes,
-    label: str,
-    delimiter: str | None,
-    header: bool | None,
-    columns: list[str] | None,
-    allow_names: bool,
-) -> InputArray:
-    text = _decode(data, label)
-    head = _first_lines(text[:65536], 2)
+@dataclass
+class _ParsedText:
+    names: list[str] | None
+    array: np.ndarray
+    label: str
+    origin: TextOrigin
+
+
+def _read_text(raw, label, delimiter, header, allow_names, float_dtype) -> _ParsedText:
+    if isinstance(raw, Path):
+        head_bytes = _head(raw, label, 65536)
+        size = raw.stat().st_size
+    else:
+        head_bytes, size = raw[:65536], len(raw)
+    if size > len(head_bytes) and b"\n" in head_bytes:
+        head_bytes = head_bytes[: head_bytes.rindex(b"\n")]
+    head = _first_lines(_decode(head_bytes, label), 2)
     if not head:
         raise InputError(f"{label}: is empty; it has no data rows")
     if delimiter is None:
@@ -354,25 +356,23 @@ def _read_text(
         delimiter = "\t"
     if header is None:
         header = _has_header(_split_rows("\n".join(head), delimiter))
-    if len(data) > LARGE_TEXT_BYTES and delimiter is not None:
-        result = _read_text_arrow(data, label, delimiter, header, allow_names)
-        if result is not None:
-            return _finish_text(result, columns, data, header, allow_names)
-    parsed = _parse_text_python(text, label, delimiter, header, allow_names)
-    return _finish_text(parsed, columns, data, header, allow_names)
+    origin = TextOrigin(raw, header)
+    if size > LARGE_TEXT_BYTES and (delimiter is not None or len(head[0].split()) == 1):
+        width = len(_split_rows(head[0], delimiter)[0][1])
+        parsed = _read_text_arrow(raw, delimiter or ",", header, width, allow_names, float_dtype)
+        if parsed is not None:
+            names = _split_rows(head[0], delimiter)[0][1] if header else None
+            return _ParsedText(names, parsed, label, origin)
+    data = raw.read_bytes() if isinstance(raw, Path) else raw
+    names, array = _parse_text_python(_decode(data, label), label, delimiter, header, allow_names)
+    return _ParsedText(names, array, label, origin)
 
 
-def _finish_text(
-    parsed: tuple[list[str] | None, np.ndarray, str],
-    columns: list[str] | None,
-    data: bytes,
-    header: bool,
-    allow_names: bool,
-) -> InputArray:
-    names, array, label = parsed
-    result = InputArray(label, array, names, TextOrigin(data, header))
+def _finish_text(parsed: _ParsedText, columns: list[str] | None, allow_names: bool) -> InputArray:
+    array = parsed.array
+    result = InputArray(parsed.label, array, parsed.names, parsed.origin)
     if columns is not None:
-        indices = _column_indices(columns, names, array.shape[1], label)
+        indices = _column_indices(columns, parsed.names, array.shape[1], parsed.label)
         result = _with_columns(result, indices, columns)
     elif array.shape[1] == 1:
         result.array = array[:, 0]
@@ -412,7 +412,7 @@ def _parse_text_python(text, label, delimiter, header, allow_names):
         if len(cells) != width:
             raise InputError(f"{label}, line {line}: found {len(cells)} columns, expected {width}")
     try:
-        return names, np.array([[float(c) for c in r] for _, r in rows]), label
+        return names, np.array([[float(c) for c in r] for _, r in rows])
     except ValueError:
         pass
     if not allow_names:
@@ -425,36 +425,78 @@ def _parse_text_python(text, label, delimiter, header, allow_names):
                         f"{label}, line {line}, column {column}{name}: found {what}; "
                         "expected a number"
                     )
-    return names, np.array([cells for _, cells in rows], dtype=object), label
+    return names, np.array([cells for _, cells in rows], dtype=object)
 
 
-def _read_text_arrow(data, label, delimiter, header, allow_names):
-    """Parse large text with pyarrow; None when it finds a problem for Python to locate."""
+def _read_text_arrow(raw, delimiter, header, width, allow_names, float_dtype):
+    """Parse large text with pyarrow; None when it finds a problem for Python to locate.
+
+    Float inputs are parsed straight into ``float_dtype``; targets keep the types pyarrow
+    infers (int64 class indices, or strings for class names).
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    names = [f"c{i}" for i in range(width)]
+    types = {}
+    if not allow_names:
+        arrow_type = pa.float32() if float_dtype == np.float32 else pa.float64()
+        types = {name: arrow_type for name in names}
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=not header),
+            str(raw) if isinstance(raw, Path) else pa.BufferReader(raw),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(header)),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(null_values=[], strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[], strings_can_be_null=False
+            ),
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     if table.num_rows == 0:
         return None
-    names = [n.strip() for n in table.column_names] if header else None
-    numeric = [pa.types.is_floating(c.type) or pa.types.is_integer(c.type) for c in table.columns]
-    if not all(numeric):
-        if not (allow_names and table.num_columns == 1):
-            return None
+    kinds = {_arrow_kind(pa, column.type) for column in table.columns}
+    if kinds == {"int"}:
+        dtype = np.int64
+    elif kinds <= {"int", "float"}:
+        dtype = np.float32 if float_dtype == np.float32 and not allow_names else np.float64
+    elif allow_names and width == 1:
         column = table.column(0).to_numpy(zero_copy_only=False).astype(str)
-        return names, np.char.strip(column)[:, None], label
-    array = np.empty((table.num_rows, table.num_columns), dtype=np.float64)
+        return np.char.strip(column)[:, None]
+    else:
+        return None
+    array = np.empty((table.num_rows, width), dtype=dtype)
     for i, column in enumerate(table.columns):
-        array[:, i] = column.to_numpy()
-    return names, array, label
+        _fill_from_arrow(array[:, i], column)
+    del table
+    pa.default_memory_pool().release_unused()  # hand the parse buffers back before torch runs
+    return array
+
+
+_ARROW_NUMPY = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
+
+
+def _fill_from_arrow(out: np.ndarray, column) -> None:
+    """Copy a numeric Arrow column without nulls into ``out``, chunk by chunk.
+
+    The values are read from the Arrow buffers directly: ``Array.to_numpy`` would import
+    pandas, which costs more than parsing a large CSV.
+    """
+    start = 0
+    for chunk in column.chunks:
+        name = str(chunk.type)
+        dtype = np.dtype(_ARROW_NUMPY.get(name, name))
+        values = np.frombuffer(
+            chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize
+        )
+        out[start : start + len(chunk)] = values
+        start += len(chunk)
+
+
+def _arrow_kind(pa, arrow_type) -> str:
+    if pa.types.is_integer(arrow_type):
+        return "int"
+    return "float" if pa.types.is_floating(arrow_type) else "other"
 
 
 # ---------------------------------------------------------------- parquet
@@ -491,7 +533,9 @@ def _read_parquet(raw, label, columns, allow_names) -> InputArray:
         if column.null_count:
             raise InputError(f"{shown}: column {name!r} has {column.null_count} missing values")
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-            arrays.append(column.to_numpy().astype(np.float64, copy=False))
+            values = np.empty(len(column), dtype=np.float64)
+            _fill_from_arrow(values, column)
+            arrays.append(values)
         elif pa.types.is_boolean(column.type):
             arrays.append(column.to_numpy(zero_copy_only=False).astype(np.float64))
         elif allow_names and len(chosen) == 1 and pa.types.is_string(column.type):
