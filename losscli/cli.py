@@ -8,13 +8,23 @@ import inspect
 import os
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from losscli import __version__
 from losscli.errors import EXIT_GATE, EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, OptionError
-from losscli.options import LOSS_PANEL, Common, IgnoreIndex, Weight, common_parameters
+from losscli.options import (
+    COMMON_NAMES,
+    LOSS_PANEL,
+    Common,
+    Flag,
+    IgnoreIndex,
+    Margin,
+    Number,
+    Weight,
+    common_parameters,
+)
 from losscli.registry import INDEX, LossSpec, get_spec
 
 app = typer.Typer(
@@ -112,7 +122,7 @@ def loss_command(name: str):
 
         def command(**kwargs):
             sources = kwargs.pop("inputs")
-            options = {p.name: kwargs.pop(p.name) for p in own}
+            options = {p.name: kwargs.pop(p.name) for p in own if p.name not in COMMON_NAMES}
             settings = Common(**kwargs)
             code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings))
             if code:
@@ -344,6 +354,138 @@ def l1():
 @loss_command("bce")
 def bce(weight: Weight = None):
     """BCELoss."""
+
+
+@loss_command("bce-logits")
+def bce_logits(
+    weight: Weight = None,
+    pos_weight: Annotated[
+        str | None,
+        typer.Option(
+            "--pos-weight",
+            metavar="W1,W2,..|PATH",
+            help="Weight of positive examples, one per class (column).",
+            rich_help_panel=LOSS_PANEL,
+        ),
+    ] = None,
+):
+    """BCEWithLogitsLoss."""
+
+
+@loss_command("huber")
+def huber(delta: Number("--delta", "Where the loss turns from quadratic to linear (> 0).") = 1.0):
+    """HuberLoss."""
+
+
+@loss_command("smooth-l1")
+def smooth_l1(
+    beta: Number("--beta", "Where the loss turns from quadratic to linear (>= 0).") = 1.0,
+):
+    """SmoothL1Loss."""
+
+
+@loss_command("kl-div")
+def kl_div(
+    log_target: Flag("--log-target", "Targets are log-probabilities.") = False,
+    reduction: Annotated[
+        Literal["mean", "sum", "none", "batchmean"],
+        typer.Option(
+            "--reduction",
+            "-r",
+            help="batchmean divides by the batch size: the mathematical KL divergence.",
+            rich_help_panel=LOSS_PANEL,
+        ),
+    ] = "mean",
+):
+    """KLDivLoss."""
+
+
+@loss_command("poisson-nll")
+def poisson_nll(
+    log_input: Annotated[
+        bool,
+        typer.Option(
+            "--log-input/--no-log-input",
+            help="Predictions are log-rates (on) or rates (off).",
+            rich_help_panel=LOSS_PANEL,
+        ),
+    ] = True,
+    full: Flag("--full", "Add the Stirling approximation term.") = False,
+    eps: Number("--eps", "Added to rates before the log with --no-log-input (>= 0).") = 1e-8,
+):
+    """PoissonNLLLoss."""
+
+
+@loss_command("gaussian-nll")
+def gaussian_nll(
+    full: Flag("--full", "Add the constant 0.5 log(2 pi).") = False,
+    eps: Number("--eps", "Variances are clamped below at eps (>= 0).") = 1e-6,
+):
+    """GaussianNLLLoss."""
+
+
+@loss_command("soft-margin")
+def soft_margin():
+    """SoftMarginLoss."""
+
+
+@loss_command("hinge-embedding")
+def hinge_embedding(margin: Margin = 1.0):
+    """HingeEmbeddingLoss."""
+
+
+@loss_command("multi-margin")
+def multi_margin(
+    p: Annotated[
+        int,
+        typer.Option("--p", help="Exponent of the hinge: 1 or 2.", rich_help_panel=LOSS_PANEL),
+    ] = 1,
+    margin: Margin = 1.0,
+    weight: Weight = None,
+):
+    """MultiMarginLoss."""
+
+
+@loss_command("multilabel-margin")
+def multilabel_margin():
+    """MultiLabelMarginLoss."""
+
+
+@loss_command("multilabel-soft-margin")
+def multilabel_soft_margin(weight: Weight = None):
+    """MultiLabelSoftMarginLoss."""
+
+
+@loss_command("cosine-embedding")
+def cosine_embedding(margin: Margin = 0.0):
+    """CosineEmbeddingLoss."""
+
+
+@loss_command("margin-ranking")
+def margin_ranking(margin: Margin = 0.0):
+    """MarginRankingLoss."""
+
+
+@loss_command("triplet-margin")
+def triplet_margin(
+    margin: Margin = 1.0,
+    p: Number("--p", "Degree of the pairwise distance norm (> 0).") = 2.0,
+    eps: Number("--eps", "Added to differences before the norm (>= 0).") = 1e-6,
+    swap: Flag("--swap", "Use the positive-negative distance when it is smaller.") = False,
+):
+    """TripletMarginLoss."""
+
+
+@loss_command("ctc")
+def ctc(
+    blank: Annotated[
+        int, typer.Option("--blank", help="Index of the blank label.", rich_help_panel=LOSS_PANEL)
+    ] = 0,
+    zero_infinity: Flag(
+        "--zero-infinity", "Set infinite losses (impossible targets) to 0."
+    ) = False,
+):
+    """CTCLoss."""
 
 
 # ------------------------------------------------------------------ meta commands

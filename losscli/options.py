@@ -195,6 +195,21 @@ IgnoreIndex = Annotated[
     ),
 ]
 
+Margin = Annotated[
+    float,
+    typer.Option("--margin", help="The margin of the loss.", rich_help_panel=LOSS_PANEL),
+]
+
+
+def Number(flag: str, text: str):  # noqa: N802  (used like the aliases above)
+    """A float loss option."""
+    return Annotated[float, typer.Option(flag, help=text, rich_help_panel=LOSS_PANEL)]
+
+
+def Flag(flag: str, text: str):  # noqa: N802
+    """A boolean loss option, off by default."""
+    return Annotated[bool, typer.Option(flag, help=text, rich_help_panel=LOSS_PANEL)]
+
 
 @dataclass
 class Common:
@@ -244,6 +259,9 @@ _ALIASES = {
     "quiet": Quiet,
     "debug": Debug,
 }
+
+
+COMMON_NAMES = frozenset(_ALIASES)
 
 
 def common_parameters() -> list[inspect.Parameter]:

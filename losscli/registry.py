@@ -84,7 +84,7 @@ class LossSpec:
 
 
 # Loss modules, in the order `losscli list` and the help show them.
-LOSS_MODULES = ("classification", "regression", "binary")
+LOSS_MODULES = ("classification", "regression", "binary", "distribution", "margin", "ctc")
 
 _SPECS: dict[str, LossSpec] | None = None
 

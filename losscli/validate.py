@@ -166,10 +166,13 @@ def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
         )
 
 
-def option_in_range(option: str, value: float, low: float, high: float | None = None) -> None:
+def option_in_range(
+    option: str, value: float, low: float, high: float | None = None, open_low: bool = False
+) -> None:
     """Refuse an option outside torch's domain, naming the valid range."""
-    if value < low or (high is not None and value > high) or np.isnan(value):
-        valid = f"[{low}, {high}]" if high is not None else f">= {low}"
+    below = value <= low if open_low else value < low
+    if below or (high is not None and value > high) or np.isnan(value):
+        valid = f"[{low}, {high}]" if high is not None else f"{'>' if open_low else '>='} {low}"
         raise OptionError(f"{option} {value} is out of range; valid: {valid}")
 
 
@@ -200,3 +203,42 @@ def vector_length(option: str, vector: np.ndarray | None, expected: int, what: s
         raise OptionError(
             f"{option} has {len(vector)} entries, but the predictions have {expected} {what}"
         )
+
+
+def sign_labels(name: str, inp: InputArray) -> np.ndarray:
+    """Targets that must be +1 or -1, as floats; the first other value is an error."""
+    array = inp.array
+    if array.dtype.kind in "OUS":
+        raise InputError(f"{inp.source}: {name} must be numbers +1 or -1, not names")
+    bad = (array != 1) & (array != -1)
+    if bad.any():
+        where = tuple(np.argwhere(bad)[0])
+        raise InputError(f"{inp.where(where)}: {name} value {shown(array[where])} is not +1 or -1")
+    return array
+
+
+def at_least(name: str, inp: InputArray, low: float, hint: str, strict: bool = False) -> None:
+    """Refuse values below ``low`` (or not above it, when ``strict``)."""
+    array = inp.array
+    bad = array <= low if strict else array < low
+    if bad.any():
+        where = tuple(np.argwhere(bad)[0])
+        relation = ">" if strict else ">="
+        raise InputError(
+            f"{inp.where(where)}: {name} value {shown(array[where])} is not {relation} {low}; "
+            f"{hint}"
+        )
+
+
+def not_log_probabilities(array: np.ndarray, axis: int = 1) -> str | None:
+    """Why ``array`` is not log-probabilities along ``axis`` (None when it is)."""
+    if array.size == 0:
+        return None
+    if array.max() > 1e-6:
+        return "positive values"
+    top = array.max(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        lse = np.log(np.exp(array - top).sum(axis=axis, keepdims=True)) + top
+    if not np.allclose(lse[np.isfinite(lse)], 0.0, atol=1e-3):
+        return "rows whose logsumexp is not 0"
+    return None

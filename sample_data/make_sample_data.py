@@ -19,6 +19,12 @@ def log_softmax(x):
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def log_softmax_last(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out.astype(np.float32)
+
+
 def main():
     rng = np.random.default_rng(7)
     # Multi-class: 10 samples, 5 classes.
@@ -62,6 +68,39 @@ def main():
     y_hat = np.round(y + rng.normal(0, 0.3, size=12), 6)
     save_csv("table.csv", np.column_stack([y, y_hat]), header=["y", "y_hat"])
     pq.write_table(pa.table({"y": y, "y_hat": y_hat}), HERE / "table.parquet")
+    # Count regression (poisson-nll): log-rates and counts; variances for gaussian-nll.
+    rates = rng.uniform(0.5, 4.0, size=(10, 3))
+    save_csv("poisson_log_rates.csv", np.round(np.log(rates) + rng.normal(0, 0.2, (10, 3)), 6))
+    save_csv("counts.csv", rng.poisson(rates), fmt="%d")
+    save_csv("var.csv", np.round(rng.uniform(0.1, 1.0, size=(10, 3)), 6))
+    # Multi-label logits (bce-logits, multilabel-*), and -1 padded target indices.
+    save_csv("bce_logits.csv", np.round(rng.normal(0, 2, size=(10, 4)), 6))
+    indices = np.full((10, 4), -1)
+    for row in indices:
+        chosen = rng.choice(4, size=rng.integers(1, 4), replace=False)
+        row[: len(chosen)] = chosen
+    save_csv("ml_labels.csv", indices, fmt="%d")
+    # +1/-1 targets for soft-margin, hinge-embedding and margin-ranking (12 elements).
+    save_csv("scores.csv", np.round(rng.normal(size=12), 6))
+    save_csv("signs.csv", rng.choice([-1, 1], size=12), fmt="%d")
+    save_csv("distances.csv", np.round(rng.uniform(0, 2, size=12), 6))
+    save_csv("rank1.csv", np.round(rng.normal(size=12), 6))
+    save_csv("rank2.csv", np.round(rng.normal(size=12), 6))
+    # Embeddings (8, 5) for cosine-embedding and triplet-margin.
+    anchor = rng.normal(size=(8, 5))
+    save_csv("emb1.csv", np.round(anchor, 6))
+    save_csv("emb2.csv", np.round(anchor + rng.normal(0, 0.5, size=(8, 5)), 6))
+    save_csv("emb3.csv", np.round(rng.normal(size=(8, 5)), 6))
+    save_csv("pair_y.csv", rng.choice([-1, 1], size=8), fmt="%d")
+    # CTC: (T=12, N=3, C=5) log-probabilities, padded targets (blank 0), and lengths.
+    np.save(HERE / "ctc_log_probs.npy", log_softmax_last(rng.normal(size=(12, 3, 5))))
+    target_lengths = np.array([4, 2, 3])
+    targets = np.zeros((3, 4), dtype=int)
+    for i, n in enumerate(target_lengths):
+        targets[i, :n] = rng.integers(1, 5, size=n)
+    save_csv("ctc_targets.csv", targets, fmt="%d")
+    save_csv("ctc_input_lengths.csv", np.array([12, 10, 11]), fmt="%d")
+    save_csv("ctc_target_lengths.csv", target_lengths, fmt="%d")
 
 
 if __name__ == "__main__":

@@ -292,3 +292,29 @@ def test_explain_aliases_and_unknown_loss():
 def test_readme_holds_the_two_setup_commands_verbatim():
     assert "pip install . && losscli ce sample_data/logits.csv sample_data/labels.csv" in README
     assert "pip install -e '.[test]' && pytest" in README
+
+
+def _readme_commands() -> list[str]:
+    lines, joined = [], ""
+    for line in README.splitlines():
+        line = joined + line.strip()
+        joined = ""
+        if line.endswith("\\"):
+            joined = line[:-1] + " "
+            continue
+        command = line.split("  #")[0].strip().strip("`.")
+        if command.startswith("losscli ") and "sample_data/" in command:
+            lines.append(command)
+    return lines
+
+
+@pytest.mark.parametrize("command", sorted(set(_readme_commands())))
+def test_every_readme_example_on_sample_data_runs(command, tmp_path):
+    argv = shlex.split(command.split("|")[0])[1:]
+    if "--grad-out" in argv:
+        argv[argv.index("--grad-out") + 1] = str(tmp_path / "grad.npy")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        out = run_cli(*argv)
+    assert out.exit_code == 0, (command, out.stderr)
+    assert out.stdout

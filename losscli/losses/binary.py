@@ -1,4 +1,4 @@
-"""BCELoss: binary cross-entropy of probabilities."""
+"""Binary and multi-label losses: BCE, BCE with logits, soft margin, multi-label soft margin."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from losscli.errors import OptionError
 from losscli.losses.regression import SAME_SHAPE, element_rows
-from losscli.registry import FLOAT, Explain, InputSpec, LossSpec
+from losscli.registry import FLOAT, LABEL, Explain, InputSpec, LossSpec
 from losscli.steps import Steps
 
 if TYPE_CHECKING:
@@ -55,6 +55,17 @@ def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
     return prepared
 
 
+def element_weights(arrays, options, limit):
+    """--weight broadcast to the predictions and flattened like element_rows, or None."""
+    import numpy as np
+
+    weight = options["weight"]
+    if weight is None:
+        return None
+    shape = arrays["predictions"].shape
+    return np.broadcast_to(weight, shape).reshape(-1)[:limit].astype(np.float64)
+
+
 def _steps_bce(arrays, options, limit) -> Steps:
     import numpy as np
 
@@ -64,10 +75,13 @@ def _steps_bce(arrays, options, limit) -> Steps:
     log_p[preds == 0] = -100.0
     log_q = np.maximum(np.log(np.where(preds < 1, 1 - preds, 1.0)), -100.0)
     log_q[preds == 1] = -100.0
+    weight = element_weights(arrays, options, limit)
+    if weight is not None:
+        steps.columns += ["weight", "loss"]
     for i, (p, y) in enumerate(zip(preds, targets)):
-        steps.rows.append([i + 1, p, y, -(y * log_p[i] + (1 - y) * log_q[i])])
-    if options["weight"] is not None:
-        steps.notes.append("each element's loss is then multiplied by its --weight")
+        loss = -(y * log_p[i] + (1 - y) * log_q[i])
+        row = [i + 1, p, y, loss]
+        steps.rows.append(row if weight is None else row + [weight[i], weight[i] * loss])
     return steps
 
 
@@ -102,4 +116,217 @@ BCE = LossSpec(
     ),
 )
 
-SPECS = (BCE,)
+
+def _log_sigmoid(x):
+    import numpy as np
+
+    return -np.logaddexp(0.0, -x)
+
+
+def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
+    from losscli.errors import OptionError
+    from losscli.validate import Prepared, check_finite, in_unit_interval, same_shape
+
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    check_finite("targets", targets, ctx)
+    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    in_unit_interval("target", targets, "bce-logits targets are probabilities in [0, 1]")
+    logits = preds.array
+    if logits.size > 1 and logits.min() >= 0 and logits.max() <= 1:
+        ctx.warn(
+            "bce-logits predictions all lie in [0,1], so they look like probabilities; "
+            "BCEWithLogitsLoss applies the sigmoid itself: pass logits, or use bce"
+        )
+    weight, per_row = element_weight("--weight", options["weight"], logits.shape)
+    pos_weight, pos_per_row = element_weight(
+        "--pos-weight", options["pos_weight"], logits.shape[-1:]
+    )
+    if pos_weight is not None and (pos_weight < 0).any():
+        raise OptionError("--pos-weight has negative entries; valid: >= 0")
+    prepared = Prepared(
+        {"predictions": logits, "targets": targets.array},
+        {"weight": weight, "pos_weight": pos_weight},
+    )
+    if per_row:
+        prepared.row_options.add("weight")
+    if pos_per_row and logits.ndim == 1:
+        prepared.row_options.add("pos_weight")
+    return prepared
+
+
+def _steps_bce_logits(arrays, options, limit) -> Steps:
+    import numpy as np
+
+    preds, targets = element_rows(arrays, limit)
+    columns = arrays["predictions"].shape[-1] if arrays["predictions"].ndim else 1
+    pos_weight = options["pos_weight"]
+    weight = element_weights(arrays, options, limit)
+    steps = Steps(["element", "logit x", "sigmoid p", "y"])
+    steps.columns += ["pos_weight"] if pos_weight is not None else []
+    steps.columns += ["weight"] if weight is not None else []
+    steps.columns.append("loss")
+    for i, (x, y) in enumerate(zip(preds, targets)):
+        row = [i + 1, x, 1 / (1 + np.exp(-x)), y]
+        pw = 1.0
+        if pos_weight is not None:
+            pw = np.broadcast_to(pos_weight, (columns,))[i % columns]
+            row.append(pw)
+        loss = -(pw * y * _log_sigmoid(x) + (1 - y) * _log_sigmoid(-x))
+        if weight is not None:
+            row.append(weight[i])
+            loss *= weight[i]
+        steps.rows.append(row + [loss])
+    steps.notes.append(
+        "loss = -weight (pos_weight y log sigmoid(x) + (1-y) log(1 - sigmoid(x))), computed stably"
+    )
+    return steps
+
+
+def _prepare_soft_margin(inputs, options, ctx: Context) -> Prepared:
+    from losscli.validate import Prepared, check_finite, same_shape, sign_labels
+
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    labels = sign_labels("target", targets)
+    return Prepared({"predictions": preds.array, "targets": labels}, {})
+
+
+def _steps_soft_margin(arrays, options, limit) -> Steps:
+    import numpy as np
+
+    preds, targets = element_rows(arrays, limit)
+    steps = Steps(["element", "x", "y", "-y x", "log(1 + exp(-y x))"])
+    for i, (x, y) in enumerate(zip(preds, targets)):
+        steps.rows.append([i + 1, x, y, -y * x, np.logaddexp(0.0, -y * x)])
+    return steps
+
+
+def _prepare_multilabel_soft_margin(inputs, options, ctx: Context) -> Prepared:
+    from losscli.errors import InputError
+    from losscli.validate import (
+        Prepared,
+        check_finite,
+        float_vector,
+        in_unit_interval,
+        same_shape,
+        vector_length,
+    )
+
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    check_finite("targets", targets, ctx)
+    if preds.array.ndim != 2:
+        raise InputError(
+            f"predictions ({preds.source}) have shape {list(preds.array.shape)}; "
+            "multilabel-soft-margin needs (N,C) logits"
+        )
+    labels = same_shape(
+        ("predictions", preds), ("targets", targets), "it accepts (N,C) and (N,C)", ctx
+    )
+    in_unit_interval("target", targets, "multilabel-soft-margin targets are 0/1 per class")
+    weight = float_vector("--weight", options["weight"])
+    vector_length("--weight", weight, preds.array.shape[1], "classes")
+    return Prepared({"predictions": preds.array, "targets": labels}, {"weight": weight})
+
+
+def _steps_multilabel_soft_margin(arrays, options, limit) -> Steps:
+    import numpy as np
+
+    x = np.asarray(arrays["predictions"][:limit], dtype=np.float64)
+    y = np.asarray(arrays["targets"][:limit], dtype=np.float64)
+    w = options["weight"] if options["weight"] is not None else np.ones(x.shape[1])
+    steps = Steps(["row", "logits", "targets", "per-class loss", "loss = mean over classes"])
+    per_class = -w * (y * _log_sigmoid(x) + (1 - y) * _log_sigmoid(-x))
+    for i in range(len(x)):
+        steps.rows.append([i + 1, x[i], y[i], per_class[i], per_class[i].mean()])
+    return steps
+
+
+BCE_LOGITS = LossSpec(
+    name="bce-logits",
+    torch_class="BCEWithLogitsLoss",
+    task="binary / multi-label classification",
+    summary="binary cross-entropy of logits (sigmoid built in, numerically stable)",
+    inputs=(
+        InputSpec("predictions", FLOAT, "logits (raw scores), any shape"),
+        InputSpec("targets", FLOAT, "values in [0,1], the predictions' shape"),
+    ),
+    options={"weight": None, "pos_weight": None},
+    prepare=_prepare_bce_logits,
+    steps=_steps_bce_logits,
+    example="losscli bce-logits sample_data/bce_logits.csv sample_data/bce_targets.csv",
+    explain=Explain(
+        formula=(
+            "loss_j = -w_j (pw_c y_j log sigmoid(x_j) + (1 - y_j) log(1 - sigmoid(x_j)))\n"
+            "mean = sum_j loss_j / numel   (pw_c: --pos-weight of the element's column)"
+        ),
+        steps=(
+            "squash each logit with the sigmoid: p = 1 / (1 + exp(-x))",
+            "binary cross-entropy of p against y, with positives weighted by --pos-weight",
+            "computed from the logit directly (log-sum-exp), so it never takes log(0)",
+            "reduce: mean divides by the number of elements",
+            "gradient w.r.t. the logits (no weights): (sigmoid(x) - y) / numel",
+        ),
+        mistakes=(
+            "passing probabilities: BCEWithLogitsLoss applies the sigmoid itself",
+            "--pos-weight has one entry per column (class), not per row",
+        ),
+    ),
+)
+
+SOFT_MARGIN = LossSpec(
+    name="soft-margin",
+    torch_class="SoftMarginLoss",
+    task="binary classification (+1/-1 labels)",
+    summary="logistic loss log(1 + exp(-y x)) for +1/-1 targets",
+    inputs=(
+        InputSpec("predictions", FLOAT, "scores, any shape"),
+        InputSpec("targets", LABEL, "+1 or -1, the predictions' shape"),
+    ),
+    prepare=_prepare_soft_margin,
+    steps=_steps_soft_margin,
+    example="losscli soft-margin sample_data/scores.csv sample_data/signs.csv",
+    explain=Explain(
+        formula="loss_j = log(1 + exp(-y_j x_j)); mean = sum_j loss_j / numel",
+        steps=(
+            "multiply each score by its +1/-1 label: the margin y x",
+            "loss = log(1 + exp(-y x)): near 0 for large positive margins",
+            "reduce: mean divides by the number of elements",
+        ),
+        mistakes=("0/1 labels: SoftMarginLoss needs +1/-1 (use bce-logits for 0/1)",),
+    ),
+)
+
+MULTILABEL_SOFT_MARGIN = LossSpec(
+    name="multilabel-soft-margin",
+    torch_class="MultiLabelSoftMarginLoss",
+    task="multi-label classification",
+    summary="per-class logistic loss averaged over classes, for 0/1 multi-label targets",
+    inputs=(
+        InputSpec("predictions", FLOAT, "logits (N,C)"),
+        InputSpec("targets", LABEL, "(N,C) of 0/1 (values in [0,1] accepted)"),
+    ),
+    options={"weight": None},
+    prepare=_prepare_multilabel_soft_margin,
+    steps=_steps_multilabel_soft_margin,
+    example="losscli multilabel-soft-margin sample_data/bce_logits.csv sample_data/bce_targets.csv",
+    explain=Explain(
+        formula=(
+            "loss_i = -1/C sum_c w_c (y_ic log sigmoid(x_ic) + (1 - y_ic) log sigmoid(-x_ic))\n"
+            "mean = sum_i loss_i / N"
+        ),
+        steps=(
+            "binary cross-entropy with logits for every class of a sample",
+            "times --weight per class, then averaged over the C classes",
+            "reduce: mean divides by the number of samples N",
+        ),
+        mistakes=(
+            "it equals bce-logits with reduction mean only when there are no weights",
+            "class-index targets: multi-label targets are (N,C) 0/1 rows",
+        ),
+    ),
+)
+
+SPECS = (BCE, BCE_LOGITS, SOFT_MARGIN, MULTILABEL_SOFT_MARGIN)

@@ -104,9 +104,7 @@ def _looks_like_probabilities(scores) -> bool:
 
 
 def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
-    import numpy as np
-
-    from losscli.validate import Prepared, check_finite, float_vector
+    from losscli.validate import Prepared, check_finite, float_vector, not_log_probabilities
 
     preds, targets = inputs["predictions"], inputs["targets"]
     weight = float_vector("--weight", options["weight"])
@@ -115,19 +113,12 @@ def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
     check_finite("targets", targets, ctx)
     indices, kind = _class_targets("nll", preds, targets, weight, ignore_index, ctx)
     logp = preds.array
-    if logp.max() > 1e-6:
+    reason = not_log_probabilities(logp)
+    if reason:
         ctx.warn(
-            "nll predictions have positive values, so they are not log-probabilities; pass "
-            "log_softmax output, or use ce on logits"
+            f"nll predictions are not log-probabilities ({reason}); pass log_softmax output, "
+            "or use ce on logits"
         )
-    else:
-        top = logp.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(logp - top).sum(axis=1)) + top[:, 0]
-        if not np.allclose(lse, 0.0, atol=1e-3):
-            ctx.warn(
-                "nll predictions are not log-probabilities (rows whose logsumexp is not 0); "
-                "pass log_softmax output, or use ce on logits"
-            )
     opts = {"weight": weight, "ignore_index": ignore_index}
     return Prepared({"predictions": logp, "targets": indices}, opts, kind)
 

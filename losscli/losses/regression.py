@@ -1,10 +1,10 @@
-"""MSELoss and L1Loss: element-wise distances between predictions and targets."""
+"""Regression losses: MSE, L1, Huber, smooth L1, Poisson NLL and Gaussian NLL."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.registry import FLOAT, Explain, InputSpec, LossSpec
+from losscli.registry import FLOAT, LABEL, Explain, InputSpec, LossSpec
 from losscli.steps import Steps
 
 if TYPE_CHECKING:
@@ -104,4 +104,272 @@ L1 = LossSpec(
     ),
 )
 
-SPECS = (MSE, L1)
+
+def _prepare_huber(inputs, options, ctx: Context) -> Prepared:
+    from losscli.validate import option_in_range
+
+    option_in_range("--delta", float(options["delta"]), 0.0, open_low=True)
+    return prepare_same_shape(inputs, {"delta": float(options["delta"])}, ctx)
+
+
+def _prepare_smooth_l1(inputs, options, ctx: Context) -> Prepared:
+    from losscli.validate import option_in_range
+
+    option_in_range("--beta", float(options["beta"]), 0.0)
+    return prepare_same_shape(inputs, {"beta": float(options["beta"])}, ctx)
+
+
+def _steps_huber(arrays, options, limit) -> Steps:
+    preds, targets = element_rows(arrays, limit)
+    delta = options["delta"]
+    steps = Steps(["element", "prediction", "target", "|difference|", "branch", "loss"])
+    for i, (p, y) in enumerate(zip(preds, targets)):
+        d = abs(p - y)
+        quadratic = d < delta
+        loss = 0.5 * d**2 if quadratic else delta * (d - 0.5 * delta)
+        steps.rows.append([i + 1, p, y, d, "0.5 d^2" if quadratic else "delta (d - delta/2)", loss])
+    steps.notes.append(f"delta = {delta}: quadratic below delta, linear above")
+    return steps
+
+
+def _steps_smooth_l1(arrays, options, limit) -> Steps:
+    preds, targets = element_rows(arrays, limit)
+    beta = options["beta"]
+    steps = Steps(["element", "prediction", "target", "|difference|", "branch", "loss"])
+    for i, (p, y) in enumerate(zip(preds, targets)):
+        d = abs(p - y)
+        quadratic = d < beta
+        loss = 0.5 * d**2 / beta if quadratic else d - 0.5 * beta
+        steps.rows.append([i + 1, p, y, d, "0.5 d^2 / beta" if quadratic else "d - beta/2", loss])
+    steps.notes.append(f"beta = {beta}: quadratic below beta, linear above (beta 0 is L1)")
+    return steps
+
+
+def _prepare_poisson(inputs, options, ctx: Context) -> Prepared:
+    from losscli.validate import at_least, option_in_range
+
+    eps = float(options["eps"])
+    option_in_range("--eps", eps, 0.0)
+    prepared = prepare_same_shape(inputs, options, ctx)
+    at_least("target", inputs["targets"], 0.0, "poisson-nll targets are counts (>= 0)")
+    if not options["log_input"]:
+        at_least(
+            "prediction",
+            inputs["predictions"],
+            0.0,
+            "with --no-log-input the predictions are rates (>= 0); drop it for log-rates",
+        )
+    prepared.options = {
+        "log_input": bool(options["log_input"]),
+        "full": bool(options["full"]),
+        "eps": eps,
+    }
+    return prepared
+
+
+def poisson_elements(x, y, log_input: bool, full: bool, eps: float):
+    """PoissonNLLLoss per element, in NumPy."""
+    import numpy as np
+
+    loss = np.exp(x) - y * x if log_input else x - y * np.log(x + eps)
+    if full:
+        safe = np.where(y > 1, y, 1.0)
+        stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe)
+        loss = loss + np.where(y > 1, stirling, 0.0)
+    return loss
+
+
+def _steps_poisson(arrays, options, limit) -> Steps:
+    preds, targets = element_rows(arrays, limit)
+    formula = "exp(x) - y x" if options["log_input"] else "x - y log(x + eps)"
+    steps = Steps(["element", "prediction x", "target y", formula, "loss"])
+    base = poisson_elements(preds, targets, options["log_input"], False, options["eps"])
+    full = poisson_elements(preds, targets, options["log_input"], options["full"], options["eps"])
+    for i in range(len(preds)):
+        steps.rows.append([i + 1, preds[i], targets[i], base[i], full[i]])
+    if options["full"]:
+        steps.notes.append("--full adds the Stirling term y log y - y + 0.5 log(2 pi y) for y > 1")
+    return steps
+
+
+VAR_SHAPES = (
+    "var must have the predictions' shape, that shape with the last dimension 1, "
+    "or that shape without its last dimension"
+)
+
+
+def _prepare_gaussian(inputs, options, ctx: Context) -> Prepared:
+    from losscli.errors import InputError
+    from losscli.validate import at_least, check_finite, option_in_range
+
+    eps = float(options["eps"])
+    option_in_range("--eps", eps, 0.0)
+    prepared = prepare_same_shape(inputs, options, ctx)
+    var = inputs["var"]
+    check_finite("var", var, ctx)
+    shape, var_shape = prepared.arrays["predictions"].shape, var.array.shape
+    homoscedastic = shape[:-1] == var_shape
+    if not (
+        var_shape == shape
+        or homoscedastic
+        or (var_shape[:-1] == shape[:-1] and var_shape[-1:] == (1,))
+    ):
+        raise InputError(
+            f"shapes do not match: predictions are {list(shape)}, var ({var.source}) is "
+            f"{list(var_shape)}; {VAR_SHAPES}"
+        )
+    at_least("var", var, 0.0, "variances must be positive", strict=True)
+    prepared.arrays["var"] = var.array
+    prepared.options = {"full": bool(options["full"]), "eps": eps}
+    return prepared
+
+
+def _steps_gaussian(arrays, options, limit) -> Steps:
+    import numpy as np
+
+    preds, targets = element_rows(arrays, limit)
+    var = arrays["var"]
+    if var.shape == arrays["predictions"].shape[:-1]:
+        var = var[..., None]  # one variance per row, as torch reads it
+    var = np.broadcast_to(var, arrays["predictions"].shape).reshape(-1)[:limit]
+    var = np.maximum(np.asarray(var, dtype=np.float64), options["eps"])
+    steps = Steps(
+        ["element", "prediction", "target", "var", "0.5 log var", "0.5 d^2 / var", "loss"]
+    )
+    constant = 0.5 * np.log(2 * np.pi) if options["full"] else 0.0
+    for i in range(len(preds)):
+        a, b = 0.5 * np.log(var[i]), 0.5 * (preds[i] - targets[i]) ** 2 / var[i]
+        steps.rows.append([i + 1, preds[i], targets[i], var[i], a, b, a + b + constant])
+    steps.notes.append(
+        "var is clamped below at --eps" + ("; --full adds 0.5 log(2 pi)" if options["full"] else "")
+    )
+    return steps
+
+
+HUBER = LossSpec(
+    name="huber",
+    torch_class="HuberLoss",
+    task="robust regression",
+    summary="squared error near the target, absolute error (scaled by delta) beyond delta",
+    inputs=PAIR,
+    options={"delta": 1.0},
+    prepare=_prepare_huber,
+    steps=_steps_huber,
+    example="losscli huber sample_data/y_pred.csv sample_data/y_true.csv --delta 0.5",
+    explain=Explain(
+        formula=(
+            "d_j = |x_j - y_j|; loss_j = 0.5 d_j^2 if d_j < delta else delta (d_j - 0.5 delta)\n"
+            "mean = sum_j loss_j / numel"
+        ),
+        steps=(
+            "take the absolute difference d between prediction and target",
+            "below delta, the loss is 0.5 d^2 (like MSE / 2); above, delta (d - delta/2)",
+            "reduce: mean divides by the number of elements",
+            "gradient: (x - y) inside delta, delta * sign(x - y) outside, over numel",
+        ),
+        mistakes=(
+            "confusing it with smooth-l1: huber = beta * smooth_l1 when delta = beta",
+            "--delta must be > 0",
+        ),
+    ),
+)
+
+SMOOTH_L1 = LossSpec(
+    name="smooth-l1",
+    torch_class="SmoothL1Loss",
+    task="robust regression",
+    summary="squared error divided by beta near the target, absolute error beyond beta",
+    inputs=PAIR,
+    options={"beta": 1.0},
+    prepare=_prepare_smooth_l1,
+    steps=_steps_smooth_l1,
+    example="losscli smooth-l1 sample_data/y_pred.csv sample_data/y_true.csv --beta 0.5",
+    explain=Explain(
+        formula=(
+            "d_j = |x_j - y_j|; loss_j = 0.5 d_j^2 / beta if d_j < beta else d_j - 0.5 beta\n"
+            "mean = sum_j loss_j / numel"
+        ),
+        steps=(
+            "take the absolute difference d",
+            "below beta, the loss is 0.5 d^2 / beta; above, d - beta/2",
+            "reduce: mean divides by the number of elements",
+        ),
+        mistakes=(
+            "beta 0 turns it into L1Loss",
+            "the gradient beyond beta has size 1 whatever beta is (huber's has size delta)",
+        ),
+    ),
+)
+
+POISSON_NLL = LossSpec(
+    name="poisson-nll",
+    torch_class="PoissonNLLLoss",
+    task="count regression",
+    summary="negative log-likelihood of counts under a Poisson rate",
+    inputs=(
+        InputSpec("predictions", FLOAT, "log-rates (rates with --no-log-input), any shape"),
+        InputSpec("targets", LABEL, "counts >= 0, the predictions' shape"),
+    ),
+    options={"log_input": True, "full": False, "eps": 1e-8},
+    prepare=_prepare_poisson,
+    steps=_steps_poisson,
+    example="losscli poisson-nll sample_data/poisson_log_rates.csv sample_data/counts.csv",
+    explain=Explain(
+        formula=(
+            "log_input: loss_j = exp(x_j) - y_j x_j\n"
+            "otherwise: loss_j = x_j - y_j log(x_j + eps)\n"
+            "--full adds y log y - y + 0.5 log(2 pi y) where y > 1; mean = sum / numel"
+        ),
+        steps=(
+            "turn the prediction into a rate: exp(x) for log-rates, x itself otherwise",
+            "loss = rate - y log(rate), dropping the constant log(y!) unless --full",
+            "reduce: mean divides by the number of elements",
+        ),
+        mistakes=(
+            "passing rates while --log-input is on (the default): exp makes them huge",
+            "negative counts: a Poisson target is a count >= 0",
+        ),
+    ),
+)
+
+GAUSSIAN_NLL = LossSpec(
+    name="gaussian-nll",
+    torch_class="GaussianNLLLoss",
+    task="regression with predicted variance",
+    summary="negative log-likelihood of targets under a Gaussian with predicted mean and variance",
+    inputs=(
+        InputSpec("predictions", FLOAT, "predicted means, any shape (N,*)"),
+        InputSpec("targets", FLOAT, "the predictions' shape"),
+        InputSpec(
+            "var",
+            FLOAT,
+            "predicted variances > 0: the predictions' shape, or with the last dimension 1 or "
+            "dropped (one variance per row)",
+        ),
+    ),
+    options={"full": False, "eps": 1e-6},
+    prepare=_prepare_gaussian,
+    steps=_steps_gaussian,
+    example=(
+        "losscli gaussian-nll sample_data/y_pred.csv sample_data/y_true.csv sample_data/var.csv"
+    ),
+    explain=Explain(
+        formula=(
+            "loss_j = 0.5 (log max(var_j, eps) + (x_j - y_j)^2 / max(var_j, eps))"
+            "  (+ 0.5 log(2 pi) with --full)\n"
+            "mean = sum_j loss_j / numel"
+        ),
+        steps=(
+            "clamp the variance at eps",
+            "add half its log to half the squared error divided by it",
+            "reduce: mean divides by the number of elements",
+            "gradients flow to the predictions, the targets and the variances",
+        ),
+        mistakes=(
+            "passing standard deviations instead of variances",
+            "negative or zero variances: losscli refuses them (torch would clamp or fail)",
+        ),
+    ),
+)
+
+SPECS = (MSE, L1, HUBER, SMOOTH_L1, POISSON_NLL, GAUSSIAN_NLL)
