@@ -242,3 +242,9 @@ def not_log_probabilities(array: np.ndarray, axis: int = 1) -> str | None:
     if not np.allclose(lse[np.isfinite(lse)], 0.0, atol=1e-3):
         return "rows whose logsumexp is not 0"
     return None
+
+
+def require_2d(name: str, inp: InputArray, what: str) -> None:
+    """Refuse an input that is not a 2-D (N,C) or (N,D) table."""
+    if inp.array.ndim != 2:
+        raise InputError(f"{name} ({inp.source}) have shape {list(inp.array.shape)}; {what}")

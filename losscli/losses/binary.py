@@ -183,7 +183,8 @@ def _steps_bce_logits(arrays, options, limit) -> Steps:
     return steps
 
 
-def _prepare_soft_margin(inputs, options, ctx: Context) -> Prepared:
+def prepare_sign_targets(inputs, options, ctx: Context) -> Prepared:
+    """Predictions and +1/-1 targets of one shape."""
     from losscli.validate import Prepared, check_finite, same_shape, sign_labels
 
     preds, targets = inputs["predictions"], inputs["targets"]
@@ -204,12 +205,12 @@ def _steps_soft_margin(arrays, options, limit) -> Steps:
 
 
 def _prepare_multilabel_soft_margin(inputs, options, ctx: Context) -> Prepared:
-    from losscli.errors import InputError
     from losscli.validate import (
         Prepared,
         check_finite,
         float_vector,
         in_unit_interval,
+        require_2d,
         same_shape,
         vector_length,
     )
@@ -217,11 +218,7 @@ def _prepare_multilabel_soft_margin(inputs, options, ctx: Context) -> Prepared:
     preds, targets = inputs["predictions"], inputs["targets"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
-    if preds.array.ndim != 2:
-        raise InputError(
-            f"predictions ({preds.source}) have shape {list(preds.array.shape)}; "
-            "multilabel-soft-margin needs (N,C) logits"
-        )
+    require_2d("predictions", preds, "multilabel-soft-margin needs (N,C) logits")
     labels = same_shape(
         ("predictions", preds), ("targets", targets), "it accepts (N,C) and (N,C)", ctx
     )
@@ -285,7 +282,7 @@ SOFT_MARGIN = LossSpec(
         InputSpec("predictions", FLOAT, "scores, any shape"),
         InputSpec("targets", LABEL, "+1 or -1, the predictions' shape"),
     ),
-    prepare=_prepare_soft_margin,
+    prepare=prepare_sign_targets,
     steps=_steps_soft_margin,
     example="losscli soft-margin sample_data/scores.csv sample_data/signs.csv",
     explain=Explain(

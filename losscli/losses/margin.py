@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from losscli.errors import InputError, OptionError
+from losscli.losses.binary import prepare_sign_targets
 from losscli.losses.regression import SAME_SHAPE, element_rows
 from losscli.registry import FLOAT, INDEX, LABEL, Explain, InputSpec, LossSpec
 from losscli.steps import Steps
@@ -14,21 +15,10 @@ if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
 
-def _matrix(name: str, inp, what: str) -> None:
-    if inp.array.ndim != 2:
-        raise InputError(f"{name} ({inp.source}) have shape {list(inp.array.shape)}; {what}")
-
-
 def _prepare_hinge(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, same_shape, sign_labels
-
-    preds, targets = inputs["predictions"], inputs["targets"]
-    check_finite("predictions", preds, ctx)
-    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    labels = sign_labels("target", targets)
-    return Prepared(
-        {"predictions": preds.array, "targets": labels}, {"margin": float(options["margin"])}
-    )
+    prepared = prepare_sign_targets(inputs, options, ctx)
+    prepared.options = {"margin": float(options["margin"])}
+    return prepared
 
 
 def _steps_hinge(arrays, options, limit) -> Steps:
@@ -50,6 +40,7 @@ def _prepare_multi_margin(inputs, options, ctx: Context) -> Prepared:
         check_finite,
         class_indices,
         float_vector,
+        require_2d,
         vector_length,
     )
 
@@ -59,7 +50,7 @@ def _prepare_multi_margin(inputs, options, ctx: Context) -> Prepared:
         raise OptionError(f"--p {options['p']} is out of range; valid: 1 or 2")
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
-    _matrix("predictions", preds, "multi-margin needs (N,C) scores")
+    require_2d("predictions", preds, "multi-margin needs (N,C) scores")
     num_classes = preds.array.shape[1]
     if targets.array.shape not in ((len(preds.array),), (len(preds.array), 1)):
         raise InputError(
@@ -93,12 +84,12 @@ def _steps_multi_margin(arrays, options, limit) -> Steps:
 def _prepare_multilabel_margin(inputs, options, ctx: Context) -> Prepared:
     import numpy as np
 
-    from losscli.validate import Prepared, check_finite, shown
+    from losscli.validate import Prepared, check_finite, require_2d, shown
 
     preds, targets = inputs["predictions"], inputs["targets"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
-    _matrix("predictions", preds, "multilabel-margin needs (N,C) scores")
+    require_2d("predictions", preds, "multilabel-margin needs (N,C) scores")
     if targets.array.shape != preds.array.shape:
         raise InputError(
             f"shapes do not match: predictions ({preds.source}) are {list(preds.array.shape)}, "
@@ -144,13 +135,13 @@ def _steps_multilabel_margin(arrays, options, limit) -> Steps:
 
 def _prepare_pair_embedding(inputs, options, ctx: Context, *, matrix: bool) -> Prepared:
     """x1, x2 of one shape and +1/-1 targets, one per row (cosine) or element (ranking)."""
-    from losscli.validate import Prepared, check_finite, same_shape, sign_labels
+    from losscli.validate import Prepared, check_finite, require_2d, same_shape, sign_labels
 
     x1, x2, targets = inputs["x1"], inputs["x2"], inputs["targets"]
     for name in ("x1", "x2"):
         check_finite(name, inputs[name], ctx)
     if matrix:
-        _matrix("x1", x1, "cosine-embedding needs (N,D) embeddings")
+        require_2d("x1", x1, "cosine-embedding needs (N,D) embeddings")
     x2_array = same_shape(("x1", x1), ("x2", x2), "it accepts x1 and x2 of one shape", ctx)
     if matrix:
         n = len(x1.array)
@@ -220,7 +211,7 @@ def _steps_ranking(arrays, options, limit) -> Steps:
 
 
 def _prepare_triplet(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, option_in_range, same_shape
+    from losscli.validate import Prepared, check_finite, option_in_range, require_2d, same_shape
 
     option_in_range("--margin", float(options["margin"]), 0.0, open_low=True)
     option_in_range("--p", float(options["p"]), 0.0, open_low=True)
@@ -228,7 +219,7 @@ def _prepare_triplet(inputs, options, ctx: Context) -> Prepared:
     anchor = inputs["anchor"]
     for name in ("anchor", "positive", "negative"):
         check_finite(name, inputs[name], ctx)
-    _matrix("anchor", anchor, "triplet-margin needs (N,D) embeddings")
+    require_2d("anchor", anchor, "triplet-margin needs (N,D) embeddings")
     accepts = "it accepts anchor, positive and negative of one shape (N,D)"
     arrays = {"anchor": anchor.array}
     for name in ("positive", "negative"):
