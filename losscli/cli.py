@@ -496,7 +496,9 @@ def list_losses() -> None:
     """List every loss: command, aliases, torch class, task, what the inputs must be."""
     from losscli.meta import losses_table, print_renderable
 
-    print_renderable(losses_table())
+    code = _guarded(False, lambda: print_renderable(losses_table()) or 0)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("explain")

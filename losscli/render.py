@@ -177,8 +177,13 @@ def print_whole(renderables: list, stream) -> None:
         console = Console(
             file=stream, emoji=False, markup=False, highlight=False, width=max(width, 40)
         )
+    console.on_broken_pipe = _broken_pipe  # let the CLI end quietly, with its own exit code
     for renderable in renderables:
         console.print(renderable)
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def print_table(result: Result, per_sample: bool, limit: int, stream) -> None:

@@ -272,6 +272,7 @@ def test_registry_walk_keeps_commands_list_explain_readme_and_samples_in_step(na
     assert explained.exit_code == 0
     for part in ("Formula", "Inputs, in order", "Steps", "Common mistakes", spec.example):
         assert part in explained.stdout
+    assert "\\n" not in explained.stdout
     assert spec.example in README, f"README lacks the example for {name}"
     argv = shlex.split(spec.example)
     for arg in argv[2:]:

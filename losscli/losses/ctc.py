@@ -221,7 +221,7 @@ CTC = LossSpec(
     ),
     explain=Explain(
         formula=(
-            "loss_i = -log sum over alignments a of x_i that collapse to y_i of prod_t p_t(a_t)\\n"
+            "loss_i = -log sum over alignments a of x_i that collapse to y_i of prod_t p_t(a_t)\n"
             "mean = 1/N sum_i loss_i / max(len(y_i), 1)"
         ),
         steps=(

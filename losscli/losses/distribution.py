@@ -100,7 +100,7 @@ KL_DIV = LossSpec(
     example="losscli kl-div sample_data/log_probs.csv sample_data/target_probs.csv -r batchmean",
     explain=Explain(
         formula=(
-            "loss_j = t_j (log t_j - x_j)   (x = log q, the predicted log-probabilities)\\n"
+            "loss_j = t_j (log t_j - x_j)   (x = log q, the predicted log-probabilities)\n"
             "batchmean = sum_j loss_j / N  (the KL divergence per sample); mean = sum / numel"
         ),
         steps=(

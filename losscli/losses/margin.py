@@ -344,7 +344,7 @@ MULTILABEL_MARGIN = LossSpec(
     example="losscli multilabel-margin sample_data/bce_logits.csv sample_data/ml_labels.csv",
     explain=Explain(
         formula=(
-            "loss_i = sum_{j in T_i} sum_{k not in T_i} max(0, 1 - (x_i[j] - x_i[k])) / C\\n"
+            "loss_i = sum_{j in T_i} sum_{k not in T_i} max(0, 1 - (x_i[j] - x_i[k])) / C\n"
             "T_i = the indices of row i before its first -1; mean = sum_i loss_i / N"
         ),
         steps=(
@@ -379,7 +379,7 @@ COSINE_EMBEDDING = LossSpec(
     ),
     explain=Explain(
         formula=(
-            "cos_i = x1_i . x2_i / (|x1_i| |x2_i|)\\n"
+            "cos_i = x1_i . x2_i / (|x1_i| |x2_i|)\n"
             "loss_i = 1 - cos_i if y_i = 1 else max(0, cos_i - margin); mean = sum / N"
         ),
         steps=(
@@ -434,8 +434,8 @@ TRIPLET_MARGIN = LossSpec(
     example="losscli triplet-margin sample_data/emb1.csv sample_data/emb2.csv sample_data/emb3.csv",
     explain=Explain(
         formula=(
-            "d(u, v) = ||u - v + eps||_p\\n"
-            "loss_i = max(0, d(a_i, p_i) - d(a_i, n_i) + margin); mean = sum / N\\n"
+            "d(u, v) = ||u - v + eps||_p\n"
+            "loss_i = max(0, d(a_i, p_i) - d(a_i, n_i) + margin); mean = sum / N\n"
             "--swap: d(a_i, n_i) <- min(d(a_i, n_i), d(p_i, n_i))"
         ),
         steps=(
