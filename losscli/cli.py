@@ -517,5 +517,21 @@ def explain(
 
 
 def main() -> None:
-    """The ``losscli`` entry point."""
-    app(prog_name="losscli")
+    """The ``losscli`` entry point: usage errors as one line on stderr, exit 2."""
+    try:
+        code = app(prog_name="losscli", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("losscli: interrupted\n")
+        code = EXIT_INTERRUPTED
+    except Exception as error:
+        # Click's usage errors (Typer ships its own copy of Click, so match by shape).
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()
+        else:
+            ctx = getattr(error, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            _error(error.format_message().rstrip(".") + hint)
+        code = error.exit_code
+    sys.exit(code or 0)

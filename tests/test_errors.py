@@ -250,10 +250,14 @@ def test_label_smoothing_outside_unit_interval(value):
     assert_usage_error(out, "--label-smoothing", value, "[0.0, 1.0]")
 
 
-def test_typer_rejected_option_exits_2():
-    out = run_cli("ce", LOGITS, LABELS, "--reduction", "median")
-    assert out.exit_code == 2
-    assert out.stdout == ""
+def test_typer_rejected_option_is_one_line_exit_2():
+    for args in (["--reduction", "median"], ["--limit", "x"], ["--no-such-option"]):
+        done = run_process("ce", LOGITS, LABELS, *args)
+        assert done.returncode == 2
+        assert done.stdout == b""
+        lines = done.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("losscli: error:"), lines
+        assert "losscli ce --help" in lines[0]
 
 
 def test_wrong_number_of_inputs():
