@@ -89,75 +89,36 @@ def make_data() -> None:
     write_csv(DATA / "big_labels.csv", np.load(DATA / "big_labels.npy"), "%d")
 
 
+def ce_commands(logits: str, labels: str, script: str) -> tuple[list[str], list[str]]:
+    """``losscli ce`` on two data files, and a baseline script on the same files."""
+    files = [str(DATA / logits), str(DATA / labels)]
+    return [*LOSSCLI, "ce", *files, "-f", "value"], [PY, str(BASE / script), *files]
+
+
 def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
     """(target description, limit, result) for each chosen case."""
-    d = DATA
     out = []
     if not selected or "help" in selected:
-        r = compare(
-            "--help vs bare 20-command Typer app",
-            [*LOSSCLI, "--help"],
-            [PY, str(BASE / "typer_app.py"), "--help"],
-            15,
-        )
+        ours, base = [*LOSSCLI, "--help"], [PY, str(BASE / "typer_app.py"), "--help"]
+        r = compare("--help vs bare 20-command Typer app", ours, base, 15)
         out.append(("time <= 1.3x", 1.3, r))
     if not selected or "small" in selected:
-        ours = [
-            *LOSSCLI,
-            "ce",
-            str(d / "small_logits.csv"),
-            str(d / "small_labels.csv"),
-            "-f",
-            "value",
-        ]
-        base = [
-            PY,
-            str(BASE / "ce_loadtxt.py"),
-            str(d / "small_logits.csv"),
-            str(d / "small_labels.csv"),
-        ]
-        out.append(
-            ("time <= 1.15x", 1.15, compare("64x5 CSV ce vs np.loadtxt script", ours, base, 9))
-        )
+        ours, base = ce_commands("small_logits.csv", "small_labels.csv", "ce_loadtxt.py")
+        r = compare("64x5 CSV ce vs np.loadtxt script", ours, base, 9)
+        out.append(("time <= 1.15x", 1.15, r))
     if not selected or "csv" in selected:
-        ours = [*LOSSCLI, "ce", str(d / "big_logits.csv"), str(d / "big_labels.csv"), "-f", "value"]
-        loadtxt = [
-            PY,
-            str(BASE / "ce_loadtxt.py"),
-            str(d / "big_logits.csv"),
-            str(d / "big_labels.csv"),
-        ]
-        pandas = [
-            PY,
-            str(BASE / "ce_pandas.py"),
-            str(d / "big_logits.csv"),
-            str(d / "big_labels.csv"),
-        ]
-        out.append(
-            ("time <= 0.75x", 0.75, compare("1Mx10 CSV ce vs np.loadtxt script", ours, loadtxt, 3))
-        )
-        pandas_result = compare("1Mx10 CSV ce vs pandas script", ours, pandas, 5)
-        out.append(("time <= 1.0x", 1.0, pandas_result))
-        out.append(
-            (
-                "peak RSS <= 1.0x",
-                1.0,
-                {
-                    **pandas_result,
-                    "case": "1Mx10 CSV peak RSS vs pandas",
-                    "ratio": pandas_result["rss_ratio"],
-                },
-            )
-        )
+        ours, loadtxt = ce_commands("big_logits.csv", "big_labels.csv", "ce_loadtxt.py")
+        _, pandas = ce_commands("big_logits.csv", "big_labels.csv", "ce_pandas.py")
+        r = compare("1Mx10 CSV ce vs np.loadtxt script", ours, loadtxt, 3)
+        out.append(("time <= 0.75x", 0.75, r))
+        r = compare("1Mx10 CSV ce vs pandas script", ours, pandas, 5)
+        out.append(("time <= 1.0x", 1.0, r))
+        rss = {**r, "case": "1Mx10 CSV peak RSS vs pandas", "ratio": r["rss_ratio"]}
+        out.append(("peak RSS <= 1.0x", 1.0, rss))
     if not selected or "npy" in selected:
-        ours = [*LOSSCLI, "ce", str(d / "big_logits.npy"), str(d / "big_labels.npy"), "-f", "value"]
-        base = [
-            PY,
-            str(BASE / "ce_npload.py"),
-            str(d / "big_logits.npy"),
-            str(d / "big_labels.npy"),
-        ]
-        out.append(("time <= 1.1x", 1.1, compare("1Mx10 NPY ce vs np.load script", ours, base, 7)))
+        ours, base = ce_commands("big_logits.npy", "big_labels.npy", "ce_npload.py")
+        r = compare("1Mx10 NPY ce vs np.load script", ours, base, 7)
+        out.append(("time <= 1.1x", 1.1, r))
     return out
 
 
