@@ -358,11 +358,12 @@ def _read_text(raw, label, delimiter, header, allow_names, float_dtype) -> _Pars
         header = _has_header(_split_rows("\n".join(head), delimiter))
     origin = TextOrigin(raw, header)
     if size > LARGE_TEXT_BYTES and (delimiter is not None or len(head[0].split()) == 1):
-        width = len(_split_rows(head[0], delimiter)[0][1])
-        parsed = _read_text_arrow(raw, delimiter or ",", header, width, allow_names, float_dtype)
+        first_cells = _split_rows(head[0], delimiter)[0][1]
+        parsed = _read_text_arrow(
+            raw, delimiter or ",", header, len(first_cells), allow_names, float_dtype
+        )
         if parsed is not None:
-            names = _split_rows(head[0], delimiter)[0][1] if header else None
-            return _ParsedText(names, parsed, label, origin)
+            return _ParsedText(first_cells if header else None, parsed, label, origin)
     data = raw.read_bytes() if isinstance(raw, Path) else raw
     names, array = _parse_text_python(_decode(data, label), label, delimiter, header, allow_names)
     return _ParsedText(names, array, label, origin)
@@ -515,9 +516,7 @@ def _read_parquet(raw, label, columns, allow_names) -> InputArray:
     if columns is not None:
         chosen = [names[i] for i in _column_indices(columns, names, len(names), label)]
     else:
-        chosen = [
-            f.name for f in schema if pa.types.is_floating(f.type) or pa.types.is_integer(f.type)
-        ]
+        chosen = [f.name for f in schema if _arrow_kind(pa, f.type) != "other"]
         if not chosen:
             raise InputError(f"{label}: has no numeric columns (columns: {', '.join(names)})")
     try:
@@ -532,7 +531,7 @@ def _read_parquet(raw, label, columns, allow_names) -> InputArray:
     for name, column in zip(chosen, table.columns):
         if column.null_count:
             raise InputError(f"{shown}: column {name!r} has {column.null_count} missing values")
-        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        if _arrow_kind(pa, column.type) != "other":
             values = np.empty(len(column), dtype=np.float64)
             _fill_from_arrow(values, column)
             arrays.append(values)
