@@ -5,15 +5,13 @@ shell completion stay fast.
 """
 
 import inspect
-import os
 import sys
-import time
 from typing import Annotated, Literal
 
 import typer
 
 from losscli import __version__
-from losscli.errors import EXIT_GATE, EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, OptionError
+from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
 from losscli.options import (
     COMMON_NAMES,
     LOSS_PANEL,
@@ -25,7 +23,7 @@ from losscli.options import (
     Weight,
     common_parameters,
 )
-from losscli.registry import INDEX, LossSpec, get_spec
+from losscli.registry import LossSpec, get_spec
 
 app = typer.Typer(
     name="losscli",
@@ -55,26 +53,32 @@ def _root(
     """Compute a PyTorch loss, and its gradient, from files or stdin."""
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"losscli: error: {message}\n")
-
-
-def _warn(message: str) -> None:
-    sys.stderr.write(f"losscli: warning: {message}\n")
-
-
 def _guarded(debug: bool, action) -> int:
-    """Run ``action``, mapping every failure to its exit code and one line on stderr."""
+    """Run ``action``, mapping every failure to its exit code and one line on stderr.
+
+    Python warnings (NumPy's RuntimeWarning, torch's UserWarning) never reach stderr: what
+    matters of them is checked and said by losscli itself; --debug shows them.
+    """
+    import warnings
+
+    from losscli import output
+
     try:
-        return action()
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            return action()
     except LossCliError as error:
-        _error(error.message)
+        output.error(error.message)
         return error.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("losscli: interrupted\n")
+        output.note("interrupted", "")
         return EXIT_INTERRUPTED
+    except Terminated as stop:
+        output.note("terminated", f"signal {stop.signum}")
+        return 128 + stop.signum
     except BrokenPipeError:
-        _silence_stdout()
+        output.silence_stdout()
         return 0
     except Exception as error:
         if debug:
@@ -82,20 +86,11 @@ def _guarded(debug: bool, action) -> int:
 
             traceback.print_exc()
         else:
-            _error(
+            output.error(
                 f"internal error ({type(error).__name__}: {error}); "
                 "rerun with --debug to see the traceback"
             )
         return EXIT_INTERNAL
-
-
-def _silence_stdout() -> None:
-    """After the reader went away (| head), send the rest of stdout nowhere, quietly."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def loss_command(name: str):
@@ -119,16 +114,20 @@ def loss_command(name: str):
             ],
         )
         common = [p for p in common_parameters() if p.name not in own_names]
+        context = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
 
-        def command(**kwargs):
+        def command(ctx: typer.Context, **kwargs):
             sources = kwargs.pop("inputs")
             options = {p.name: kwargs.pop(p.name) for p in own if p.name not in COMMON_NAMES}
             settings = Common(**kwargs)
-            code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings))
+            env = _from_environment(ctx)
+            code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings, env))
             if code:
                 raise typer.Exit(code)
 
-        command.__signature__ = inspect.Signature([inputs, *own, *common])
+        command.__signature__ = inspect.Signature([context, inputs, *own, *common])
         command.__name__ = func.__name__
         text = _command_help(spec)
         app.command(name, help=text, no_args_is_help=True)(command)
@@ -149,172 +148,68 @@ def _command_help(spec: LossSpec) -> str:
     return "\n\n".join(lines)
 
 
-# ------------------------------------------------------------------ the pipeline
+# ------------------------------------------------------------------ running a loss
 
 
-def _input_sources(spec: LossSpec, sources: list[str], settings: Common) -> list[str]:
-    """One source per input; in single-file mode the first file gives predictions and targets."""
-    count = len(spec.inputs)
-    if sources.count("-") > 1:
-        raise OptionError(
-            "only one input can come from stdin ('-'); write the others to files first"
-        )
-    single_file = settings.pred_cols is not None and settings.target_cols is not None
-    if single_file and len(sources) == count - 1:
-        sources = [sources[0], *sources]
-    if len(sources) != count:
-        names = " ".join(i.name.upper() for i in spec.inputs)
-        hint = " (or one table file fewer with --pred-cols and --target-cols)" if count > 1 else ""
-        raise OptionError(f"{spec.name} takes {count} input(s): {names}{hint}; got {len(sources)}")
-    return sources
+def _from_environment(ctx) -> dict[str, str]:
+    """Options whose value came from an environment variable: {name: variable}."""
+    found = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "ENVIRONMENT" and param.envvar:
+            found[param.name] = param.envvar
+    return found
 
 
-def read_inputs(spec: LossSpec, sources: list[str], settings: Common) -> dict:
-    """Read every input of ``spec`` from its source, stdin at most once."""
-    import numpy as np
-
-    from losscli.io import parse_columns, read_input
-
-    float_dtype = np.float64 if settings.dtype == "float64" else np.float32
-    stdin_data = None
-    result = {}
-    for position, (input_spec, source) in enumerate(zip(spec.inputs, sources)):
-        columns = None
-        if position == 0:
-            columns = parse_columns(settings.pred_cols)
-        elif position == 1:
-            columns = parse_columns(settings.target_cols)
-        stdin = None
-        if source == "-":
-            if stdin_data is None:
-                stdin_data = _stdin_bytes()
-            stdin = _Replay(stdin_data)
-        result[input_spec.name] = read_input(
-            source,
-            input_format=settings.input_format,
-            delimiter=settings.delimiter,
-            header=settings.header,
-            columns=columns,
-            allow_names=input_spec.role == INDEX,
-            float_dtype=float_dtype if input_spec.differentiable else None,
-            stdin=stdin,
-        )
-    return result
-
-
-class _Replay:
-    """Stdin bytes read once, given to each input that names '-' (single-file mode)."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def read(self) -> bytes:
-        return self.data
-
-
-def _stdin_bytes() -> bytes:
-    from losscli.errors import InputError
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise InputError(
-            "'-' reads from stdin, but stdin is a terminal; pipe the data in "
-            "(python predict.py | losscli ...) or pass a file path"
-        )
-    return sys.stdin.buffer.read()
-
-
-def _gate(result, settings: Common) -> bool:
-    """Whether --fail-above / --fail-below trips (NaN trips either)."""
-    import math
-
-    values = result.values()
-    if settings.fail_above is not None and any(
-        math.isnan(v) or v > settings.fail_above for v in values
-    ):
-        return True
-    return settings.fail_below is not None and any(
-        math.isnan(v) or v < settings.fail_below for v in values
-    )
-
-
-def run_loss(spec: LossSpec, sources: list[str], options: dict, settings: Common) -> int:
+def run_loss(
+    spec: LossSpec, sources: list[str], options: dict, settings: Common, env: dict[str, str]
+) -> int:
     """Read, validate, compute, write --grad-out, print; returns the exit code."""
-    from losscli.core import compute_inputs
-    from losscli.validate import Context
+    from losscli import output, pipeline
+    from losscli.io.sources import stdin_fd
 
-    sources = _input_sources(spec, sources, settings)
-    grad_out = None
-    if settings.grad_out is not None:
-        if settings.no_grad:
-            raise OptionError("--grad-out needs the gradient; drop --no-grad")
-        from losscli.io import check_grad_out
-
-        grad_out = check_grad_out(settings.grad_out, sources)
-    import numpy  # noqa: F401  (imported before torch starts loading beside the readers)
-
-    from losscli import engine
-
-    engine.preload_torch()
-    started = time.perf_counter()
-    with _progress(settings, f"reading {', '.join(dict.fromkeys(sources))}"):
-        inputs = read_inputs(spec, sources, settings)
-    read_s = time.perf_counter() - started
-    first_float = spec.float_inputs[0]
-    if grad_out is not None:
-        from losscli.io import check_grad_out_shape
-
-        check_grad_out_shape(grad_out, inputs[first_float].array.shape)
-    classes = [c.strip() for c in settings.classes.split(",")] if settings.classes else None
-    ctx = Context(
-        reduction=settings.reduction, allow_nonfinite=settings.allow_nonfinite, classes=classes
+    result, gate = pipeline.run_files(
+        spec,
+        sources,
+        options,
+        settings,
+        stdin=stdin_fd(),
+        env=env,
+        progress=lambda text: _progress(settings, text),
     )
-    table = settings.format == "table"
-    with _progress(settings, f"computing {spec.torch_class} on {settings.device}"):
-        result = compute_inputs(
-            spec,
-            inputs,
-            options,
-            ctx,
-            device=settings.device,
-            dtype=settings.dtype,
-            grad=not settings.no_grad,
-            keep_rows=settings.limit if settings.per_sample and table else 0,
-            steps_limit=settings.limit if settings.steps and table else 0,
-            read_s=read_s,
-        )
-    if grad_out is not None:
-        from losscli.io import write_array
-
-        write_array(grad_out, result.gradients[first_float], inputs[first_float].header)
     if not settings.quiet:
         for message in result.warnings:
-            _warn(message)
+            output.warning(message)
     _print_result(result, settings)
-    return EXIT_GATE if _gate(result, settings) else 0
+    if gate is not None and gate.tripped:
+        output.note("gate", gate.reason)
+    return pipeline.exit_code(gate)
 
 
 def _progress(settings: Common, text: str):
     """A transient spinner on stderr while a step runs, only where a person watches it."""
     import contextlib
 
-    if settings.quiet or not sys.stderr.isatty():
+    from losscli.output import escape
+
+    if settings.quiet or sys.stderr is None or not sys.stderr.isatty():
         return contextlib.nullcontext()
     from rich.console import Console
 
     console = Console(stderr=True, markup=False, emoji=False, highlight=False)
-    return console.status(text, spinner="dots")
+    return console.status(escape(text), spinner="dots")
 
 
 def _print_result(result, settings: Common) -> None:
-    from losscli import render
+    from losscli import output, render
 
     if settings.format == "json":
-        sys.stdout.write(render.render_json(result))
+        output.write_stdout(render.render_json(result))
     elif settings.format == "value":
-        sys.stdout.write(render.render_value(result))
+        output.write_stdout(render.render_value(result))
     else:
         render.print_table(result, settings.per_sample, settings.limit, sys.stdout)
-    sys.stdout.flush()
+        sys.stdout.flush()
 
 
 # ------------------------------------------------------------------ loss commands
@@ -516,13 +411,32 @@ def explain(
         raise typer.Exit(code)
 
 
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
 def main() -> None:
-    """The ``losscli`` entry point: usage errors as one line on stderr, exit 2."""
+    """The ``losscli`` entry point: usage errors as one line on stderr, exit 2; closed or
+    narrow-encoding streams, a reader that goes away, and SIGTERM/SIGHUP handled."""
+    import signal
+
+    from losscli import output
+
+    output.prepare_streams()
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise_terminated)
     try:
         code = app(prog_name="losscli", standalone_mode=False)
     except typer.Abort:
-        sys.stderr.write("losscli: interrupted\n")
+        output.note("interrupted", "")
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        output.silence_stdout()
+        code = 0
+    except Terminated as stop:
+        output.note("terminated", f"signal {stop.signum}")
+        code = 128 + stop.signum
     except Exception as error:
         # Click's usage errors (Typer ships its own copy of Click, so match by shape).
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
@@ -532,6 +446,10 @@ def main() -> None:
         else:
             ctx = getattr(error, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-            _error(error.format_message().rstrip(".") + hint)
+            output.error(error.format_message().rstrip(".") + hint)
         code = error.exit_code
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        output.silence_stdout()
     sys.exit(code or 0)

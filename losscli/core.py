@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from losscli.errors import OptionError
 from losscli.io import InputArray
-from losscli.registry import LossSpec
+from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, LossSpec
 from losscli.result import Result
-from losscli.validate import Context
+from losscli.validate import Context, check_representable
+
+INT64 = (-(2**63), 2**63 - 1)
+READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
 def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> dict[str, Any]:
@@ -25,6 +29,14 @@ def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> di
         raise OptionError(
             f"--reduction {reduction!r} is not one of {', '.join(spec.reductions)} for {spec.name}"
         )
+    for name, value in options.items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+            raise OptionError(f"{flag} {value} is out of range; valid: a 64-bit integer")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(f"{flag} {value} is not a finite number")
     return {**spec.options, **options}
 
 
@@ -45,6 +57,10 @@ def compute_inputs(
     from losscli import engine
 
     options = check_options(spec, options, ctx.reduction)
+    for input_spec in spec.inputs:
+        if input_spec.differentiable:
+            check_representable(input_spec.name, inputs[input_spec.name], ctx)
+    shapes = {n: list(inputs[n].array.shape) for n in spec.input_names}
     prepared = spec.prepare(inputs, options, ctx)
     engine.resolve_device(device)  # an unusable device is refused before any computation
     output = engine.run(
@@ -58,6 +74,10 @@ def compute_inputs(
     )
     summary = None
     if output.gradients is not None:
+        # Gradients in the shape each input was read in ((T,C) CTC log_probs, (N,1) targets).
+        for name, gradient in output.gradients.items():
+            if list(gradient.shape) != shapes[name] and gradient.size == math.prod(shapes[name]):
+                output.gradients[name] = gradient.reshape(shapes[name])
         summary = {n: engine.gradient_summary(g) for n, g in output.gradients.items()}
     steps = spec.steps(prepared.arrays, prepared.options, steps_limit) if steps_limit else None
     return Result(
@@ -69,8 +89,8 @@ def compute_inputs(
         device=output.device,
         dtype=dtype,
         inputs={
-            n: {"source": inputs[n].source, "shape": list(prepared.arrays[n].shape)}
-            for n in spec.input_names
+            i.name: _input_summary(inputs[i.name], prepared.targets_kind, i, shapes[i.name])
+            for i in spec.inputs
         },
         gradients=output.gradients,
         gradient_summary=summary,
@@ -83,6 +103,18 @@ def compute_inputs(
         per_sample_total=_rows(prepared.arrays[spec.inputs[0].name], spec),
         steps=steps,
     )
+
+
+def _input_summary(inp: InputArray, targets_kind, input_spec, shape) -> dict[str, Any]:
+    """What JSON and the table say about one input: source, shape, and how it was read."""
+    read_as = READ_AS[input_spec.role]
+    if input_spec.name == "targets" and targets_kind:
+        read_as = targets_kind
+    summary = {"source": inp.source, "shape": shape, "read_as": read_as}
+    for key in ("format", "header", "index_column"):
+        if key in inp.info:
+            summary[key] = inp.info[key]
+    return summary
 
 
 def _rows(array: np.ndarray, spec: LossSpec) -> int:
@@ -119,5 +151,7 @@ def compute(
         if array.dtype.kind == "b":
             array = array.astype(np.float64)
         arrays[input_spec.name] = InputArray("array", array)
-    ctx = Context(reduction=reduction, allow_nonfinite=allow_nonfinite, classes=classes)
+    ctx = Context(
+        reduction=reduction, allow_nonfinite=allow_nonfinite, classes=classes, dtype=dtype
+    )
     return compute_inputs(spec, arrays, options, ctx, device=device, dtype=dtype, grad=grad)

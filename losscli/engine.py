@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from losscli.errors import DeviceError, OptionError
-from losscli.registry import LossSpec
+from losscli.registry import FLOAT, LABEL, LossSpec
 from losscli.validate import Prepared
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -119,9 +119,10 @@ def _chunks(spec: LossSpec, prepared: Prepared, chunk_elements: int) -> list[sli
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
-def _to_tensor(torch, array: np.ndarray, device, dtype):
-    """A tensor on ``device``: floats in the compute dtype, integers as int64."""
-    if array.dtype.kind in "fb":
+def _to_tensor(torch, array: np.ndarray, device, dtype, as_float: bool = False):
+    """A tensor on ``device``: floats (and integers where ``as_float``: integer-typed
+    predictions) in the compute dtype, other integers as int64."""
+    if as_float or array.dtype.kind in "fb":
         host_dtype = np.float64 if dtype == torch.float64 else np.float32
         host = np.ascontiguousarray(array, dtype=host_dtype)
         with warnings.catch_warnings():
@@ -163,6 +164,9 @@ def run(
     arrays = prepared.arrays
     mean = reduction in ("mean", "batchmean")
     differentiable = [i.name for i in spec.inputs if i.differentiable] if grad else []
+    float_inputs = {i.name for i in spec.inputs if i.role in (FLOAT, LABEL)}
+    # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
+    sum_dtype = torch.float32 if torch_device.type == "mps" else torch.float64
     grad_dtype = np.float64 if dtype == "float64" else np.float32
     chunks = _chunks(spec, prepared, chunk_elements)
     gradients = {}
@@ -175,7 +179,10 @@ def run(
             options = _option_tensors(torch, prepared, rows, torch_device, torch_dtype)
             loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
             chunk = {n: arrays[n][rows] for n in spec.input_names}
-            tensors = {n: _to_tensor(torch, a, torch_device, torch_dtype) for n, a in chunk.items()}
+            tensors = {
+                n: _to_tensor(torch, a, torch_device, torch_dtype, n in float_inputs)
+                for n, a in chunk.items()
+            }
             for name in differentiable:
                 tensors[name].requires_grad_(True)
             try:
@@ -183,7 +190,7 @@ def run(
                 summed = elements
                 if scale is not None:
                     summed = elements * _to_tensor(torch, scale[rows], torch_device, torch_dtype)
-                chunk_sum = summed.sum()
+                chunk_sum = summed.sum(dtype=sum_dtype)
                 if differentiable:
                     chunk_sum.backward()
             except (RuntimeError, NotImplementedError) as error:
@@ -213,7 +220,8 @@ def run(
                 kept_rows += len(values)
     if mean:
         value = total / denominator if denominator else math.nan
-        factor = 1.0 / denominator if denominator else math.nan
+        # A mean over nothing (every target ignored) is NaN; its gradient is 0, as in torch.
+        factor = 1.0 / denominator if denominator else 0.0
         for g in gradients.values():
             np.multiply(g, factor, out=g)
     else:

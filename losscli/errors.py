@@ -1,6 +1,5 @@
 """Every user-facing failure is a LossCliError carrying the exit code the CLI returns."""
 
-EXIT_OK = 0
 EXIT_GATE = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -29,3 +28,11 @@ class OptionError(LossCliError):
 
 class DeviceError(LossCliError):
     """A --device that this torch build cannot use."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (temporary files are removed)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -104,7 +104,7 @@ FailBelow = Annotated[
     ),
 ]
 InputFormat = Annotated[
-    Literal["csv", "tsv", "npy", "npz", "parquet"] | None,
+    Literal["csv", "tsv", "txt", "npy", "npz", "parquet"] | None,
     typer.Option(
         "--input-format",
         help="Read every input as this format instead of detecting it.",

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from losscli.output import escape
 from losscli.result import Result
 from losscli.steps import Steps
 
@@ -24,9 +25,9 @@ def format_number(value, digits: int = 6) -> str:
 
 
 def format_cell(value) -> str:
-    """Numbers, vectors (first entries) and text, as table cell text."""
+    """Numbers, vectors (first entries) and text, as table cell text (data text escaped)."""
     if isinstance(value, str):
-        return value
+        return escape(value)
     if isinstance(value, np.ndarray) and value.ndim:
         flat = value.reshape(-1)
         shown = ", ".join(format_number(v, 4) for v in flat[:VECTOR_ENTRIES])
@@ -55,7 +56,7 @@ def _options_text(options: dict) -> str:
         elif isinstance(value, float):
             value = format_number(value)
         parts.append(f"{key}={value}")
-    return ", ".join(parts)
+    return escape(", ".join(parts))
 
 
 def _reduction_text(result: Result) -> str:
@@ -81,6 +82,15 @@ def _value_text(result: Result) -> str:
     )
 
 
+def _input_text(info: dict) -> str:
+    text = f"{info['source']}  shape {info['shape']}, read as {info['read_as']}"
+    if info.get("header"):
+        text += ", header"
+    if info.get("index_column") is not None:
+        text += f", index column {info['index_column']!r} dropped"
+    return text
+
+
 def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> list:
     """The renderables of the table output: summary, gradients, per-sample, steps."""
     from rich import box
@@ -101,12 +111,12 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         ("dtype", result.dtype),
     ]
     for name, info in result.inputs.items():
-        extra = (
-            f", read as {result.targets_kind}" if name == "targets" and result.targets_kind else ""
-        )
-        rows.append((f"input {name}", f"{info['source']}  shape {info['shape']}{extra}"))
+        rows.append((f"input {name}", _input_text(info)))
+    if result.gate is not None:
+        gate = result.gate
+        rows.append(("gate", f"tripped: {gate['reason']}" if gate["tripped"] else "passed"))
     for field, text in rows:
-        summary.add_row(Text(field), Text(text))
+        summary.add_row(Text(field), Text(escape(text)))
     tables = [summary]
     if result.gradient_summary is not None:
         grads = Table(title="gradient", box=box.SIMPLE_HEAVY)
@@ -114,7 +124,7 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
             grads.add_column(column, no_wrap=True, justify="left" if column == "input" else "right")
         for name, stats in result.gradient_summary.items():
             grads.add_row(
-                Text(name),
+                Text(escape(name)),
                 Text(str(stats["shape"])),
                 *(Text(format_number(stats[k])) for k in ("norm", "mean", "min", "max")),
             )
@@ -157,10 +167,10 @@ def _steps_table(steps: Steps, result: Result):
 
     table = Table(title="steps", box=box.SIMPLE)
     for column in steps.columns:
-        table.add_column(column, no_wrap=True, min_width=len(column))
+        table.add_column(Text(column), no_wrap=True, min_width=len(column))
     for row in steps.rows:
         table.add_row(*(Text(format_cell(c)) for c in row))
-    notes = [Text(n) for n in steps.notes]
+    notes = [Text(escape(n)) for n in steps.notes]
     notes.append(Text(f"reduction {_reduction_text(result)} = {_value_text(result)}"))
     return Group(table, *notes)
 

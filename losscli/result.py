@@ -54,6 +54,8 @@ class Result:
     per_sample: np.ndarray | None = None
     per_sample_total: int = 0
     steps: Steps | None = None
+    # What --fail-above / --fail-below decided (None without a gate).
+    gate: dict[str, Any] | None = None
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""
@@ -70,7 +72,7 @@ class Result:
         return notes
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of SPEC section 4, with exactly its keys."""
+        """The JSON object of SPEC section 4 (with the ``gate`` of section 8)."""
         return {
             "loss": self.loss,
             "torch": self.torch_class,
@@ -82,5 +84,6 @@ class Result:
             "inputs": _plain(self.inputs),
             "gradient": _plain(self.gradient_summary),
             "warnings": self.json_warnings(),
+            "gate": _plain(self.gate),
             "timing": {k: round(v, 6) for k, v in self.timing.items()},
         }

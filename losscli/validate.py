@@ -8,13 +8,19 @@ the place and what was expected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from losscli.errors import InputError, OptionError
-from losscli.io import InputArray, read_input
+from losscli.io import InputArray, read_vector
+
+# The smallest magnitude that rounds to inf in each compute dtype.
+OVERFLOW_AT = {
+    "float16": 65520.0,
+    "bfloat16": 3.3961775292304e38,
+    "float32": 3.4028235677973366e38,
+}
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Context:
     reduction: str = "mean"
     allow_nonfinite: bool = False
     classes: list[str] | None = None
+    dtype: str = "float32"
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -42,8 +49,10 @@ class Prepared:
 
 
 def shown(value) -> str:
-    """A value from an array as the user wrote it (``2.0``, not ``np.float64(2.0)``)."""
-    return repr(value.item() if hasattr(value, "item") else value)
+    """A value from an array as the user wrote it (``2.0`` and ``'cat'``, not
+    ``np.float64(2.0)`` and ``np.str_('cat')``)."""
+    value = value.item() if hasattr(value, "item") else value
+    return repr(str(value) if isinstance(value, str) else value)
 
 
 def describe(name: str, inp: InputArray) -> str:
@@ -63,7 +72,33 @@ def check_finite(name: str, inp: InputArray, ctx: Context) -> None:
     message = f"{describe(name, inp)}: {len(bad)} NaN/inf value(s), first at {first}"
     if not ctx.allow_nonfinite:
         raise InputError(message + "; fix the data or pass --allow-nonfinite")
-    ctx.warn(message + "; let through by --allow-nonfinite")
+    if message + "; let through by --allow-nonfinite" not in ctx.warnings:
+        ctx.warn(message + "; let through by --allow-nonfinite")
+
+
+def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
+    """Refuse finite values that the compute dtype turns into inf (1e39 in float32, 1e5 in
+    float16), like NaN/inf; --allow-nonfinite lets them through as inf, with a warning."""
+    limit = OVERFLOW_AT.get(ctx.dtype)
+    array = inp.array
+    if limit is None or array.dtype.kind not in "iuf" or array.size == 0:
+        return
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
+        return  # within every dtype's range
+    with np.errstate(invalid="ignore", over="ignore"):
+        magnitude = np.abs(array.astype(np.float64, copy=False))
+        over = np.isfinite(magnitude) & (magnitude >= limit)
+    if not over.any():
+        return
+    bad = np.argwhere(over)
+    where = tuple(bad[0])
+    message = (
+        f"{describe(name, inp)}: {len(bad)} value(s) that {ctx.dtype} cannot hold (it rounds "
+        f"them to inf), first {shown(array[where])} at {inp.where(where)}"
+    )
+    if not ctx.allow_nonfinite:
+        raise InputError(message + "; use a wider --dtype, or pass --allow-nonfinite")
+    ctx.warn(message + "; let through as inf by --allow-nonfinite")
 
 
 def same_shape(
@@ -178,23 +213,7 @@ def option_in_range(
 
 def float_vector(option: str, value: Any) -> np.ndarray | None:
     """A --weight style option: a comma-separated list, a file path, or an array-like."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            vector = np.array([float(v) for v in value.split(",")], dtype=np.float64)
-        except ValueError:
-            if not Path(value).exists():
-                raise OptionError(
-                    f"{option} {value!r} is neither a comma-separated list of numbers "
-                    "nor an existing file"
-                ) from None
-            vector = np.asarray(read_input(value).array, dtype=np.float64).ravel()
-    else:
-        vector = np.asarray(value, dtype=np.float64).ravel()
-    if not np.isfinite(vector).all():
-        raise OptionError(f"{option} has NaN or inf entries")
-    return vector
+    return read_vector(option, value)
 
 
 def vector_length(option: str, vector: np.ndarray | None, expected: int, what: str) -> None:

@@ -70,10 +70,12 @@ def test_json_output_matches_spec_shape():
     x, y = sample_logits()
     assert data["loss"] == "ce" and data["torch"] == "CrossEntropyLoss"
     assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-6)
+    text = {"format": "csv", "header": False, "index_column": None}
     assert data["inputs"] == {
-        "predictions": {"source": LOGITS, "shape": [10, 5]},
-        "targets": {"source": LABELS, "shape": [10]},
+        "predictions": {"source": LOGITS, "shape": [10, 5], "read_as": "values", **text},
+        "targets": {"source": LABELS, "shape": [10], "read_as": "class indices", **text},
     }
+    assert data["gate"] is None
     grad = ref.cross_entropy_grad(x, y)
     assert data["gradient"]["predictions"]["norm"] == pytest.approx(np.linalg.norm(grad), rel=1e-5)
     assert data["warnings"] == []

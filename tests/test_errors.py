@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from losscli import cli
+from losscli import pipeline
 from tests.conftest import ROOT, SAMPLE, assert_usage_error, run_cli, run_process
 
 LOGITS = str(SAMPLE / "logits.csv")
@@ -218,8 +218,8 @@ def test_grad_out_refused_before_any_computation(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("inputs were read")
 
-    monkeypatch.setattr(cli, "read_inputs", fail)
-    assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", LOGITS), "also an input")
+    monkeypatch.setattr(pipeline, "read_inputs", fail)
+    assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", LOGITS), "a file this run reads")
     missing = tmp_path / "no" / "such" / "g.npy"
     assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", missing), "does not exist")
     assert_usage_error(
@@ -241,7 +241,7 @@ def test_no_gradient_file_after_bad_input(files, tmp_path):
 
 def test_unknown_column_names_available_columns():
     out = run_cli("mse", SAMPLE / "table.csv", "--pred-cols", "yhat", "--target-cols", "y")
-    assert_usage_error(out, "'yhat'", "y, y_hat")
+    assert_usage_error(out, "'yhat'", "'y', 'y_hat'")
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
@@ -285,7 +285,7 @@ def test_interrupt_exits_130_without_traceback(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "read_inputs", interrupted)
+    monkeypatch.setattr(pipeline, "read_inputs", interrupted)
     out = run_cli("ce", LOGITS, LABELS)
     assert out.exit_code == 130
     assert "Traceback" not in out.stderr

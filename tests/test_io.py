@@ -139,7 +139,7 @@ def test_text_round_trip(array, delimiter):
 def test_large_text_reader_agrees_with_small_text_reader(monkeypatch_module, array, delimiter):
     data = _as_text(array, delimiter)
     small = lio.read_input("-", stdin=io.BytesIO(data)).array
-    monkeypatch_module.setattr(lio, "LARGE_TEXT_BYTES", 0)
+    monkeypatch_module.setattr(lio.text, "LARGE_TEXT_BYTES", 0)
     try:
         large = lio.read_input("-", stdin=io.BytesIO(data)).array
     finally:
@@ -172,7 +172,7 @@ def test_npy_round_trip(array):
 
 def test_large_text_errors_are_located_like_small_ones(files, monkeypatch):
     path = files.text("big.csv", "1,2\n3,4\n5,x\n")
-    monkeypatch.setattr(lio, "LARGE_TEXT_BYTES", 0)
+    monkeypatch.setattr(lio.text, "LARGE_TEXT_BYTES", 0)
     with pytest.raises(InputError, match=r"line 3, column 2: found 'x'"):
         lio.read_input(str(path))
     ragged = files.text("ragged.csv", "1,2\n3,4\n5\n")
@@ -192,7 +192,7 @@ def test_write_array_round_trips_each_format(files, rng):
 
 def test_unknown_column_lists_available(files):
     path = files.text("t.csv", "y,y_hat\n1,2\n")
-    with pytest.raises(OptionError, match="no column 'pred'; available: y, y_hat"):
+    with pytest.raises(OptionError, match="no column 'pred'; available: 'y', 'y_hat'"):
         lio.read_input(str(path), columns=["pred"])
 
 

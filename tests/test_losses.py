@@ -265,8 +265,10 @@ def test_result_to_dict_has_exactly_the_spec_keys(classes):
         "inputs",
         "gradient",
         "warnings",
+        "gate",
         "timing",
     ]
+    assert data["gate"] is None
     assert data["options"] == {"weight": None, "ignore_index": -100, "label_smoothing": 0.0}
     assert set(data["timing"]) == {"read_s", "compute_s"}
 

@@ -1,0 +1,135 @@
+"""NPY and NPZ: read without pickles, the header checked against the bytes really there.
+
+A regular NPY file is memory-mapped through its one open descriptor; a stream's bytes are
+viewed in place. An NPZ is opened as a ZIP archive over the same descriptor, and only its
+``.npy`` members are arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from losscli.errors import InputError
+from losscli.io.common import invalid
+from losscli.io.sources import Source
+
+# Kinds of NumPy dtype that are numbers; "U"/"S" (strings) are class names where names are read.
+NUMERIC_KINDS = "biuf"
+NAME_KINDS = "US"
+
+
+def _header(handle, label: str, kind: str):
+    """(shape, fortran order, dtype) from an NPY header, refusing pickles and odd dtypes."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as error:
+        raise invalid(label, kind, error) from None
+    if dtype.hasobject:
+        raise InputError(f"{label}: not a safe {kind} file: it holds pickled Python objects")
+    return shape, fortran, dtype
+
+
+def checked_dtype(array: np.ndarray, label: str, kind: str, names: bool) -> np.ndarray:
+    """Refuse arrays that are not numbers (or, where names are read, strings)."""
+    allowed = NUMERIC_KINDS + (NAME_KINDS if names else "")
+    if array.dtype.kind not in allowed or array.dtype.fields is not None:
+        expected = "numbers or class names" if names else "numbers"
+        raise InputError(f"{label}: {kind} array has dtype {array.dtype}; expected {expected}")
+    if array.dtype.kind == "S":
+        try:
+            return np.char.decode(array, "utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{label}: {kind} byte strings are not UTF-8 class names") from None
+    return array
+
+
+def _expected_bytes(shape, dtype) -> int:
+    count = 1
+    for n in shape:
+        count *= int(n)
+    return count * dtype.itemsize
+
+
+def read_npy(source: Source, names: bool = False) -> np.ndarray:
+    """An NPY source as an array (memory-mapped for a regular file)."""
+    label, handle = source.label, source.file
+    handle.seek(0)
+    shape, fortran, dtype = _header(handle, label, "NPY")
+    offset = handle.tell()
+    needed = _expected_bytes(shape, dtype)
+    held = source.size - offset
+    if held < needed:
+        raise invalid(label, "NPY", f"its header promises {needed} bytes of data, it holds {held}")
+    order = "F" if fortran else "C"
+    if needed == 0:
+        array = np.empty(shape, dtype=dtype, order=order)
+    elif source.regular:
+        array = np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+    else:
+        buffer = handle.getbuffer()
+        flat = np.frombuffer(buffer, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
+        array = flat.reshape(shape, order=order)
+    return checked_dtype(array, label, "NPY", names)
+
+
+def _member_array(archive: zipfile.ZipFile, member: str, label: str, names: bool) -> np.ndarray:
+    info = archive.getinfo(member)
+    with archive.open(member) as stream:
+        shape, fortran, dtype = _header(stream, label, "NPZ")
+        needed = _expected_bytes(shape, dtype)
+        offset = stream.tell()
+        if info.file_size - offset < needed:
+            raise invalid(
+                label,
+                "NPZ",
+                f"its header promises {needed} bytes of data, the member holds "
+                f"{max(info.file_size - offset, 0)}",
+            )
+        data = stream.read(needed)
+    if len(data) < needed:
+        raise invalid(label, "NPZ", "the member is truncated")
+    order = "F" if fortran else "C"
+    array = (
+        np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+        if needed
+        else np.empty(shape, dtype=dtype, order=order)
+    )
+    return checked_dtype(array, label, "NPZ", names)
+
+
+def read_npz(source: Source, names: bool = False) -> tuple[np.ndarray, str]:
+    """The array of an NPZ source (the one it holds, or the one its ``:key`` names)."""
+    label, key = source.label, source.arg.key
+    source.file.seek(0)
+    try:
+        archive = zipfile.ZipFile(source.file)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise invalid(label, "NPZ", error) from None
+    with archive:
+        members = {os.path.splitext(m)[0]: m for m in archive.namelist() if m.endswith(".npy")}
+        keys = list(members)
+        if key is None:
+            if len(keys) != 1:
+                raise InputError(
+                    f"{label}: holds {len(keys)} arrays ({', '.join(keys) or 'none'}); "
+                    f"name one as {label}:KEY"
+                )
+            key = keys[0]
+        if key not in members:
+            others = [m for m in archive.namelist() if m == key]
+            what = "is not an NPY array" if others else "does not exist"
+            raise InputError(f"{label}: member {key!r} {what}; arrays: {', '.join(keys) or 'none'}")
+        try:
+            array = _member_array(archive, members[key], f"{label}:{key}", names)
+        except InputError:
+            raise
+        except Exception as error:  # zipfile and zlib raise several unrelated types
+            raise invalid(label, "NPZ", error) from None
+    return array, key

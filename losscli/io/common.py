@@ -1,0 +1,94 @@
+"""What every reader shares: the array an input is read into, and where its rows came from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from losscli.errors import InputError
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How one input is read: format, text delimiter, header. None means detected."""
+
+    input_format: str | None = None
+    delimiter: str | None = None
+    header: bool | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One input wanted from a source: its columns, and how its cells may be read.
+
+    ``names`` lets non-numeric text cells through as strings (class names); ``float_dtype``
+    is the NumPy dtype float cells are kept in (float32 when the compute dtype is narrower
+    than float64; values that float32 cannot hold keep float64 so that checks can name them).
+    """
+
+    columns: tuple[str, ...] | None = None
+    names: bool = False
+    float_dtype: Any = np.float64
+
+
+@dataclass
+class InputArray:
+    """One input as read: its array, where it came from, and what was decided while reading.
+
+    ``info`` holds the reading decisions reported in JSON (format, header, index column);
+    ``line_of_row`` turns a 0-based data row of a text input into its 1-based line number;
+    ``file_columns`` maps the array's columns to the columns of the file (for messages).
+    """
+
+    source: str
+    array: np.ndarray
+    header: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    line_of_row: Callable[[int], int] | None = field(default=None, repr=False)
+    file_columns: list[int] | None = None
+
+    def where(self, index) -> str:
+        """Where element ``index`` (an int row or a tuple) is, for error messages."""
+        index = tuple(int(i) for i in np.atleast_1d(index))
+        row = index[0] if index else 0
+        text = f"{self.source}, row {row + 1}"
+        if self.line_of_row is not None:
+            text += f" (line {self.line_of_row(row)}"
+            if len(index) > 1 or self.file_columns is not None:
+                column = index[1] if len(index) > 1 else 0
+                if self.file_columns is not None and column < len(self.file_columns):
+                    column = self.file_columns[column]
+                text += f", column {column + 1}"
+            text += ")"
+        elif len(index) > 1:
+            text += f", index {list(index)}"
+        return text
+
+    def with_array(self, array: np.ndarray) -> InputArray:
+        """A copy of this input holding ``array`` (the reading decisions stay)."""
+        return InputArray(
+            self.source, array, self.header, self.info, self.line_of_row, self.file_columns
+        )
+
+
+def invalid(label: str, kind: str, error: Exception | str | None = None) -> InputError:
+    """The error for a file that is not a valid (or safe) file of its format."""
+    detail = str(error).strip().splitlines()[0] if error is not None and str(error) else ""
+    return InputError(f"{label}: not a valid {kind} file" + (f" ({detail})" if detail else ""))
+
+
+def narrow(array: np.ndarray, float_dtype) -> np.ndarray:
+    """Float64 values in ``float_dtype``, unless that would turn a finite value into inf.
+
+    Values out of float32's range keep float64, so that the finite-value check can name them.
+    """
+    if float_dtype == np.float64 or array.dtype != np.float64:
+        return array
+    with np.errstate(over="ignore"):
+        narrowed = array.astype(float_dtype)
+    if np.isinf(narrowed).any() and not np.array_equal(np.isinf(narrowed), np.isinf(array)):
+        return array
+    return narrowed

@@ -1,0 +1,92 @@
+"""Parquet: every numeric column, or the chosen ones, read through the source's descriptor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from losscli.errors import InputError
+from losscli.io.columns import resolve_columns
+from losscli.io.common import InputArray, Request, invalid, narrow
+from losscli.io.sources import Source
+from losscli.io.text import fill_from_arrow
+
+
+def _kind(pa, arrow_type) -> str:
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_dictionary(arrow_type) and _kind(pa, arrow_type.value_type) == "string":
+        return "string"
+    return "other"
+
+
+def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
+    """Read a Parquet source once and give one InputArray per request."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label = source.label
+    source.file.seek(0)
+    try:
+        parquet = pq.ParquetFile(source.file)
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise invalid(label, "Parquet", error) from None
+    names = list(schema.names)
+    selections = []
+    for request in requests:
+        if request.columns is not None:
+            chosen = resolve_columns(request.columns, names, len(names), label)
+        else:
+            chosen = [i for i, f in enumerate(schema) if _kind(pa, f.type) == "number"]
+            if not chosen:
+                raise InputError(
+                    f"{label}: has no numeric columns (columns: {', '.join(map(repr, names))})"
+                )
+        selections.append(chosen)
+    wanted = sorted({i for chosen in selections for i in chosen})
+    try:
+        if len({names[i] for i in wanted}) == len(wanted) and all(
+            names.count(names[i]) == 1 for i in wanted
+        ):
+            table = parquet.read(columns=[names[i] for i in wanted], use_threads=True)
+            by_index = dict(zip(wanted, table.columns))
+        else:
+            table = parquet.read(use_threads=True)
+            by_index = {i: table.column(i) for i in wanted}
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise invalid(label, "Parquet", error) from None
+    if table.num_rows == 0:
+        raise InputError(f"{label}: has no data rows")
+    results = []
+    for request, chosen in zip(requests, selections):
+        shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"
+        arrays = [
+            _column_values(pa, by_index[i], names[i], shown, request, len(chosen)) for i in chosen
+        ]
+        if any(a.dtype.kind == "U" for a in arrays):
+            array = arrays[0]
+        else:
+            array = arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
+            array = narrow(array, request.float_dtype)
+        info = {"format": "parquet", "header": True, "index_column": None, "notes": []}
+        results.append(InputArray(shown, array, [names[i] for i in chosen], info))
+    return results
+
+
+def _column_values(pa, column, name, shown, request: Request, count: int) -> np.ndarray:
+    if column.null_count:
+        raise InputError(f"{shown}: column {name!r} has {column.null_count} missing values")
+    kind = _kind(pa, column.type)
+    if kind == "number":
+        values = np.empty(len(column), dtype=np.float64)
+        fill_from_arrow(values, column.cast(pa.float64()))
+        return values
+    if kind == "bool":
+        return np.array(column.to_pylist(), dtype=np.float64)
+    if kind == "string" and request.names and count == 1:
+        return np.array([str(v).strip() for v in column.to_pylist()], dtype=str)
+    raise InputError(f"{shown}: column {name!r} has type {column.type}; expected numbers")

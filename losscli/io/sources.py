@@ -1,0 +1,328 @@
+"""Sources: each path or stdin opened exactly once, and the identity of every file read.
+
+A regular file is opened once and kept open; readers seek in it or memory-map it through
+that one descriptor. Anything else (a pipe, a FIFO, ``/dev/stdin``, ``<(...)`` process
+substitution, a socket, a character device) is a stream: it is read once, to its end, into
+memory, and never re-opened, ``stat``-sized or memory-mapped.
+
+A source argument is ``PATH``, ``-`` (stdin), ``PATH:KEY`` (an array of an NPZ file), and may
+end in ``?option=value&...`` to override the reading options for that input alone
+(``header=yes|no``, ``delimiter=C``, ``format=csv|tsv|txt|npy|npz|parquet``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import stat
+import sys
+from dataclasses import dataclass, replace
+from urllib.parse import unquote
+
+from losscli.errors import InputError, OptionError
+from losscli.io.common import ReadOptions
+
+FORMATS = ("csv", "tsv", "txt", "npy", "npz", "parquet")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+PARQUET_MAGIC = b"PAR1"
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
+# A stream's first bytes are checked before the rest is read, so that /dev/zero or
+# /dev/urandom given as text fails at once instead of filling memory.
+FIRST_CHUNK = 1 << 16
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class SourceArg:
+    """A source as the user wrote it, taken apart: path (or ``-``), NPZ key, reading options."""
+
+    text: str
+    path: str
+    key: str | None
+    options: ReadOptions
+
+    @property
+    def label(self) -> str:
+        """How messages and output name this input."""
+        return "<stdin>" if self.path == STDIN else self.path
+
+
+def delimiter_option(value: str | None, where: str = "--delimiter") -> str | None:
+    """A delimiter option's value as one character (``tab``, ``\\t``, ``comma``... accepted)."""
+    if value is None:
+        return None
+    value = DELIMITER_NAMES.get(value.lower(), value)
+    if len(value) != 1 or value in '\r\n"' or value == "\0":
+        raise OptionError(
+            f"{where} {value!r} is not one character; give one character such as ',' ';' "
+            "or 'tab' (quotes and line breaks cannot be delimiters)"
+        )
+    return value
+
+
+def header_option(value: str, where: str) -> bool | None:
+    lowered = value.lower()
+    if lowered in ("yes", "true", "1", "on"):
+        return True
+    if lowered in ("no", "false", "0", "off"):
+        return False
+    if lowered in ("auto", "detect"):
+        return None
+    raise OptionError(f"{where} {value!r}: expected yes, no or auto")
+
+
+def format_option(value: str | None, where: str = "--input-format") -> str | None:
+    if value is None:
+        return None
+    if value.lower() not in FORMATS:
+        raise OptionError(f"{where} {value!r} is not one of {', '.join(FORMATS)}")
+    return value.lower()
+
+
+def _query_options(text: str, query: str, defaults: ReadOptions) -> ReadOptions:
+    options = defaults
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        name, value = unquote(name).strip().lower(), unquote(value)
+        where = f"{text}: {name}="
+        if not sep or not name:
+            raise OptionError(
+                f"{text}: reading option {part!r} is not NAME=VALUE "
+                "(header=yes|no, delimiter=C, format=FMT)"
+            )
+        if name == "header":
+            options = replace(options, header=header_option(value, where))
+        elif name == "delimiter":
+            options = replace(options, delimiter=delimiter_option(value, where))
+        elif name == "format":
+            options = replace(options, input_format=format_option(value, where))
+        else:
+            raise OptionError(
+                f"{text}: unknown reading option {name!r}; known: header, delimiter, format"
+            )
+    return options
+
+
+def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
+    """Take a source argument apart. A name that exists as written is always a plain path."""
+    if text == STDIN or os.path.lexists(text):
+        return SourceArg(text, text, None, defaults)
+    base, options = text, defaults
+    if "?" in base:
+        head, query = base.rsplit("?", 1)
+        if head == STDIN or os.path.lexists(head) or ":" in head:
+            base, options = head, _query_options(text, query, defaults)
+    key = None
+    if base != STDIN and not os.path.lexists(base) and ":" in base:
+        head, candidate = base.rsplit(":", 1)
+        if head == STDIN or os.path.lexists(head):
+            base, key = head, candidate
+    return SourceArg(text, base, key, options)
+
+
+@dataclass
+class Source:
+    """An opened source: a seekable binary file over its bytes, and what it is."""
+
+    arg: SourceArg
+    label: str
+    file: io.BufferedIOBase
+    regular: bool
+    size: int
+    identity: tuple[int, int] | None
+    head: bytes
+
+    def format(self) -> str:
+        """The format: the option, else the extension, else the content's magic bytes."""
+        fmt = self.arg.options.input_format
+        if fmt is None and self.arg.path != STDIN:
+            fmt = EXTENSIONS.get(os.path.splitext(self.arg.path)[1].lower())
+        if fmt is None:
+            fmt = sniff(self.head)
+        if self.arg.key is not None and fmt != "npz":
+            raise OptionError(
+                f"{self.arg.text}: a ':{self.arg.key}' suffix names an array of an NPZ file, "
+                f"but {self.label} is read as {fmt.upper()}"
+            )
+        return fmt
+
+
+def sniff(head: bytes) -> str:
+    """The format that a source's first bytes show."""
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    return "txt"
+
+
+def os_error(label: str, error: OSError) -> InputError:
+    reason = error.strerror or str(error)
+    return InputError(f"{label}: cannot read: {reason}")
+
+
+def _read_stream(fd: int, label: str) -> bytes:
+    """A stream's bytes, read once to the end; text that is plainly not text fails early."""
+    with os.fdopen(fd, "rb", closefd=False) as stream:
+        try:
+            first = stream.read(FIRST_CHUNK)
+            if sniff(first) == "txt" and first:
+                _check_text_start(first, label)
+            rest = stream.read()
+        except OSError as error:
+            raise os_error(label, error) from None
+    return first + rest if rest else first
+
+
+def _check_text_start(data: bytes, label: str) -> None:
+    zero = data.find(b"\0")
+    if zero >= 0:
+        raise InputError(
+            f"{label}: not text (a NUL byte at offset {zero}) and not an NPY, NPZ or Parquet file"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{label}: not UTF-8 text (byte {error.start}) and not an NPY, NPZ or Parquet file"
+        ) from None
+
+
+class SourceSet:
+    """Opens each source once and remembers the identity (device, inode) of everything read."""
+
+    def __init__(self, stdin_fd: int | io.BufferedIOBase | None = 0):
+        """``stdin_fd``: stdin's descriptor, None when it is closed, or a binary file object
+        read in its place (the Python API and tests)."""
+        self.stdin_fd = stdin_fd
+        self._opened: dict[tuple[int, int], Source] = {}
+        self._by_arg: dict[SourceArg, Source] = {}
+        self.identities: dict[tuple[int, int], str] = {}
+
+    def close(self) -> None:
+        for source in self._opened.values():
+            if source.regular:
+                source.file.close()
+        self._opened.clear()
+        self._by_arg.clear()
+
+    def __enter__(self) -> SourceSet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self, arg: SourceArg) -> Source:
+        """Open ``arg`` (once: a regular file named twice is shared, a stream is refused)."""
+        if arg not in self._by_arg:
+            self._by_arg[arg] = self._open(arg)
+        return self._by_arg[arg]
+
+    def _open(self, arg: SourceArg) -> Source:
+        if arg.path == STDIN:
+            return self._open_stdin(arg)
+        label = arg.label
+        try:
+            info = os.stat(arg.path)
+        except OSError as error:
+            raise os_error(label, error) from None
+        identity = (info.st_dev, info.st_ino)
+        if identity in self._opened:
+            known = self._opened[identity]
+            if known.regular:
+                return replace(known, arg=arg, label=label)
+            raise InputError(
+                f"{label} is the same stream as {known.label}; a stream can be read only once: "
+                "save it to a file and name the file"
+            )
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{label}: cannot read: Is a directory")
+        try:
+            fd = os.open(arg.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as error:
+            raise os_error(label, error) from None
+        source = self._from_fd(arg, label, fd, owned=True)
+        self._opened[source.identity or identity] = source
+        return source
+
+    def _open_stdin(self, arg: SourceArg) -> Source:
+        fd = self.stdin_fd
+        label = "<stdin>"
+        if fd is not None and not isinstance(fd, int):
+            data = fd.read()
+            return Source(arg, label, io.BytesIO(data), False, len(data), None, data[:8])
+        try:
+            if fd is None:
+                raise OSError
+            info = os.fstat(fd)
+        except OSError:
+            raise InputError(
+                "'-' reads stdin, but stdin is closed; pipe the data in "
+                "(python predict.py | losscli ...) or pass a file path"
+            ) from None
+        if os.isatty(fd):
+            raise InputError(
+                "'-' reads from stdin, but stdin is a terminal; pipe the data in "
+                "(python predict.py | losscli ...) or pass a file path"
+            )
+        identity = (info.st_dev, info.st_ino)
+        if identity in self._opened:
+            raise InputError(
+                f"stdin is also named as {self._opened[identity].label}; only one input can come "
+                "from stdin: write the others to files first"
+            )
+        source = self._from_fd(arg, label, fd, owned=False, stream=True)
+        self._opened[identity] = source
+        return source
+
+    def _from_fd(self, arg, label, fd, *, owned: bool, stream: bool = False) -> Source:
+        try:
+            info = os.fstat(fd)
+        except OSError as error:
+            raise os_error(label, error) from None
+        identity = (info.st_dev, info.st_ino)
+        self.identities[identity] = label
+        if stat.S_ISDIR(info.st_mode):
+            if owned:
+                os.close(fd)
+            raise InputError(f"{label}: cannot read: Is a directory")
+        if stat.S_ISREG(info.st_mode) and not stream:
+            handle = os.fdopen(fd, "rb")
+            try:
+                head = handle.read(8)
+                handle.seek(0)
+            except OSError as error:
+                handle.close()
+                raise os_error(label, error) from None
+            return Source(arg, label, handle, True, info.st_size, identity, head)
+        try:
+            data = _read_stream(fd, label)
+        finally:
+            if owned:
+                os.close(fd)
+        return Source(arg, label, io.BytesIO(data), False, len(data), identity, data[:8])
+
+
+def stdin_fd() -> int | None:
+    """The descriptor of stdin, or None when the process was started with stdin closed."""
+    if sys.stdin is None:
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fd

@@ -1,0 +1,414 @@
+"""Text tables (CSV, TSV, whitespace-separated): one meaning whatever the size.
+
+Every decision (delimiter, header, pandas index column) is made once, from whole rows at the
+start of the file, by the same code for every size. The data rows are then parsed by the
+Python parser, or, for large files, by pyarrow's multithreaded reader, which is used only
+where its result is the Python parser's: it is given the rows after the header (never a
+byte prefix), number cells are read into float64 by both with the same correctly rounded
+conversion, and whatever pyarrow would read differently (whitespace-only lines, empty cells,
+names with spaces, any cell it rejects) sends the file to the Python parser instead, which
+also locates every error by line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from losscli.errors import InputError
+from losscli.io.columns import resolve_columns
+from losscli.io.common import InputArray, Request, narrow
+from losscli.io.sources import Source
+
+# Text above this size is parsed by pyarrow; below it, Python's parser is faster to start.
+LARGE_TEXT_BYTES = 1 << 20
+HEAD_CHUNK = 1 << 16
+BOM = b"\xef\xbb\xbf"
+LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# The number syntax of every text input: decimal, exponent, inf/infinity, nan (pyarrow's
+# "nan(...)" form too). Underscores, hex and non-ASCII digits are not numbers.
+NUMBER = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan(?:\([0-9A-Za-z_]*\))?)",
+    re.IGNORECASE | re.ASCII,
+)
+INDEX_NAMES = ("index", "unnamed: 0")
+
+csv.field_size_limit(sys.maxsize)
+
+
+def is_number(cell: str) -> bool:
+    """Whether a (stripped) text cell is a number."""
+    return NUMBER.fullmatch(cell) is not None
+
+
+def to_number(cell: str) -> float:
+    """A number cell's value (``nan(...)`` is NaN)."""
+    return float("nan") if cell.endswith(")") else float(cell)
+
+
+def _cell_text(cell: str) -> str:
+    return "an empty cell" if cell == "" else repr(cell)
+
+
+@dataclass
+class Layout:
+    """What was decided about a text table before its data rows are parsed."""
+
+    delimiter: str | None
+    names: list[str] | None
+    width: int
+    data_offset: int
+    header_line: int
+    index_column: int | None
+    notes: list[str]
+
+
+def _decode(line: bytes, label: str, number: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{label}, line {number}: not UTF-8 text (byte {error.start} of the line) and not "
+            "an NPY, NPZ or Parquet file"
+        ) from None
+
+
+def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]], bool]:
+    """The first ``count`` non-blank lines, whole, as (line number, end offset, text).
+
+    Reads as far as needed to have whole lines, however long they are. Also says whether
+    the file starts with a UTF-8 byte order mark.
+    """
+    handle = source.file
+    handle.seek(0)
+    buffer = b""
+    eof = False
+    while True:
+        chunk = handle.read(HEAD_CHUNK if len(buffer) < HEAD_CHUNK else len(buffer))
+        eof = not chunk
+        buffer += chunk
+        zero = buffer.find(b"\0")
+        if zero >= 0:
+            raise InputError(
+                f"{source.label}: not text (a NUL byte at offset {zero}) and not "
+                "an NPY, NPZ or Parquet file"
+            )
+        lines, start, number = [], 0, 0
+        body = buffer
+        bom = body.startswith(BOM)
+        if bom:
+            start = len(BOM)
+        for match in LINE_BREAK.finditer(body, start):
+            number += 1
+            end = match.end()
+            # A final "\r" may be the first half of "\r\n": wait for the next byte.
+            if match.group() == b"\r" and end == len(body) and not eof:
+                break
+            raw = body[start : match.start()]
+            if raw.strip():
+                lines.append((number, end, _decode(raw, source.label, number)))
+                if len(lines) == count:
+                    return lines, bom
+            start = end
+        if eof:
+            raw = body[start:]
+            if raw.strip():
+                lines.append((number + 1, len(body), _decode(raw, source.label, number + 1)))
+            return lines[:count], bom
+
+
+def split_row(line: str, delimiter: str | None) -> list[str]:
+    """One line's cells, stripped: csv quoting for a delimiter, else whitespace-separated."""
+    if delimiter is None:
+        return line.split()
+    return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
+
+
+def detect_delimiter(first_line: str) -> str | None:
+    for delimiter in ("\t", ",", ";"):
+        if delimiter in first_line:
+            return delimiter
+    return None
+
+
+def _numbered_header(first: list[str], second: list[str] | None) -> bool:
+    """A first row that is exactly 0,1,...,C-1 above a row with a non-integral number."""
+    if len(first) < 2 or first != [str(i) for i in range(len(first))] or second is None:
+        return False
+    numbers = [to_number(c) for c in second if is_number(c)]
+    return any(not float(v).is_integer() for v in numbers if np.isfinite(v))
+
+
+def _layout(source: Source, delimiter: str | None, header: bool | None) -> Layout:
+    label = source.label
+    lines, bom = _first_lines(source, 2)
+    if not lines:
+        raise InputError(f"{label}: is empty; it has no data rows")
+    if delimiter is None:
+        delimiter = detect_delimiter(lines[0][2])
+    rows = [split_row(text, delimiter) for _, _, text in lines]
+    first, second = rows[0], rows[1] if len(rows) > 1 else None
+    notes = []
+    if header is None:
+        header = not all(is_number(c) for c in first) and (
+            second is None or any(not is_number(a) and is_number(b) for a, b in zip(first, second))
+        )
+        if not header and _numbered_header(first, second):
+            header = True
+            notes.append(
+                f"{label}: line {lines[0][0]} ({','.join(first)}) reads as a header of column "
+                f"numbers; write {label}?header=no to read it as data"
+            )
+    if header:
+        names = first
+        data_offset = lines[0][1]
+        header_line = lines[0][0]
+    else:
+        names = None
+        data_offset = len(BOM) if bom else 0
+        header_line = 0
+    index_column = None
+    if names and len(names) > 1 and (names[0] == "" or names[0].lower() in INDEX_NAMES):
+        index_column = 0
+    return Layout(delimiter, names, len(first), data_offset, header_line, index_column, notes)
+
+
+def _line_mapper(source: Source, header_line: int):
+    """row -> line number, by scanning the file again through its one descriptor; used only
+    to place an error, so a large file pays for it only when something is wrong."""
+    cache: dict[str, list[int]] = {}
+
+    def line_of_row(row: int) -> int:
+        if "lines" not in cache:
+            source.file.seek(0)
+            data = source.file.read()
+            numbers = [
+                number
+                for number, line in enumerate(LINE_BREAK.split(data), start=1)
+                if number > header_line and line.strip()
+            ]
+            cache["lines"] = numbers
+        lines = cache["lines"]
+        return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else 1)
+
+    return line_of_row
+
+
+class _Columns:
+    """Parsed data columns by file index: float64 arrays, or string arrays (not numbers)."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.values: dict[int, np.ndarray] = {}
+        # For a column that is not all numbers: (row, cell) of the first cell that is not.
+        self.first_text: dict[int, tuple[int, str]] = {}
+
+
+def _parse_python(source: Source, layout: Layout, wanted: list[int]) -> _Columns:
+    label = source.label
+    source.file.seek(layout.data_offset)
+    data = source.file.read()
+    text_rows: list[list[str]] = []
+    # Data starts on the line after the header (line 1 without one).
+    for number, raw in enumerate(LINE_BREAK.split(data), start=layout.header_line + 1):
+        if not raw.strip():
+            continue
+        if b"\0" in raw:
+            raise InputError(f"{label}, line {number}: not text (a NUL byte)")
+        text = _decode(raw, label, number)
+        try:
+            cells = split_row(text, layout.delimiter)
+        except csv.Error as error:
+            raise InputError(f"{label}, line {number}: cannot split the row ({error})") from None
+        if len(cells) != layout.width:
+            raise InputError(
+                f"{label}, line {number}: found {len(cells)} columns, expected {layout.width}"
+            )
+        text_rows.append(cells)
+    if not text_rows:
+        only = " (only a header)" if layout.names is not None else ""
+        raise InputError(f"{label}: has no data rows{only}")
+    columns = _Columns(len(text_rows))
+    for index in wanted:
+        cells = [row[index] for row in text_rows]
+        bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
+        if bad is None:
+            columns.values[index] = np.array([to_number(c) for c in cells], dtype=np.float64)
+        else:
+            columns.first_text[index] = (bad, cells[bad])
+            columns.values[index] = np.array(cells, dtype=str)
+    return columns
+
+
+def _parse_arrow(
+    source: Source, layout: Layout, wanted: list[int], names_ok: set[int]
+) -> _Columns | None:
+    """The data columns parsed by pyarrow, or None where the Python parser must decide."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    whitespace = layout.delimiter is None
+    if whitespace and layout.width != 1:
+        return None
+    column_names = [f"c{i}" for i in range(layout.width)]
+    for attempt in ("numbers", "names"):
+        types = {}
+        for index in wanted:
+            as_text = attempt == "names" and index in names_ok
+            types[column_names[index]] = pa.string() if as_text else pa.float64()
+        if attempt == "names" and not names_ok:
+            return None
+        source.file.seek(layout.data_offset)
+        try:
+            table = pacsv.read_csv(
+                source.file,
+                read_options=pacsv.ReadOptions(column_names=column_names),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=layout.delimiter or "\t",
+                    quote_char=False if whitespace else '"',
+                    double_quote=True,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=True,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=[column_names[i] for i in wanted],
+                    column_types=types,
+                    null_values=[],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            continue
+        if table.num_rows == 0:
+            return None
+        columns = _Columns(table.num_rows)
+        for index, column in zip(wanted, table.columns):
+            if pa.types.is_floating(column.type):
+                values = np.empty(table.num_rows, dtype=np.float64)
+                fill_from_arrow(values, column)
+                columns.values[index] = values
+                continue
+            cells = [c.strip() for c in column.to_pylist()]
+            if any(c == "" or (whitespace and len(c.split()) != 1) for c in cells):
+                return None
+            bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
+            if bad is None:  # numbers in a column pyarrow could not read as numbers
+                return None
+            columns.first_text[index] = (bad, cells[bad])
+            columns.values[index] = np.array(cells, dtype=str)
+        del table
+        pa.default_memory_pool().release_unused()
+        return columns
+    return None
+
+
+_ARROW_NUMPY = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
+
+
+def fill_from_arrow(out: np.ndarray, column) -> None:
+    """Copy a numeric Arrow column without nulls into ``out``, chunk by chunk.
+
+    The values are read from the Arrow buffers directly: ``Array.to_numpy`` would import
+    pandas, which costs more than parsing a large CSV.
+    """
+    start = 0
+    for chunk in column.chunks:
+        name = str(chunk.type)
+        dtype = np.dtype(_ARROW_NUMPY.get(name, name))
+        values = np.frombuffer(
+            chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize
+        )
+        out[start : start + len(chunk)] = values
+        start += len(chunk)
+
+
+def read_text(
+    source: Source,
+    requests: list[Request],
+    delimiter: str | None = None,
+    header: bool | None = None,
+) -> list[InputArray]:
+    """Read a text table once and give one InputArray per request."""
+    layout = _layout(source, delimiter, header)
+    label = source.label
+    selections = []
+    for request in requests:
+        if request.columns is not None:
+            chosen = resolve_columns(request.columns, layout.names, layout.width, label)
+        else:
+            chosen = [i for i in range(layout.width) if i != layout.index_column]
+        selections.append(chosen)
+    dropping = layout.index_column is not None and any(r.columns is None for r in requests)
+    wanted = sorted({i for chosen in selections for i in chosen})
+    if dropping:
+        wanted = sorted({*wanted, layout.index_column})
+    names_ok = {i for request, chosen in zip(requests, selections) if request.names for i in chosen}
+    columns = None
+    if source.size > LARGE_TEXT_BYTES:
+        columns = _parse_arrow(source, layout, wanted, names_ok)
+    if columns is None:
+        columns = _parse_python(source, layout, wanted)
+    notes = list(layout.notes)
+    index_name = None
+    if dropping and _is_row_index(layout, columns):
+        index_name = layout.names[layout.index_column]
+        notes.append(
+            f"{label}: column 1 ({index_name!r}) is a row index (a pandas to_csv file) and is "
+            "not read as data; select columns with --pred-cols/--target-cols to read it"
+        )
+    else:
+        selections = [
+            chosen
+            if request.columns is not None or layout.index_column is None
+            else list(range(layout.width))
+            for request, chosen in zip(requests, selections)
+        ]
+    line_of_row = _line_mapper(source, layout.header_line)
+    info = {
+        "format": source.format(),
+        "header": layout.names is not None,
+        "index_column": index_name,
+    }
+    results = []
+    for request, chosen in zip(requests, selections):
+        array = _assemble(columns, chosen, request, layout, label, line_of_row)
+        shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"
+        header_names = [layout.names[i] for i in chosen] if layout.names else None
+        # File columns differ from array columns after a selection or a dropped index.
+        mapped = chosen if request.columns is not None or index_name is not None else None
+        item = InputArray(shown, array, header_names, dict(info), line_of_row, mapped)
+        item.info["notes"] = notes
+        results.append(item)
+    return results
+
+
+def _is_row_index(layout: Layout, columns: _Columns) -> bool:
+    """An unnamed first column is an index; one named like an index must hold 0..N-1."""
+    if layout.names[layout.index_column] == "":
+        return True
+    values = columns.values[layout.index_column]
+    return values.dtype.kind == "f" and np.array_equal(values, np.arange(columns.rows))
+
+
+def _assemble(columns, chosen, request: Request, layout: Layout, label, line_of_row):
+    if request.names and len(chosen) == 1 and chosen[0] in columns.first_text:
+        return columns.values[chosen[0]]
+    for index in chosen:
+        if index in columns.first_text:
+            row, cell = columns.first_text[index]
+            name = f" ({layout.names[index]})" if layout.names else ""
+            raise InputError(
+                f"{label}, line {line_of_row(row)}, column {index + 1}{name}: found "
+                f"{_cell_text(cell)}; expected a number"
+            )
+    if len(chosen) == 1:
+        array = columns.values[chosen[0]]
+    else:
+        array = np.column_stack([columns.values[i] for i in chosen])
+    return narrow(array, request.float_dtype)

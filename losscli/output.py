@@ -1,0 +1,82 @@
+"""The one owner of stdout and stderr: stream set-up, escaping of data-derived text, messages.
+
+Text that comes from data (file names, headers, NPZ keys, class names) can hold newlines or
+terminal escape sequences. Every message passes through ``escape`` so that it stays one line
+and writes nothing but text; the table renderer escapes its cells the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import unicodedata
+
+# Categories escaped on output: controls, format characters (bidi overrides), line and
+# paragraph separators.
+_ESCAPED_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+
+
+def escape(text: str) -> str:
+    """``text`` with control, format and separator characters written as escapes."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in _ESCAPED_CATEGORIES or (not ch.isprintable() and ch != " "):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _write_err(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr closed or gone: the exit code still says what happened
+
+
+def error(message: str) -> None:
+    """One ``losscli: error:`` line on stderr."""
+    _write_err(f"losscli: error: {escape(message)}")
+
+
+def warning(message: str) -> None:
+    """One ``losscli: warning:`` line on stderr."""
+    _write_err(f"losscli: warning: {escape(message)}")
+
+
+def note(kind: str, message: str) -> None:
+    """One ``losscli: KIND:`` line on stderr (gate, interrupted, terminated)."""
+    _write_err(f"losscli: {kind}: {escape(message)}" if message else f"losscli: {kind}")
+
+
+def prepare_streams() -> None:
+    """Make stdout and stderr safe to write: a closed one goes to the null device, and text
+    that the terminal's encoding cannot show is written as escapes instead of failing."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the run)
+            continue
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
+def silence_stdout() -> None:
+    """After the reader went away (| head), send the rest of stdout nowhere, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
