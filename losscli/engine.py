@@ -108,11 +108,11 @@ def _torch_dtype(torch, name: str):
     return getattr(torch, name)
 
 
-def _chunks(spec: LossSpec, prepared: Prepared, chunk_elements: int) -> list[slice]:
+def _chunks(spec: LossSpec, prepared: Prepared, chunk_elements: int) -> list:
     arrays = prepared.arrays
     first = arrays[spec.inputs[0].name]
     if not spec.chunkable or first.ndim == 0:
-        return [slice(None)]
+        return [Ellipsis]  # the whole array, 0-d ones included
     rows = first.shape[0]
     width = max(max(a[:1].size, 1) for a in arrays.values() if a.ndim)
     step = max(1, chunk_elements // width)

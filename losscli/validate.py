@@ -118,8 +118,21 @@ def same_shape(
         return b.array.reshape(a.array.shape)
     raise InputError(
         f"shapes do not match: {describe(name_a, a)} is {list(a.array.shape)}, "
-        f"{describe(name_b, b)} is {list(b.array.shape)}; {accepts}"
+        f"{describe(name_b, b)} is {list(b.array.shape)}; {accepts}" + header_hint(a, b)
     )
+
+
+def header_hint(a: InputArray, b: InputArray) -> str:
+    """When one text input has exactly one row more, its first line may be a header of
+    numbers (pandas writes ``0`` above a Series): say how to read it as one."""
+    if not (a.array.ndim and b.array.ndim):
+        return ""
+    rows_a, rows_b = a.array.shape[0], b.array.shape[0]
+    longer = a if rows_a > rows_b else b
+    if abs(rows_a - rows_b) != 1 or longer.info.get("header") is not False:
+        return ""
+    name = longer.source.split("[")[0]
+    return f" (if line 1 of {name} is a header, write {name}?header=yes)"
 
 
 def class_indices(
@@ -167,6 +180,7 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
     lookup = {c: i for i, c in enumerate(known or [])}
     out = np.empty(cells.shape, dtype=np.float64)
     for index, cell in np.ndenumerate(numeric):
+        cell = str(cell)
         if cell in lookup:
             out[index] = lookup[cell]
             continue
@@ -180,7 +194,7 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
                 ) from None
             raise InputError(
                 f"{inp.where(index)}: class name {cell!r} is not a known class; known: "
-                f"{', '.join(known)}"
+                f"{', '.join(map(repr, known))}"
             ) from None
     if not np.equal(np.floor(out), out).all():
         where = tuple(np.argwhere(np.floor(out) != out)[0])

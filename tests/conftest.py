@@ -26,10 +26,18 @@ class Outcome:
     stderr: str
 
 
-def run_cli(*args: str, input: bytes | str | None = None) -> Outcome:
-    """Run losscli in-process; stdout and stderr kept apart."""
+def run_cli(*args: str, input: bytes | str | None = None, internal_ok: bool = False) -> Outcome:
+    """Run losscli in-process; stdout and stderr kept apart.
+
+    Every run in the suite also checks the contract that holds for any input: no internal
+    error (exit 70) and no Python warning text on stderr.
+    """
     result = CliRunner().invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-    return Outcome(result.exit_code, result.stdout, result.stderr)
+    outcome = Outcome(result.exit_code, result.stdout, result.stderr)
+    if not internal_ok:
+        assert outcome.exit_code != 70, outcome.stderr
+    assert "Warning:" not in outcome.stderr and "warnings.warn" not in outcome.stderr, outcome
+    return outcome
 
 
 def run_process(*args: str, input: bytes | None = None, env=None) -> subprocess.CompletedProcess:

@@ -134,7 +134,7 @@ def test_bad_class_index_in_npy_is_refused(files):
 def test_unknown_class_name_lists_known_classes(files):
     labels = files.text("names.csv", "cat\nemu\n")
     logits = files.text("scores.csv", "cat,dog,bird\n1,2,3\n4,5,6\n")
-    assert_usage_error(run_cli("ce", logits, labels), "'emu'", "cat, dog, bird")
+    assert_usage_error(run_cli("ce", logits, labels), "'emu'", "'cat', 'dog', 'bird'")
     plain = files.csv("plain.csv", np.ones((2, 3)))
     assert_usage_error(run_cli("ce", plain, labels), "no classes are known", "--classes")
 
@@ -271,12 +271,12 @@ def test_internal_error_is_one_line_exit_70_and_debug_shows_traceback(monkeypatc
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(engine, "run", broken)
-    out = run_cli("ce", LOGITS, LABELS)
+    out = run_cli("ce", LOGITS, LABELS, internal_ok=True)
     assert out.exit_code == 70
     assert out.stdout == ""
     assert "internal error" in out.stderr and "--debug" in out.stderr
     assert "Traceback" not in out.stderr
-    debug = run_cli("ce", LOGITS, LABELS, "--debug")
+    debug = run_cli("ce", LOGITS, LABELS, "--debug", internal_ok=True)
     assert debug.exit_code == 70
     assert "Traceback" in debug.stderr and "ZeroDivisionError: boom" in debug.stderr
 

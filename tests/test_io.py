@@ -131,20 +131,84 @@ def test_text_round_trip(array, delimiter):
     np.testing.assert_array_equal(result.array, expected)
 
 
-@settings(max_examples=15, deadline=None)
-@given(
-    arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 5)), elements=FINITE),
-    st.sampled_from([",", "\t"]),
+# Cells of hand-made and generated tables: numbers in every spelling the grammar allows, and
+# what it does not (names, booleans, underscores, hex, non-ASCII digits, quotes, spaces).
+NUMBER_CELLS = st.one_of(
+    st.floats(allow_nan=False, width=64).map(repr),
+    st.integers(-(10**20), 10**20).map(str),
+    st.sampled_from(
+        [
+            "1.",
+            ".5",
+            "+3",
+            "-0",
+            "1e5",
+            "1E+5",
+            "nan",
+            "NaN",
+            "-inf",
+            "Infinity",
+            "1e39",
+            "1e-400",
+            " 2.5 ",
+            '"1.5"',
+            "00012",
+            "nan(1)",
+        ]
+    ),
 )
-def test_large_text_reader_agrees_with_small_text_reader(monkeypatch_module, array, delimiter):
-    data = _as_text(array, delimiter)
-    small = lio.read_input("-", stdin=io.BytesIO(data)).array
-    monkeypatch_module.setattr(lio.text, "LARGE_TEXT_BYTES", 0)
-    try:
-        large = lio.read_input("-", stdin=io.BytesIO(data)).array
-    finally:
-        monkeypatch_module.undo()
-    np.testing.assert_array_equal(large, small)
+ODD_CELLS = st.sampled_from(
+    [
+        "cat",
+        "True",
+        "False",
+        "true",
+        "a b",
+        "",
+        " ",
+        "1_0",
+        "0x1",
+        "\u0661",
+        "1e",
+        "-",
+        '"',
+        "'1'",
+        "inf1",
+        "1,5",
+        "x\u00a0",
+        "\u00a01",
+        "1\t",
+    ]
+)
+CELLS = st.one_of(NUMBER_CELLS, NUMBER_CELLS, NUMBER_CELLS, ODD_CELLS)
+
+
+@st.composite
+def text_tables(draw):
+    """Text files of every shape the readers meet: headers (pandas ones too), blank and
+    whitespace lines, CRLF or CR line ends, a BOM, a very wide first row, quoted cells."""
+    delimiter = draw(st.sampled_from([",", "\t", ";", " "]))
+    width = draw(st.integers(1, 4))
+    rows = draw(st.lists(st.lists(CELLS, min_size=width, max_size=width), min_size=1, max_size=8))
+    if draw(st.booleans()):
+        rows[0][0] = "0." + "1" * draw(st.integers(1, 70_000))  # a first row wider than 64 KiB
+    if draw(st.booleans()):
+        rows.insert(
+            0,
+            [draw(st.sampled_from(["", "label", "0", "cat", "index"]))]
+            + [str(i) for i in range(width - 1)],
+        )
+        if draw(st.booleans()):  # a pandas to_csv index column
+            rows = [rows[0]] + [[str(i), *r[1:]] for i, r in enumerate(rows[1:])]
+    if draw(st.integers(0, 3)) == 0:
+        rows.append(rows[-1][:-1] if width > 1 else ["1", "2"])  # ragged
+    lines = [delimiter.join(r) for r in rows]
+    for _ in range(draw(st.integers(0, 2))):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(["", "  ", "\t"])))
+    end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = end.join(lines) + (end if draw(st.booleans()) else "")
+    bom = "\ufeff" if draw(st.booleans()) else ""
+    return (bom + text).encode("utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +216,54 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+def _read_outcome(data: bytes, names: bool, float_dtype, columns=None):
+    try:
+        result = lio.read_input(
+            "-",
+            stdin=io.BytesIO(data),
+            allow_names=names,
+            float_dtype=float_dtype,
+            columns=columns,
+        )
+    except (InputError, OptionError) as error:
+        return ("error", type(error).__name__, error.message)
+    return ("array", result.array, result.header, result.info)
+
+
+def _same_outcome(small, large) -> None:
+    assert small[0] == large[0], (small, large)
+    if small[0] == "error":
+        assert small == large
+        return
+    assert small[1].dtype == large[1].dtype
+    assert small[1].shape == large[1].shape
+    if small[1].dtype.kind == "f":
+        np.testing.assert_array_equal(small[1], large[1])  # bit for bit, NaN where NaN
+    else:
+        assert small[1].tolist() == large[1].tolist()
+    assert small[2:] == large[2:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text_tables(),
+    st.booleans(),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from([None, ("0",), ("1",), ("0", "1"), ("name:label",), ("index:0",), ("0:2",)]),
+)
+def test_one_meaning_whatever_the_size(monkeypatch_module, data, names, float_dtype, columns):
+    """The large-file reader gives the small-file reader's array, header, decisions and
+    errors on every table: headers, wide first rows, blank lines, names, booleans, pandas
+    index columns, line ends, quotes, column selections."""
+    small = _read_outcome(data, names, float_dtype, columns)
+    monkeypatch_module.setattr(lio.text, "LARGE_TEXT_BYTES", 0)
+    try:
+        large = _read_outcome(data, names, float_dtype, columns)
+    finally:
+        monkeypatch_module.undo()
+    _same_outcome(small, large)
 
 
 @settings(max_examples=30, deadline=None)

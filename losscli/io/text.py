@@ -4,10 +4,11 @@ Every decision (delimiter, header, pandas index column) is made once, from whole
 start of the file, by the same code for every size. The data rows are then parsed by the
 Python parser, or, for large files, by pyarrow's multithreaded reader, which is used only
 where its result is the Python parser's: it is given the rows after the header (never a
-byte prefix), number cells are read into float64 by both with the same correctly rounded
-conversion, and whatever pyarrow would read differently (whitespace-only lines, empty cells,
-names with spaces, any cell it rejects) sends the file to the Python parser instead, which
-also locates every error by line and column.
+byte prefix), it splits at every delimiter, number cells are read into float64 by both with
+the same correctly rounded conversion, and whatever pyarrow would read differently (a quote
+character anywhere, whitespace-only lines, empty cells, names with spaces, a cell it
+rejects) sends the file to the Python parser instead, which also locates every error by
+line and column. ``tests/test_io.py`` checks the two agree on generated tables.
 """
 
 from __future__ import annotations
@@ -121,11 +122,16 @@ def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]]
             return lines[:count], bom
 
 
-def split_row(line: str, delimiter: str | None) -> list[str]:
-    """One line's cells, stripped: csv quoting for a delimiter, else whitespace-separated."""
+def split_row(line: str, delimiter: str | None, where: str) -> list[str]:
+    """One line's cells, stripped: csv quoting for a delimiter, else whitespace-separated.
+    ``where`` names the line in the error for malformed quoting."""
     if delimiter is None:
         return line.split()
-    return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error as error:
+        raise InputError(f"{where}: malformed quoting ({error}); quote whole cells") from None
+    return [cell.strip() for cell in cells]
 
 
 def detect_delimiter(first_line: str) -> str | None:
@@ -150,7 +156,7 @@ def _layout(source: Source, delimiter: str | None, header: bool | None) -> Layou
         raise InputError(f"{label}: is empty; it has no data rows")
     if delimiter is None:
         delimiter = detect_delimiter(lines[0][2])
-    rows = [split_row(text, delimiter) for _, _, text in lines]
+    rows = [split_row(text, delimiter, f"{label}, line {number}") for number, _, text in lines]
     first, second = rows[0], rows[1] if len(rows) > 1 else None
     notes = []
     if header is None:
@@ -219,11 +225,7 @@ def _parse_python(source: Source, layout: Layout, wanted: list[int]) -> _Columns
             continue
         if b"\0" in raw:
             raise InputError(f"{label}, line {number}: not text (a NUL byte)")
-        text = _decode(raw, label, number)
-        try:
-            cells = split_row(text, layout.delimiter)
-        except csv.Error as error:
-            raise InputError(f"{label}, line {number}: cannot split the row ({error})") from None
+        cells = split_row(_decode(raw, label, number), layout.delimiter, f"{label}, line {number}")
         if len(cells) != layout.width:
             raise InputError(
                 f"{label}, line {number}: found {len(cells)} columns, expected {layout.width}"
@@ -256,7 +258,11 @@ def _parse_arrow(
         return None
     column_names = [f"c{i}" for i in range(layout.width)]
     for attempt in ("numbers", "names"):
-        types = {}
+        # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
+        # character, its rows are the Python parser's; a quote anywhere sends the file to
+        # the Python parser: in a number cell it fails to convert, and the columns not asked
+        # for are read as text to be searched for one.
+        types = {name: pa.string() for name in column_names}
         for index in wanted:
             as_text = attempt == "names" and index in names_ok
             types[column_names[index]] = pa.string() if as_text else pa.float64()
@@ -269,14 +275,13 @@ def _parse_arrow(
                 read_options=pacsv.ReadOptions(column_names=column_names),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
-                    quote_char=False if whitespace else '"',
-                    double_quote=True,
+                    quote_char=False,
+                    double_quote=False,
                     escape_char=False,
                     newlines_in_values=False,
                     ignore_empty_lines=True,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    include_columns=[column_names[i] for i in wanted],
                     column_types=types,
                     null_values=[],
                     strings_can_be_null=False,
@@ -285,10 +290,11 @@ def _parse_arrow(
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             continue
-        if table.num_rows == 0:
+        if table.num_rows == 0 or _has_quote(pa, table):
             return None
         columns = _Columns(table.num_rows)
-        for index, column in zip(wanted, table.columns):
+        for index in wanted:
+            column = table.column(index)
             if pa.types.is_floating(column.type):
                 values = np.empty(table.num_rows, dtype=np.float64)
                 fill_from_arrow(values, column)
@@ -306,6 +312,16 @@ def _parse_arrow(
         pa.default_memory_pool().release_unused()
         return columns
     return None
+
+
+def _has_quote(pa, table) -> bool:
+    """Whether a text cell holds a quote character (quoting is the Python parser's job)."""
+    import pyarrow.compute as pc
+
+    return any(
+        pa.types.is_string(column.type) and pc.any(pc.match_substring(column, '"')).as_py()
+        for column in table.columns
+    )
 
 
 _ARROW_NUMPY = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
@@ -346,12 +362,14 @@ def read_text(
         selections.append(chosen)
     dropping = layout.index_column is not None and any(r.columns is None for r in requests)
     wanted = sorted({i for chosen in selections for i in chosen})
-    if dropping:
-        wanted = sorted({*wanted, layout.index_column})
+    if dropping and layout.names[layout.index_column] != "":
+        wanted = sorted({*wanted, layout.index_column})  # to check that it holds 0..N-1
     names_ok = {i for request, chosen in zip(requests, selections) if request.names for i in chosen}
     columns = None
     if source.size > LARGE_TEXT_BYTES:
         columns = _parse_arrow(source, layout, wanted, names_ok)
+        if columns is not None and _has_error(columns, requests, selections):
+            columns = None  # the Python parser finds and places the first error
     if columns is None:
         columns = _parse_python(source, layout, wanted)
     notes = list(layout.notes)
@@ -386,6 +404,15 @@ def read_text(
         item.info["notes"] = notes
         results.append(item)
     return results
+
+
+def _has_error(columns: _Columns, requests: list[Request], selections) -> bool:
+    """Whether assembling the requests would fail on a cell that is not a number."""
+    for request, chosen in zip(requests, selections):
+        texts = [i for i in chosen if i in columns.first_text]
+        if texts and not (request.names and len(chosen) == 1):
+            return True
+    return False
 
 
 def _is_row_index(layout: Layout, columns: _Columns) -> bool:

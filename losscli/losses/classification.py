@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.errors import InputError
+from losscli.errors import InputError, OptionError
 from losscli.registry import FLOAT, INDEX, Explain, InputSpec, LossSpec
 from losscli.steps import Steps, first_rows
 
@@ -16,7 +16,7 @@ CLASS_SHAPES = "it accepts predictions (N,C) or (N,C,d1,...) with targets (N) or
 
 def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     """Check predictions are (N,C,...) and return targets as int64 indices of shape (N,...)."""
-    from losscli.validate import class_indices, vector_length
+    from losscli.validate import class_indices, header_hint, vector_length
 
     if preds.array.ndim < 2:
         raise InputError(
@@ -36,6 +36,7 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
             raise InputError(
                 f"shapes do not match: predictions ({preds.source}) are {list(shape)}, targets "
                 f"({targets.source}) are {list(target_shape)}; {CLASS_SHAPES}"
+                + header_hint(preds, targets)
             )
     named = targets.array.dtype.kind in "OUS"
     indices = class_indices(
@@ -69,7 +70,16 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
     ignore_index = int(options["ignore_index"])
     check_finite("predictions", preds, ctx)
     logits = preds.array
-    if logits.ndim >= 2 and targets.array.dtype.kind == "f" and targets.array.shape == logits.shape:
+    numeric = targets.array.dtype.kind in "biuf"
+    if logits.ndim >= 2 and numeric and targets.array.shape == logits.shape:
+        # Targets shaped like the predictions are class probabilities (one-hot integers too).
+        if ignore_index != -100:
+            raise OptionError(
+                f"--ignore-index {ignore_index} cannot apply to class-probability targets "
+                f"({targets.source}, shape {list(targets.array.shape)}): torch ignores only "
+                "class indices; drop --ignore-index, or give class indices"
+            )
+        targets = targets.with_array(targets.array.astype(np.float64, copy=False))
         check_finite("targets", targets, ctx)
         vector_length("--weight", weight, logits.shape[1], "classes")
         sums = targets.array.sum(axis=1)
@@ -85,7 +95,7 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
         check_finite("targets", targets, ctx)
         indices, kind = _class_targets("ce", preds, targets, weight, ignore_index, ctx)
         arrays = {"predictions": logits, "targets": indices}
-    if logits.ndim >= 2 and _looks_like_probabilities(logits):
+    if logits.ndim >= 2 and logits.size and _looks_like_probabilities(logits):
         ctx.warn(
             "ce predictions look like probabilities (rows in [0,1] summing to 1); "
             "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
@@ -96,11 +106,19 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
 
 
 def _looks_like_probabilities(scores) -> bool:
+    """Rows in [0,1] that sum to 1, within what rounding to the decimals written can explain
+    (probabilities rounded to 2 decimals sum to 1 only within C * 0.005)."""
     import numpy as np
 
-    if scores.min() < 0 or scores.max() > 1:
+    if scores.dtype.kind != "f" or scores.min() < 0 or scores.max() > 1:
         return False
-    return bool(np.allclose(scores.sum(axis=1), 1.0, atol=1e-4))
+    tolerance = 1e-4
+    for decimals in (2, 3):
+        scaled = np.asarray(scores, dtype=np.float64) * 10**decimals
+        if np.allclose(scaled, np.round(scaled), atol=1e-6 * 10**decimals):
+            tolerance = max(tolerance, scores.shape[1] * 0.5 * 10.0**-decimals)
+            break
+    return bool(np.allclose(scores.sum(axis=1), 1.0, rtol=0, atol=tolerance))
 
 
 def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
