@@ -411,6 +411,10 @@ def explain(
         raise typer.Exit(code)
 
 
+def _raise_broken_pipe(console=None) -> None:
+    raise BrokenPipeError
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
 
@@ -423,6 +427,12 @@ def main() -> None:
     from losscli import output
 
     output.prepare_streams()
+    if len(sys.argv) < 3 or {"--help", "-h"} & set(sys.argv):
+        # Help is printed by Rich, which ends a help whose reader went away (| head) with
+        # exit 1; losscli ends it quietly with 0, as for its own output.
+        from rich.console import Console
+
+        Console.on_broken_pipe = _raise_broken_pipe
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _raise_terminated)

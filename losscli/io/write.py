@@ -36,14 +36,14 @@ def _identities(path: Path) -> set[tuple[int, int]]:
 def check_output_path(option: str, path: str, read: dict[tuple[int, int], str]) -> Path:
     """Refuse an output path that would replace a file the run reads, or cannot be written."""
     target = Path(path)
-    if target.suffix.lower() not in GRAD_OUT_EXTENSIONS:
-        raise OptionError(
-            f"{option} {path}: unknown extension; use one of {', '.join(GRAD_OUT_EXTENSIONS)}"
-        )
     clash = next((read[i] for i in _identities(target) if i in read), None)
     if clash is not None:
         raise OptionError(
             f"{option} {path} is a file this run reads ({clash}); choose another path"
+        )
+    if target.suffix.lower() not in GRAD_OUT_EXTENSIONS:
+        raise OptionError(
+            f"{option} {path}: unknown extension; use one of {', '.join(GRAD_OUT_EXTENSIONS)}"
         )
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():

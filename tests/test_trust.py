@@ -1,0 +1,783 @@
+"""SPEC section 8, class by class: no silent wrong answer, and nothing read is ever written.
+
+Each test covers one class of failure with several cases; values are checked against NumPy
+formulas, not against losscli itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from losscli import io as lio
+from losscli.errors import Terminated
+from tests import reference as ref
+from tests.conftest import ROOT, SAMPLE, assert_usage_error, run_cli, run_process
+
+LOGITS = SAMPLE / "logits.csv"
+LABELS = SAMPLE / "labels.csv"
+
+
+def value_of(outcome) -> float:
+    assert outcome.exit_code == 0, outcome.stderr
+    return float(outcome.stdout)
+
+
+def sample_ce() -> float:
+    x = np.loadtxt(LOGITS, delimiter=",")
+    return ref.cross_entropy(x, np.loadtxt(LABELS).astype(int))
+
+
+# ---------------------------------------------------------------- nothing read is written
+
+
+@pytest.mark.parametrize(
+    "case", ["weight", "pos_weight", "input", "npz_key", "symlink", "hardlink", "tsv_alias"]
+)
+def test_grad_out_never_replaces_a_file_the_run_reads(tmp_path, case):
+    x, y = tmp_path / "x.csv", tmp_path / "y.csv"
+    x.write_text("0.2,0.8\n0.6,0.1\n")
+    y.write_text("1\n0\n")
+    weights = tmp_path / "w.csv"
+    weights.write_text("1\n2\n")
+    args = ["ce", x, y, "--weight", weights]
+    target = weights
+    if case == "pos_weight":
+        y.write_text("1,0\n0,1\n")
+        args = ["bce-logits", x, y, "--pos-weight", weights]
+    elif case == "input":
+        args, target = ["ce", x, y], x
+    elif case == "npz_key":
+        npz = tmp_path / "run.npz"
+        np.savez(npz, x=np.array([[0.2, 0.8], [0.6, 0.1]]), y=np.array([1, 0]))
+        args, target = ["ce", f"{npz}:x", f"{npz}:y"], npz
+    elif case == "symlink":
+        target = tmp_path / "link.csv"
+        target.symlink_to(x)
+        args = ["ce", x, y]
+    elif case == "hardlink":
+        target = tmp_path / "hard.csv"
+        os.link(x, target)
+        args = ["ce", x, y]
+    elif case == "tsv_alias":
+        args, target = ["ce", x, f"{y}?format=csv"], y
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    out = run_cli(*args, "--grad-out", target)
+    assert_usage_error(out, "--grad-out", "a file this run reads")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_grad_out_never_replaces_the_file_behind_stdin(tmp_path):
+    preds = tmp_path / "p.npy"
+    np.save(preds, np.array([0.5, 1.5, 2.0]))
+    targets = tmp_path / "t.npy"
+    np.save(targets, np.array([1.0, 1.0, 1.0]))
+    original = preds.read_bytes()
+    with open(preds, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "losscli", "mse", "-", targets, "--grad-out", preds],
+            stdin=stdin,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert b"a file this run reads" in done.stderr
+    assert preds.read_bytes() == original
+
+
+# ---------------------------------------------------------------- streams are read once
+
+
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def big_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    rng = np.random.default_rng(7)
+    preds, targets = rng.normal(size=ROWS), rng.normal(size=ROWS)
+    p, t = folder / "p.csv", folder / "t.csv"
+    np.savetxt(p, preds, fmt="%.17g")
+    np.savetxt(t, targets, fmt="%.17g")
+    return p, t, float(np.mean((preds - targets) ** 2))
+
+
+def test_process_substitution_and_dev_stdin_are_read_whole(big_pair):
+    p, t, expected = big_pair
+    script = f'"{sys.executable}" -m losscli mse <(cat "{p}") <(cat "{t}") -f value --dtype float64'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+    done = run_process(
+        "mse", "/dev/stdin", t, "-f", "value", "--dtype", "float64", input=p.read_bytes()
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fifo_is_read_once_and_does_not_hang(big_pair, tmp_path):
+    p, t, expected = big_pair
+    fifo = tmp_path / "preds.fifo"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb") as out:
+            out.write(p.read_bytes())
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    done = run_process("mse", fifo, t, "-f", "value", "--dtype", "float64")
+    thread.join(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+
+
+def test_stdin_named_twice_is_refused(big_pair):
+    p, t, _ = big_pair
+    done = run_process("mse", "-", "/dev/stdin", input=p.read_bytes())
+    assert done.returncode == 2
+    assert b"stdin" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_a_stream_is_never_memory_mapped(tmp_path):
+    array = np.arange(12.0).reshape(4, 3)
+    path = tmp_path / "a.npy"
+    np.save(path, array)
+    from_file = lio.read_input(str(path))
+    with open(path, "rb") as stream:
+        from_stream = lio.read_input("-", stdin=stream)
+    assert isinstance(from_file.array, np.memmap)
+    assert not isinstance(from_stream.array, np.memmap)
+    np.testing.assert_array_equal(from_stream.array, array)
+
+
+# ---------------------------------------------------------------- one meaning per file
+
+
+def _rows_text(rows) -> str:
+    return "".join(",".join(map(str, r)) + "\n" for r in rows)
+
+
+def test_a_wide_first_row_is_data_not_a_header(tmp_path):
+    """A first row wider than any byte prefix (cut on a '-') is still read as data."""
+    width = 9000
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(30, width)), 6)
+    x[0, :] = -np.abs(x[0, :]) - 1  # every cell of the first row starts with '-'
+    y = rng.normal(size=(30, width))
+    xp, yp = tmp_path / "x.csv", tmp_path / "y.csv"
+    xp.write_text(_rows_text(x.tolist()))
+    yp.write_text(_rows_text(y.tolist()))
+    assert xp.stat().st_size > 1 << 20
+    got = value_of(run_cli("mse", xp, yp, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(np.mean((x - y) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_blank_lines_and_headers_mean_the_same_at_any_size(tmp_path, size):
+    rows = 10 if size == "small" else 150_000
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, size=rows)
+    x = np.round(rng.normal(size=(rows, 3)), 6)
+    labels, preds = tmp_path / "labels.csv", tmp_path / "x.csv"
+    labels.write_text("\n \nlabel\n" + "\n".join(f"{v:08d}" for v in y) + "\n\n")
+    preds.write_text("a,b,c\n" + _rows_text(x.tolist()))
+    if size == "large":
+        assert labels.stat().st_size > 1 << 20 and preds.stat().st_size > 1 << 20
+    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["targets"]["header"] is True
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_boolean_words_are_class_names_at_any_size(tmp_path, size):
+    rows = 10 if size == "small" else 200_000
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, size=rows)
+    x = np.round(rng.normal(size=(rows, 2)), 6)
+    labels, preds = tmp_path / "labels.csv", tmp_path / "x.csv"
+    labels.write_text("\n".join(np.where(y == 1, "True", "False")) + "\n")
+    preds.write_text(_rows_text(x.tolist()))
+    if size == "large":
+        assert labels.stat().st_size > 1 << 20
+    out = run_cli(
+        "ce", preds, labels, "--classes", "False,True", "-f", "json", "--dtype", "float64"
+    )
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["targets"]["read_as"] == "class names, mapped to indices"
+
+
+# ---------------------------------------------------------------- newcomer traps
+
+
+def _pandas_csv(array, index=True) -> str:
+    """What pandas' DataFrame(array).to_csv() writes (index column, header of numbers)."""
+    array = np.atleast_2d(array.T).T if array.ndim == 1 else array
+    head = ([""] if index else []) + [str(i) for i in range(array.shape[1])]
+    lines = [",".join(head)]
+    for i, row in enumerate(array.tolist()):
+        lines.append(",".join(([str(i)] if index else []) + [repr(v) for v in row]))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("index", [True, False])
+def test_pandas_to_csv_files_read_as_their_data(tmp_path, index):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(12, 3))
+    y = rng.integers(0, 3, size=12)
+    preds, labels = tmp_path / "p.csv", tmp_path / "y.csv"
+    preds.write_text(_pandas_csv(x, index=index))
+    labels.write_text(_pandas_csv(y.astype(float), index=True))
+    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["predictions"]["shape"] == [12, 3]
+    assert data["inputs"]["targets"]["index_column"] == ""
+    assert any("row index" in w for w in data["warnings"])
+    assert data["inputs"]["predictions"]["index_column"] == ("" if index else None)
+
+
+def test_numbered_header_above_a_series_is_hinted_and_can_be_named(tmp_path):
+    """pandas writes '0' above an unnamed Series: it cannot be told from a label, so the
+    shape error says how to name it a header, and ?header=yes does."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, size=6)
+    preds, labels = tmp_path / "p.csv", tmp_path / "y.csv"
+    preds.write_text(_pandas_csv(x, index=False))
+    labels.write_text("0\n" + "\n".join(map(str, y)) + "\n")
+    assert_usage_error(run_cli("ce", preds, labels), "shapes do not match", "?header=yes")
+    got = value_of(
+        run_cli("ce", preds, f"{labels}?header=yes", "-f", "value", "--dtype", "float64")
+    )
+    assert got == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+
+
+def test_column_tokens_are_names_or_indices_never_both(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text(",0,1,2,label\n0,0.5,1.5,2.5,2\n1,3.0,-1.0,0.5,0\n")
+    x = np.array([[0.5, 1.5, 2.5], [3.0, -1.0, 0.5]])
+    y = np.array([2, 0])
+    expected = ref.cross_entropy(x, y)
+    assert_usage_error(
+        run_cli("ce", table, "--pred-cols", "1,2,3", "--target-cols", "label"),
+        "ambiguous",
+        "name:1",
+        "index:1",
+    )
+    for cols in ("name:0,name:1,name:2", "index:1,index:2,index:3", "1:4"):
+        out = run_cli(
+            "ce",
+            table,
+            "--pred-cols",
+            cols,
+            "--target-cols",
+            "label",
+            "-f",
+            "value",
+            "--dtype",
+            "float64",
+        )
+        assert value_of(out) == pytest.approx(expected, rel=1e-12), cols
+    assert_usage_error(
+        run_cli("ce", table, "--pred-cols", "name:7", "--target-cols", "label"), "'7'"
+    )
+
+
+def test_unselected_columns_may_hold_anything_and_names_work_in_one_file(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("id,cat,dog,label\nr1,2.0,0.5,dog\nr2 x,0.1,0.3,cat\n")
+    x = np.array([[2.0, 0.5], [0.1, 0.3]])
+    out = run_cli(
+        "ce",
+        table,
+        "--pred-cols",
+        "cat,dog",
+        "--target-cols",
+        "label",
+        "-f",
+        "value",
+        "--dtype",
+        "float64",
+    )
+    assert value_of(out) == pytest.approx(ref.cross_entropy(x, np.array([1, 0])), rel=1e-12)
+
+
+def test_reading_options_apply_to_one_input(tmp_path):
+    preds = tmp_path / "p.txt"
+    preds.write_text("1;2\n3;4\n")
+    targets = tmp_path / "t.txt"
+    targets.write_text("a b\n1 1\n2 5\n")
+    expected = np.mean((np.array([[1, 2], [3, 4]]) - np.array([[1, 1], [2, 5]])) ** 2)
+    out = run_cli("mse", f"{preds}?delimiter=;", targets, "-f", "value")
+    assert value_of(out) == pytest.approx(expected)
+    out = run_cli("mse", preds, f"{targets}?header=yes", "--delimiter", ";", "--no-header")
+    assert out.exit_code == 2  # the global ';' does not split the targets' spaces
+    assert_usage_error(run_cli("mse", f"{preds}?colour=red", targets), "unknown reading option")
+
+
+# ---------------------------------------------------------------- values the dtype cannot hold
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "fmt"),
+    [
+        ([1.0, 1e39], "float32", "csv"),
+        ([1.0, 1e39], "float32", "npy"),
+        ([1.0, 1e5], "float16", "csv"),
+        ([1.0, 70000], "float16", "npy-int32"),
+        ([1.0, 3.4e38], "bfloat16", "npy"),
+    ],
+)
+def test_values_the_dtype_cannot_hold_are_refused_like_inf(tmp_path, values, dtype, fmt):
+    if fmt == "csv":
+        preds = tmp_path / "p.csv"
+        preds.write_text("\n".join(map(repr, values)) + "\n")
+    else:
+        preds = tmp_path / "p.npy"
+        np.save(preds, np.array(values, dtype=np.int32 if fmt == "npy-int32" else np.float64))
+    targets = tmp_path / "t.csv"
+    targets.write_text("1\n1\n")
+    out = run_cli("mse", preds, targets, "--dtype", dtype)
+    assert_usage_error(out, f"{dtype} cannot hold", "row 2", "--allow-nonfinite")
+    allowed = run_cli("mse", preds, targets, "--dtype", dtype, "--allow-nonfinite", "-f", "json")
+    assert allowed.exit_code == 0, allowed.stderr
+    data = json.loads(allowed.stdout)
+    assert data["value"] is None  # inf, written as null
+    assert any("cannot hold" in w for w in data["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            [
+                "hinge-embedding",
+                "sample_data/distances.csv",
+                "sample_data/signs.csv",
+                "--margin",
+                "nan",
+            ],
+            "--margin",
+        ),
+        (
+            ["huber", "sample_data/y_pred.csv", "sample_data/y_true.csv", "--delta", "inf"],
+            "--delta",
+        ),
+        (
+            [
+                "gaussian-nll",
+                "sample_data/y_pred.csv",
+                "sample_data/y_true.csv",
+                "sample_data/var.csv",
+                "--eps",
+                "nan",
+            ],
+            "--eps",
+        ),
+        (["ce", str(LOGITS), str(LABELS), "--label-smoothing", "nan"], "--label-smoothing"),
+        (["ce", str(LOGITS), str(LABELS), "--weight", "1,nan,1,1,1"], "--weight"),
+        (["ce", str(LOGITS), str(LABELS), "--fail-above", "nan"], "--fail-above"),
+        (["ce", str(LOGITS), str(LABELS), "--ignore-index", str(2**70)], "--ignore-index"),
+        (["ce", str(LOGITS), str(LABELS), "--delimiter", "ab"], "--delimiter"),
+        (
+            [
+                "ce",
+                "sample_data/scores_named.csv",
+                "sample_data/labels_named.csv",
+                "--classes",
+                "cat,cat,dog",
+            ],
+            "--classes",
+        ),
+        (["ce", str(LOGITS), f"{LABELS}:key"], ":key"),
+        (
+            [
+                "ctc",
+                "sample_data/ctc_log_probs.npy",
+                "sample_data/ctc_targets.csv",
+                "sample_data/ctc_input_lengths.csv",
+                "sample_data/ctc_target_lengths.csv",
+                "--blank",
+                str(-(2**64)),
+            ],
+            "--blank",
+        ),
+    ],
+)
+def test_option_values_outside_their_domain_are_usage_errors(args, fragment):
+    os.chdir(ROOT)
+    assert_usage_error(run_cli(*args), fragment)
+
+
+def test_numpy_warnings_never_reach_stderr(tmp_path):
+    logp = tmp_path / "lp.csv"
+    logp.write_text("-inf,0\n0,-inf\n")
+    out = run_cli("nll", logp, LABELS.parent / "pair_y.csv", "--allow-nonfinite")
+    assert "RuntimeWarning" not in out.stderr and "Warning:" not in out.stderr
+
+
+# ---------------------------------------------------------------- every dtype and shape
+
+SHAPES = [(), (1,), (3,), (3, 1), (3, 4), (2, 3, 4), (0,), (3, 0), (0, 4)]
+DTYPES = [np.float32, np.float16, np.int8, np.uint64, np.int64, np.bool_]
+
+
+@pytest.mark.parametrize("loss", sorted(__import__("losscli.registry").registry.all_specs()))
+def test_every_shape_and_dtype_is_computed_or_refused(tmp_path, loss):
+    """Exit 0 or 2 for every array NumPy can hold; never 70, never a Python warning."""
+    from losscli.registry import get_spec
+
+    spec = get_spec(loss)
+    rng = np.random.default_rng(0)
+    cases = [(s, np.float32) for s in SHAPES] + [((3, 4), d) for d in DTYPES]
+    for shape, dtype in cases:
+        paths = []
+        for i in range(len(spec.inputs)):
+            array = np.asarray(rng.random(shape) * 2).astype(dtype)
+            path = tmp_path / f"{i}.npy"
+            np.save(path, array)
+            paths.append(path)
+        out = run_cli(loss, *paths)
+        assert out.exit_code in (0, 2), (shape, dtype, out.stderr)
+        if out.exit_code == 2:
+            assert_usage_error(out)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.uint16, np.uint64, np.bool_, np.float16])
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber", "bce"])
+def test_integer_and_boolean_arrays_are_valid_float_inputs(tmp_path, loss, dtype):
+    rng = np.random.default_rng(1)
+    preds = (rng.random((5, 2)) > 0.5).astype(dtype)
+    targets = rng.random((5, 2))
+    np.save(tmp_path / "p.npy", preds)
+    np.save(tmp_path / "t.npy", targets)
+    got = value_of(
+        run_cli(loss, tmp_path / "p.npy", tmp_path / "t.npy", "-f", "value", "--dtype", "float64")
+    )
+    p = preds.astype(np.float64)
+    diff = p - targets
+    expected = {
+        "mse": np.mean(diff**2),
+        "l1": np.mean(np.abs(diff)),
+        "huber": np.mean(np.where(np.abs(diff) < 1, 0.5 * diff**2, np.abs(diff) - 0.5)),
+        "bce": np.mean(
+            -(
+                targets * np.maximum(np.log(np.where(p > 0, p, 1)), -100) * (p > 0)
+                + targets * -100 * (p == 0)
+                + (1 - targets) * (np.maximum(np.log(np.where(p < 1, 1 - p, 1)), -100) * (p < 1))
+                + (1 - targets) * -100 * (p == 1)
+            )
+        ),
+    }[loss]
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_zero_dimensional_arrays_compute_as_torch(tmp_path):
+    np.save(tmp_path / "p.npy", np.array(2.5))
+    np.save(tmp_path / "t.npy", np.array(1.0))
+    got = value_of(run_cli("mse", tmp_path / "p.npy", tmp_path / "t.npy", "-f", "value"))
+    assert got == pytest.approx(2.25)
+    assert_usage_error(run_cli("ce", tmp_path / "p.npy", tmp_path / "t.npy"), "predictions")
+
+
+def test_corrupt_array_files_are_refused_without_allocating(tmp_path):
+    huge = tmp_path / "huge.npy"
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**11,)}
+    with open(huge, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        out.write(b"\0" * 64)
+    assert_usage_error(run_cli("mse", huge, huge), "not a valid NPY file", "promises")
+    import zipfile
+
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(odd, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+        archive.writestr("x.npy", b"\x93NUMPY garbage")
+    assert_usage_error(run_cli("mse", f"{odd}:notes.txt", f"{odd}:x"), "not an NPY array")
+    assert_usage_error(run_cli("mse", f"{odd}:x", f"{odd}:x"), "not a valid NPZ file")
+
+
+# ---------------------------------------------------------------- messages stay one line
+
+
+@pytest.mark.parametrize(
+    "name", ["evil\nlosscli: error: forged.csv", "bell\x07\x1b[31mred.csv", "rtl\u202eosc.csv"]
+)
+def test_data_text_is_escaped_in_messages_and_tables(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("1,2\n3,x\n")
+    out = run_cli("mse", path, path)
+    assert out.exit_code == 2
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
+    good = tmp_path / (name + ".ok.csv")
+    good.write_text("1,2\n3,4\n")
+    table = run_cli("mse", good, good)
+    assert table.exit_code == 0, table.stderr
+    for raw in ("\n", "\x1b", "\x07", "\u202e"):
+        if raw in name:
+            assert (
+                raw not in table.stdout.replace("\n", "")
+                if raw == "\n"
+                else raw not in table.stdout
+            )
+    assert len([line for line in table.stdout.splitlines() if "ok.csv" in line]) == 2
+
+
+def test_header_and_npz_key_text_is_escaped(tmp_path):
+    header = tmp_path / "h.csv"
+    header.write_text("a\nb,c\x1b[31m\n1,2\n")
+    out = run_cli("mse", header, header, "--pred-cols", "zz", "--target-cols", "c")
+    assert out.exit_code == 2
+    assert len(out.stderr.splitlines()) == 1 and "\x1b" not in out.stderr
+    npz = tmp_path / "k.npz"
+    np.savez(npz, **{"a\nb": np.ones(2), "c": np.ones(2)})
+    out = run_cli("mse", npz, npz)
+    assert_usage_error(out, "a\\x0ab")
+
+
+# ---------------------------------------------------------------- files written
+
+
+def test_gradient_files_keep_every_column_and_read_back(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text('a,a,"b,c",y1,y2,y3\n1,2,3,0,1,0\n4,5,6,1,0,0\n')
+    x = np.array([[1.0, 2, 3], [4, 5, 6]])
+    y = np.array([[0.0, 1, 0], [1, 0, 0]])
+    expected = 2 * (x - y) / x.size
+    for suffix in (".parquet", ".csv"):
+        grad = tmp_path / f"g{suffix}"
+        out = run_cli(
+            "mse",
+            table,
+            "--pred-cols",
+            "0:3",
+            "--target-cols",
+            "3:6",
+            "--grad-out",
+            grad,
+            "--dtype",
+            "float64",
+        )
+        assert out.exit_code == 0, out.stderr
+        if suffix == ".parquet":
+            back = pq.read_table(grad)
+            assert back.column_names == ["a", "a.1", "b,c"]
+            values = np.column_stack([c.to_numpy() for c in back.columns])
+        else:
+            import csv
+
+            with open(grad, newline="") as handle:
+                rows = list(csv.reader(handle))
+            assert rows[0] == ["a", "a.1", "b,c"]
+            values = np.array(rows[1:], dtype=np.float64)
+        np.testing.assert_allclose(values, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_follow_umask_and_keep_an_existing_mode(tmp_path, mask):
+    grad = tmp_path / "g.npy"
+    previous = os.umask(mask)
+    try:
+        lio.write_array(grad, np.ones(3))
+        assert stat.S_IMODE(grad.stat().st_mode) == 0o666 & ~mask
+        grad.chmod(0o640)
+        lio.write_array(grad, np.zeros(3))
+        assert stat.S_IMODE(grad.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
+    np.testing.assert_array_equal(np.load(grad), np.zeros(3))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_the_write_leaves_no_temporary_file(tmp_path, monkeypatch, signum):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"old")
+
+    def interrupted(out, array):
+        out.write(b"partial")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    monkeypatch.setattr(np, "save", interrupted)
+    with pytest.raises((Terminated, KeyboardInterrupt)):
+        lio.write_array(grad, np.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npy"]
+    assert grad.read_bytes() == b"old"
+
+
+def test_sigterm_ends_a_real_run_cleanly(tmp_path):
+    rng = np.random.default_rng(2)
+    preds = tmp_path / "p.npy"
+    np.save(preds, rng.normal(size=(400_000, 10)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, size=400_000))
+    for delay in (0.3, 1.0, 2.0):
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "losscli",
+                "ce",
+                preds,
+                tmp_path / "y.npy",
+                "--grad-out",
+                tmp_path / "g.csv",
+                "-q",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode in (0, 128 + signal.SIGTERM), err
+        assert b"Traceback" not in err
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- closed and narrow streams
+
+
+def _shell(command: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_closed_and_narrow_streams_keep_exit_codes():
+    python = f'"{sys.executable}" -m losscli'
+    ok = f"{python} ce {LOGITS} {LABELS}"
+    bad = f"{python} ce {LOGITS} /nonexistent.csv"
+    assert _shell(f"{ok} >&-").returncode == 0
+    assert _shell(f"{bad} 2>&-").returncode == 2
+    closed_stdin = _shell(f"{python} ce - {LABELS} <&-")
+    assert closed_stdin.returncode == 2
+    assert b"closed" in closed_stdin.stderr and b"terminal" not in closed_stdin.stderr
+    ascii_run = _shell(f"{ok} --per-sample", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_run.returncode == 0, ascii_run.stderr
+    help_head = _shell(f"{python} --help | head -1; exit ${{PIPESTATUS[0]}}")
+    assert help_head.returncode == 0, help_head.stderr
+    assert b"Traceback" not in help_head.stderr and b"Exception" not in help_head.stderr
+
+
+def test_environment_errors_name_the_variable():
+    done = run_process("ce", LOGITS, LABELS, env={**os.environ, "LOSSCLI_DEVICE": "tpu"})
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("losscli: error: LOSSCLI_DEVICE=tpu: ")
+
+
+# ---------------------------------------------------------------- gates, sums, and torch's edges
+
+
+def test_a_tripped_gate_says_so():
+    out = run_cli("ce", LOGITS, LABELS, "-f", "json", "--fail-above", "0.5")
+    assert out.exit_code == 1
+    value = json.loads(out.stdout)["value"]
+    assert value == pytest.approx(sample_ce(), rel=1e-6)
+    assert out.stderr == f"losscli: gate: loss {value!r} is above 0.5\n"
+    gate = json.loads(out.stdout)["gate"]
+    assert gate["tripped"] is True and gate["fail_above"] == 0.5
+    passed = run_cli("ce", LOGITS, LABELS, "-f", "json", "--fail-below", "0.5")
+    assert passed.exit_code == 0 and "gate" not in passed.stderr
+    assert json.loads(passed.stdout)["gate"]["tripped"] is False
+
+
+def test_block_sums_are_accumulated_in_float64(tmp_path):
+    """1e8 + 999 ones: float32 sums drop the ones (the spacing of floats at 1e8 is 8)."""
+    preds = np.ones(1000, dtype=np.float32)
+    preds[0] = 1e8 + 1
+    np.save(tmp_path / "p.npy", preds)
+    np.save(tmp_path / "t.npy", np.ones(1000, dtype=np.float32))
+    np.save(tmp_path / "q.npy", np.zeros(1000, dtype=np.float32))
+    got = value_of(
+        run_cli("l1", tmp_path / "p.npy", tmp_path / "q.npy", "-r", "sum", "-f", "value")
+    )
+    assert got == float(np.float32(1e8 + 1)) + 999
+
+
+def test_nll_with_every_target_ignored_has_zero_gradient(tmp_path):
+    logp = tmp_path / "lp.csv"
+    logp.write_text("-0.5,-1.2\n-2.0,-0.1\n")
+    labels = tmp_path / "y.csv"
+    labels.write_text("-100\n-100\n")
+    grad = tmp_path / "g.npy"
+    out = run_cli("nll", logp, labels, "--grad-out", grad, "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["value"] is None
+    np.testing.assert_array_equal(np.load(grad), np.zeros((2, 2)))
+
+
+def test_ctc_gradient_keeps_the_shape_of_two_dimensional_log_probs(tmp_path):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(6, 4))
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.save(tmp_path / "lp.npy", log_probs)
+    (tmp_path / "t.csv").write_text("1\n2\n")
+    (tmp_path / "il.csv").write_text("6\n")
+    (tmp_path / "tl.csv").write_text("2\n")
+    grad = tmp_path / "g.npy"
+    out = run_cli(
+        "ctc",
+        tmp_path / "lp.npy",
+        tmp_path / "t.csv",
+        tmp_path / "il.csv",
+        tmp_path / "tl.csv",
+        "--grad-out",
+        grad,
+    )
+    assert out.exit_code == 0, out.stderr
+    assert np.load(grad).shape == (6, 4)
+
+
+@pytest.mark.parametrize("decimals", [2, 3])
+def test_rounded_probabilities_given_to_ce_are_noticed(tmp_path, decimals):
+    rng = np.random.default_rng(decimals)
+    logits = rng.normal(size=(40, 7))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    path = tmp_path / "p.csv"
+    path.write_text(_rows_text(np.round(probs, decimals).tolist()))
+    labels = tmp_path / "y.csv"
+    labels.write_text("\n".join(map(str, rng.integers(0, 7, size=40))) + "\n")
+    out = run_cli("ce", path, labels)
+    assert out.exit_code == 0
+    assert "look like probabilities" in out.stderr
+
+
+def test_ce_integer_one_hot_targets_are_class_probabilities(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, size=6)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "onehot.npy", np.eye(3, dtype=np.int64)[y])
+    out = run_cli(
+        "ce", tmp_path / "x.npy", tmp_path / "onehot.npy", "-f", "json", "--dtype", "float64"
+    )
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["targets"]["read_as"] == "class probabilities"
+    refused = run_cli("ce", tmp_path / "x.npy", tmp_path / "onehot.npy", "--ignore-index", "0")
+    assert_usage_error(refused, "--ignore-index", "class-probability targets")
