@@ -9,7 +9,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["compute", "__version__"]
+__all__ = ["compute", "compute_files", "__version__"]
 
 
 def compute(
@@ -38,3 +38,17 @@ def compute(
     return _compute(
         loss, *inputs, reduction=reduction, device=device, dtype=dtype, grad=grad, **options
     )
+
+
+def compute_files(loss: str, *sources: str, **settings_and_options: Any):
+    """Compute ``loss`` from files (paths, ``-``, ``file.npz:key``, ``file.csv?header=no``)
+    exactly as the command line does.
+
+    Common options go by their long names (``dtype``, ``pred_cols``, ``grad_out``,
+    ``fail_above``...), loss options by their torch names (``weight`` may be a file).
+    Returns a Result; ``result.gate`` says whether a gate tripped. Bad input raises
+    ``losscli.errors.LossCliError``.
+    """
+    from losscli.pipeline import compute_files as _compute_files
+
+    return _compute_files(loss, *sources, **settings_and_options)

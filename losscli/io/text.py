@@ -205,16 +205,34 @@ def _line_mapper(source: Source, header_line: int):
 
 
 class _Columns:
-    """Parsed data columns by file index: float64 arrays, or string arrays (not numbers)."""
+    """Parsed data columns by file index, each a list of row blocks: numbers (float64, or
+    float32 where every request for the column wants it and float32 holds the block), or
+    strings where a cell is not a number."""
 
-    def __init__(self, rows: int):
-        self.rows = rows
-        self.values: dict[int, np.ndarray] = {}
+    def __init__(self, float32: set[int]):
+        self.rows = 0
+        self.float32 = float32
+        self.values: dict[int, list[np.ndarray]] = {}
         # For a column that is not all numbers: (row, cell) of the first cell that is not.
         self.first_text: dict[int, tuple[int, str]] = {}
 
+    def add_numbers(self, index: int, block: np.ndarray) -> None:
+        if index in self.float32:
+            block = narrow(block, np.float32)
+        self.values.setdefault(index, []).append(block)
 
-def _parse_python(source: Source, layout: Layout, wanted: list[int]) -> _Columns:
+    def add_text(self, index: int, cells: list[str], row_offset: int) -> None:
+        bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
+        if bad is not None and index not in self.first_text:
+            self.first_text[index] = (row_offset + bad, cells[bad])
+        self.values.setdefault(index, []).append(np.array(cells, dtype=str))
+
+    def column(self, index: int) -> np.ndarray:
+        blocks = self.values[index]
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _parse_python(source: Source, layout: Layout, wanted: list[int], columns: _Columns) -> None:
     label = source.label
     source.file.seek(layout.data_offset)
     data = source.file.read()
@@ -234,22 +252,20 @@ def _parse_python(source: Source, layout: Layout, wanted: list[int]) -> _Columns
     if not text_rows:
         only = " (only a header)" if layout.names is not None else ""
         raise InputError(f"{label}: has no data rows{only}")
-    columns = _Columns(len(text_rows))
+    columns.rows = len(text_rows)
     for index in wanted:
         cells = [row[index] for row in text_rows]
-        bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
-        if bad is None:
-            columns.values[index] = np.array([to_number(c) for c in cells], dtype=np.float64)
+        if all(is_number(c) for c in cells):
+            columns.add_numbers(index, np.array([to_number(c) for c in cells], dtype=np.float64))
         else:
-            columns.first_text[index] = (bad, cells[bad])
-            columns.values[index] = np.array(cells, dtype=str)
-    return columns
+            columns.add_text(index, cells, 0)
 
 
 def _parse_arrow(
-    source: Source, layout: Layout, wanted: list[int], names_ok: set[int]
+    source: Source, layout: Layout, wanted: list[int], names_ok: set[int], float32: set[int]
 ) -> _Columns | None:
-    """The data columns parsed by pyarrow, or None where the Python parser must decide."""
+    """The data columns parsed by pyarrow, block by block, or None where the Python parser
+    must decide."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -258,6 +274,8 @@ def _parse_arrow(
         return None
     column_names = [f"c{i}" for i in range(layout.width)]
     for attempt in ("numbers", "names"):
+        if attempt == "names" and not names_ok:
+            return None
         # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
         # character, its rows are the Python parser's; a quote anywhere sends the file to
         # the Python parser: in a number cell it fails to convert, and the columns not asked
@@ -266,13 +284,12 @@ def _parse_arrow(
         for index in wanted:
             as_text = attempt == "names" and index in names_ok
             types[column_names[index]] = pa.string() if as_text else pa.float64()
-        if attempt == "names" and not names_ok:
-            return None
         source.file.seek(layout.data_offset)
+        columns = _Columns(float32)
         try:
-            table = pacsv.read_csv(
+            reader = pacsv.open_csv(
                 source.file,
-                read_options=pacsv.ReadOptions(column_names=column_names),
+                read_options=pacsv.ReadOptions(column_names=column_names, block_size=1 << 24),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
                     quote_char=False,
@@ -288,40 +305,39 @@ def _parse_arrow(
                     quoted_strings_can_be_null=False,
                 ),
             )
+            for batch in reader:
+                if not _add_batch(pa, batch, columns, wanted, whitespace):
+                    return None
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             continue
-        if table.num_rows == 0 or _has_quote(pa, table):
-            return None
-        columns = _Columns(table.num_rows)
-        for index in wanted:
-            column = table.column(index)
-            if pa.types.is_floating(column.type):
-                values = np.empty(table.num_rows, dtype=np.float64)
-                fill_from_arrow(values, column)
-                columns.values[index] = values
-                continue
-            cells = [c.strip() for c in column.to_pylist()]
-            if any(c == "" or (whitespace and len(c.split()) != 1) for c in cells):
-                return None
-            bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
-            if bad is None:  # numbers in a column pyarrow could not read as numbers
-                return None
-            columns.first_text[index] = (bad, cells[bad])
-            columns.values[index] = np.array(cells, dtype=str)
-        del table
-        pa.default_memory_pool().release_unused()
-        return columns
+        finally:
+            pa.default_memory_pool().release_unused()
+        return columns if columns.rows else None
     return None
 
 
-def _has_quote(pa, table) -> bool:
-    """Whether a text cell holds a quote character (quoting is the Python parser's job)."""
+def _add_batch(pa, batch, columns: _Columns, wanted: list[int], whitespace: bool) -> bool:
+    """Add one record batch; False where the Python parser must read the file instead."""
     import pyarrow.compute as pc
 
-    return any(
-        pa.types.is_string(column.type) and pc.any(pc.match_substring(column, '"')).as_py()
-        for column in table.columns
-    )
+    for column in batch.columns:
+        if pa.types.is_string(column.type) and pc.any(pc.match_substring(column, '"')).as_py():
+            return False  # quoting is the Python parser's job
+    for index in wanted:
+        column = batch.column(index)
+        if pa.types.is_floating(column.type):
+            values = np.empty(len(column), dtype=np.float64)
+            fill_from_arrow(values, column)
+            columns.add_numbers(index, values)
+            continue
+        cells = [c.strip() for c in column.to_pylist()]
+        if any(c == "" or (whitespace and len(c.split()) != 1) for c in cells):
+            return False
+        if all(is_number(c) for c in cells):
+            return False  # numbers that pyarrow could not read as numbers
+        columns.add_text(index, cells, columns.rows)
+    columns.rows += batch.num_rows
+    return True
 
 
 _ARROW_NUMPY = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
@@ -334,7 +350,7 @@ def fill_from_arrow(out: np.ndarray, column) -> None:
     pandas, which costs more than parsing a large CSV.
     """
     start = 0
-    for chunk in column.chunks:
+    for chunk in getattr(column, "chunks", [column]):
         name = str(chunk.type)
         dtype = np.dtype(_ARROW_NUMPY.get(name, name))
         values = np.frombuffer(
@@ -365,13 +381,21 @@ def read_text(
     if dropping and layout.names[layout.index_column] != "":
         wanted = sorted({*wanted, layout.index_column})  # to check that it holds 0..N-1
     names_ok = {i for request, chosen in zip(requests, selections) if request.names for i in chosen}
+    wide = {
+        i
+        for request, chosen in zip(requests, selections)
+        if request.float_dtype != np.float32
+        for i in chosen
+    }
+    float32 = set(wanted) - wide - {layout.index_column}
     columns = None
     if source.size > LARGE_TEXT_BYTES:
-        columns = _parse_arrow(source, layout, wanted, names_ok)
+        columns = _parse_arrow(source, layout, wanted, names_ok, float32)
         if columns is not None and _has_error(columns, requests, selections):
             columns = None  # the Python parser finds and places the first error
     if columns is None:
-        columns = _parse_python(source, layout, wanted)
+        columns = _Columns(float32)
+        _parse_python(source, layout, wanted, columns)
     notes = list(layout.notes)
     index_name = None
     if dropping and _is_row_index(layout, columns):
@@ -419,13 +443,13 @@ def _is_row_index(layout: Layout, columns: _Columns) -> bool:
     """An unnamed first column is an index; one named like an index must hold 0..N-1."""
     if layout.names[layout.index_column] == "":
         return True
-    values = columns.values[layout.index_column]
+    values = columns.column(layout.index_column)
     return values.dtype.kind == "f" and np.array_equal(values, np.arange(columns.rows))
 
 
-def _assemble(columns, chosen, request: Request, layout: Layout, label, line_of_row):
+def _assemble(columns: _Columns, chosen, request: Request, layout: Layout, label, line_of_row):
     if request.names and len(chosen) == 1 and chosen[0] in columns.first_text:
-        return columns.values[chosen[0]]
+        return columns.column(chosen[0])
     for index in chosen:
         if index in columns.first_text:
             row, cell = columns.first_text[index]
@@ -435,7 +459,17 @@ def _assemble(columns, chosen, request: Request, layout: Layout, label, line_of_
                 f"{_cell_text(cell)}; expected a number"
             )
     if len(chosen) == 1:
-        array = columns.values[chosen[0]]
-    else:
-        array = np.column_stack([columns.values[i] for i in chosen])
-    return narrow(array, request.float_dtype)
+        array = columns.column(chosen[0])
+        return array if request.float_dtype == np.float32 else array.astype(np.float64, copy=False)
+    # Columns kept in float32 hold no value beyond its range; one that does keeps float64,
+    # and so does the table.
+    narrow_enough = request.float_dtype == np.float32 and all(
+        block.dtype == np.float32 for i in chosen for block in columns.values[i]
+    )
+    out = np.empty((columns.rows, len(chosen)), dtype=np.float32 if narrow_enough else np.float64)
+    for j, index in enumerate(chosen):
+        start = 0
+        for block in columns.values[index]:
+            out[start : start + len(block), j] = block
+            start += len(block)
+    return out
