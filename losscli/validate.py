@@ -83,11 +83,12 @@ def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
     array = inp.array
     if limit is None or array.dtype.kind not in "iuf" or array.size == 0:
         return
-    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
-        return  # within every dtype's range
-    with np.errstate(invalid="ignore", over="ignore"):
-        magnitude = np.abs(array.astype(np.float64, copy=False))
-        over = np.isfinite(magnitude) & (magnitude >= limit)
+    info = np.finfo(array.dtype) if array.dtype.kind == "f" else np.iinfo(array.dtype)
+    if max(abs(float(info.min)), float(info.max)) < limit:
+        return  # every value of this dtype fits
+    over = (array >= limit) | (array <= -limit)
+    if array.dtype.kind == "f":
+        over &= np.isfinite(array)
     if not over.any():
         return
     bad = np.argwhere(over)

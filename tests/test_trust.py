@@ -781,3 +781,39 @@ def test_ce_integer_one_hot_targets_are_class_probabilities(tmp_path):
     assert data["inputs"]["targets"]["read_as"] == "class probabilities"
     refused = run_cli("ce", tmp_path / "x.npy", tmp_path / "onehot.npy", "--ignore-index", "0")
     assert_usage_error(refused, "--ignore-index", "class-probability targets")
+
+
+def test_parquet_with_repeated_column_names_reads_by_index_and_names_refuse(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "dup.parquet"
+    table = pa.Table.from_arrays(
+        [pa.array([1.0, 2.0]), pa.array([0.5, 1.0]), pa.array(["a", "b"])], names=["v", "v", "id"]
+    )
+    pq.write_table(table, path)
+    got = value_of(
+        run_cli("mse", path, "--pred-cols", "index:0", "--target-cols", "index:1", "-f", "value")
+    )
+    assert got == pytest.approx(np.mean((np.array([1.0, 2.0]) - [0.5, 1.0]) ** 2))
+    out = run_cli("mse", path, "--pred-cols", "v", "--target-cols", "index:1")
+    assert_usage_error(out, "2 columns are named 'v'", "index:N")
+
+
+def test_class_names_in_messages_are_plain_text(tmp_path):
+    np.save(tmp_path / "y.npy", np.array(["cat", "emu"]))
+    np.save(tmp_path / "x.npy", np.zeros((2, 2)))
+    out = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--classes", "cat,dog")
+    assert_usage_error(out, "class name 'emu' is not a known class", "'cat', 'dog'")
+    assert "np.str_" not in out.stderr
+
+
+def test_compute_files_reads_as_the_command_line_does(tmp_path):
+    import losscli
+
+    result = losscli.compute_files(
+        "ce", str(LOGITS), str(LABELS), dtype="float64", reduction="sum", fail_above=1.0
+    )
+    x = np.loadtxt(LOGITS, delimiter=",")
+    expected = ref.cross_entropy(x, np.loadtxt(LABELS).astype(int)) * len(x)
+    assert result.value == pytest.approx(expected, rel=1e-12)
+    assert result.gate["tripped"] is True
