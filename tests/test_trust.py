@@ -436,7 +436,19 @@ def test_numpy_warnings_never_reach_stderr(tmp_path):
 # ---------------------------------------------------------------- every dtype and shape
 
 SHAPES = [(), (1,), (3,), (3, 1), (3, 4), (2, 3, 4), (0,), (3, 0), (0, 4)]
-DTYPES = [np.float32, np.float16, np.int8, np.uint64, np.int64, np.bool_]
+DTYPES = [
+    np.float32,
+    np.float16,
+    np.int8,
+    np.uint64,
+    np.int64,
+    np.bool_,
+    np.longdouble,
+    np.dtype(">f8"),
+    np.dtype(">i4"),
+    np.complex64,
+    np.dtype("datetime64[s]"),
+]
 
 
 @pytest.mark.parametrize("loss", sorted(__import__("losscli.registry").registry.all_specs()))
@@ -450,7 +462,12 @@ def test_every_shape_and_dtype_is_computed_or_refused(tmp_path, loss):
     for shape, dtype in cases:
         paths = []
         for i in range(len(spec.inputs)):
-            array = np.asarray(rng.random(shape) * 2).astype(dtype)
+            values = rng.random(shape) * 2
+            if np.dtype(dtype).kind == "M":
+                values = (values * 1e9).astype(np.int64)
+            array = np.asarray(values).astype(dtype)
+            if len(shape) == 2 and i == 0:
+                array = np.asfortranarray(array)
             path = tmp_path / f"{i}.npy"
             np.save(path, array)
             paths.append(path)
