@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from losscli.errors import EXIT_GATE, DeviceError, OptionError
@@ -31,12 +31,7 @@ class Gate:
     reason: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fail_above": self.fail_above,
-            "fail_below": self.fail_below,
-            "tripped": self.tripped,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 def check_settings(settings: Common) -> list[str] | None:
