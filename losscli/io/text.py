@@ -14,6 +14,7 @@ line and column. ``tests/test_io.py`` checks the two agree on generated tables.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ LARGE_TEXT_BYTES = 1 << 20
 HEAD_CHUNK = 1 << 16
 BOM = b"\xef\xbb\xbf"
 LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+# Tables wider than this are parsed in Python: pyarrow's cost per column outgrows the data.
+ARROW_MAX_COLUMNS = 4096
 # The number syntax of every text input: decimal, exponent, inf/infinity, nan (pyarrow's
 # "nan(...)" form too). Underscores, hex and non-ASCII digits are not numbers.
 NUMBER = re.compile(
@@ -78,48 +82,75 @@ def _decode(line: bytes, label: str, number: int) -> str:
         ) from None
 
 
+def _breaks(segment: bytes) -> int:
+    """How many line breaks (\\n, \\r\\n or \\r) a run of bytes holds."""
+    return segment.count(b"\n") + segment.count(b"\r") - segment.count(b"\r\n")
+
+
+def nonblank_lines(data: bytes, first_number: int = 1):
+    """(line number, line) for every line of ``data`` that is not blank. Runs of blank lines
+    are skipped by byte searches, so a file of blank lines costs no Python loop per line."""
+    pos, number, size = 0, first_number - 1, len(data)
+    while True:
+        found = NONBLANK.search(data, pos)
+        if found is None:
+            return
+        line_start = max(
+            data.rfind(b"\n", pos, found.start()), data.rfind(b"\r", pos, found.start())
+        )
+        line_start = pos if line_start < 0 else line_start + 1
+        number += _breaks(data[pos:line_start]) + 1
+        end = LINE_BREAK.search(data, found.start())
+        stop, pos = (end.start(), end.end()) if end else (size, size)
+        yield number, data[line_start:stop]
+
+
 def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]], bool]:
     """The first ``count`` non-blank lines, whole, as (line number, end offset, text).
 
-    Reads as far as needed to have whole lines, however long they are. Also says whether
-    the file starts with a UTF-8 byte order mark.
+    Reads as far as needed to have whole lines, however long they are; each byte is looked
+    at once. Also says whether the file starts with a UTF-8 byte order mark.
     """
     handle = source.file
     handle.seek(0)
-    buffer = b""
+    buffer = handle.read(HEAD_CHUNK)
+    bom = buffer.startswith(BOM)
+    pos, number, lines = (len(BOM) if bom else 0), 0, []
     eof = False
-    while True:
-        chunk = handle.read(HEAD_CHUNK if len(buffer) < HEAD_CHUNK else len(buffer))
-        eof = not chunk
-        buffer += chunk
+    while len(lines) < count:
         zero = buffer.find(b"\0")
         if zero >= 0:
             raise InputError(
                 f"{source.label}: not text (a NUL byte at offset {zero}) and not "
                 "an NPY, NPZ or Parquet file"
             )
-        lines, start, number = [], 0, 0
-        body = buffer
-        bom = body.startswith(BOM)
-        if bom:
-            start = len(BOM)
-        for match in LINE_BREAK.finditer(body, start):
-            number += 1
-            end = match.end()
+        found = NONBLANK.search(buffer, pos)
+        if found is not None:
+            line_start = max(
+                buffer.rfind(b"\n", pos, found.start()), buffer.rfind(b"\r", pos, found.start())
+            )
+            line_start = pos if line_start < 0 else line_start + 1
+            end = LINE_BREAK.search(buffer, found.start())
             # A final "\r" may be the first half of "\r\n": wait for the next byte.
-            if match.group() == b"\r" and end == len(body) and not eof:
-                break
-            raw = body[start : match.start()]
-            if raw.strip():
-                lines.append((number, end, _decode(raw, source.label, number)))
-                if len(lines) == count:
-                    return lines, bom
-            start = end
-        if eof:
-            raw = body[start:]
-            if raw.strip():
-                lines.append((number + 1, len(body), _decode(raw, source.label, number + 1)))
-            return lines[:count], bom
+            complete = end is not None and not (end.group() == b"\r" and end.end() == len(buffer))
+            if complete or eof:
+                number += _breaks(buffer[pos:line_start]) + 1
+                stop, pos = (end.start(), end.end()) if end is not None else (len(buffer),) * 2
+                lines.append((number, pos, _decode(buffer[line_start:stop], source.label, number)))
+                continue
+        elif eof:
+            break
+        else:  # only blank bytes so far: count them and drop them
+            number += _breaks(buffer[pos:])
+            if buffer.endswith(b"\r"):
+                number -= 1  # counted again with the byte that follows
+                pos = len(buffer) - 1
+            else:
+                pos = len(buffer)
+        chunk = handle.read(max(HEAD_CHUNK, len(buffer)))
+        eof = not chunk
+        buffer += chunk
+    return lines, bom
 
 
 def split_row(line: str, delimiter: str | None, where: str) -> list[str]:
@@ -149,7 +180,9 @@ def _numbered_header(first: list[str], second: list[str] | None) -> bool:
     return any(not float(v).is_integer() for v in numbers if np.isfinite(v))
 
 
-def _layout(source: Source, delimiter: str | None, header: bool | None) -> Layout:
+def _layout(source: Source, delimiter: str | None, header: bool | None, names: bool) -> Layout:
+    """Delimiter, header and index column, decided from the first two non-blank rows.
+    ``names``: the file may be class names, so a lone row of text is data, not a header."""
     label = source.label
     lines, bom = _first_lines(source, 2)
     if not lines:
@@ -161,7 +194,11 @@ def _layout(source: Source, delimiter: str | None, header: bool | None) -> Layou
     notes = []
     if header is None:
         header = not all(is_number(c) for c in first) and (
-            second is None or any(not is_number(a) and is_number(b) for a, b in zip(first, second))
+            (second is None and not names)
+            or (
+                second is not None
+                and any(not is_number(a) and is_number(b) for a, b in zip(first, second))
+            )
         )
         if not header and _numbered_header(first, second):
             header = True
@@ -192,12 +229,7 @@ def _line_mapper(source: Source, header_line: int):
         if "lines" not in cache:
             source.file.seek(0)
             data = source.file.read()
-            numbers = [
-                number
-                for number, line in enumerate(LINE_BREAK.split(data), start=1)
-                if number > header_line and line.strip()
-            ]
-            cache["lines"] = numbers
+            cache["lines"] = [n for n, _ in nonblank_lines(data) if n > header_line]
         lines = cache["lines"]
         return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else 1)
 
@@ -205,87 +237,121 @@ def _line_mapper(source: Source, header_line: int):
 
 
 class _Columns:
-    """Parsed data columns by file index, each a list of row blocks: numbers (float64, or
-    float32 where every request for the column wants it and float32 holds the block), or
-    strings where a cell is not a number."""
+    """The parsed data columns that were asked for (``wanted``, by file index), in row blocks.
 
-    def __init__(self, float32: set[int]):
-        self.rows = 0
+    Numbers are in 2-D blocks, one column per wanted column, kept in float32 when every
+    request wants float32 and the block holds no value beyond float32's range (else float64).
+    Columns that may hold class names (``names``) also keep their cells as text; for every
+    column, the first cell that is not a number is remembered.
+    """
+
+    def __init__(self, wanted: list[int], float32: bool, names: set[int]):
+        self.wanted = wanted
+        self.position = {index: j for j, index in enumerate(wanted)}
         self.float32 = float32
-        self.values: dict[int, list[np.ndarray]] = {}
+        self.names = names
+        self.rows = 0
+        self.blocks: list[np.ndarray] = []
+        self.text: dict[int, list[np.ndarray]] = {}
         # For a column that is not all numbers: (row, cell) of the first cell that is not.
         self.first_text: dict[int, tuple[int, str]] = {}
 
-    def add_numbers(self, index: int, block: np.ndarray) -> None:
-        if index in self.float32:
-            block = narrow(block, np.float32)
-        self.values.setdefault(index, []).append(block)
-
-    def add_text(self, index: int, cells: list[str], row_offset: int) -> None:
-        bad = next((r for r, c in enumerate(cells) if not is_number(c)), None)
-        if bad is not None and index not in self.first_text:
-            self.first_text[index] = (row_offset + bad, cells[bad])
-        self.values.setdefault(index, []).append(np.array(cells, dtype=str))
+    def add(self, block: np.ndarray, text: dict[int, list[str]], first: dict) -> None:
+        """Add a float64 block of rows (NaN where a cell is text), the cells of the name
+        columns, and (block row, cell) of the first text cell of each column that has one."""
+        for index, (row, cell) in first.items():
+            self.first_text.setdefault(index, (self.rows + row, cell))
+        for index, cells in text.items():
+            self.text.setdefault(index, []).append(np.array(cells, dtype=str))
+        self.blocks.append(narrow(block, np.float32) if self.float32 else block)
+        self.rows += len(block)
 
     def column(self, index: int) -> np.ndarray:
-        blocks = self.values[index]
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        if index in self.first_text:
+            parts = self.text[index]
+        else:
+            parts = [block[:, self.position[index]] for block in self.blocks]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def table(self, chosen: list[int], float_dtype) -> np.ndarray:
+        """The numbers of ``chosen`` as one (rows, len(chosen)) array."""
+        narrow_all = float_dtype == np.float32 and all(b.dtype == np.float32 for b in self.blocks)
+        dtype = np.float32 if narrow_all else np.float64
+        if len(self.blocks) == 1 and chosen == self.wanted:
+            return self.blocks[0].astype(dtype, copy=False)
+        columns = [self.position[i] for i in chosen]
+        out = np.empty((self.rows, len(chosen)), dtype=dtype)
+        start = 0
+        for block in self.blocks:
+            out[start : start + len(block)] = block if chosen == self.wanted else block[:, columns]
+            start += len(block)
+        return out
 
 
-def _parse_python(source: Source, layout: Layout, wanted: list[int], columns: _Columns) -> None:
+def _first_text(cells: list[str]) -> tuple[int, str] | None:
+    return next(((r, c) for r, c in enumerate(cells) if not is_number(c)), None)
+
+
+def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
+    """Parse every data row in Python, converting cells as it goes (no table of strings)."""
     label = source.label
     source.file.seek(layout.data_offset)
     data = source.file.read()
-    text_rows: list[list[str]] = []
+    wanted, width = columns.wanted, layout.width
+    rows: list[list[float]] = []
+    text: dict[int, list[str]] = {index: [] for index in columns.names}
+    first: dict[int, tuple[int, str]] = {}
     # Data starts on the line after the header (line 1 without one).
-    for number, raw in enumerate(LINE_BREAK.split(data), start=layout.header_line + 1):
-        if not raw.strip():
-            continue
+    for number, raw in nonblank_lines(data, layout.header_line + 1):
         if b"\0" in raw:
             raise InputError(f"{label}, line {number}: not text (a NUL byte)")
         cells = split_row(_decode(raw, label, number), layout.delimiter, f"{label}, line {number}")
-        if len(cells) != layout.width:
+        if len(cells) != width:
             raise InputError(
-                f"{label}, line {number}: found {len(cells)} columns, expected {layout.width}"
+                f"{label}, line {number}: found {len(cells)} columns, expected {width}"
             )
-        text_rows.append(cells)
-    if not text_rows:
+        values = []
+        for index in wanted:
+            cell = cells[index]
+            if is_number(cell):
+                values.append(to_number(cell))
+            else:
+                values.append(math.nan)
+                first.setdefault(index, (len(rows), cell))
+        for index, kept in text.items():
+            kept.append(cells[index])
+        rows.append(values)
+    if not rows:
         only = " (only a header)" if layout.names is not None else ""
         raise InputError(f"{label}: has no data rows{only}")
-    columns.rows = len(text_rows)
-    for index in wanted:
-        cells = [row[index] for row in text_rows]
-        if all(is_number(c) for c in cells):
-            columns.add_numbers(index, np.array([to_number(c) for c in cells], dtype=np.float64))
-        else:
-            columns.add_text(index, cells, 0)
+    block = np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted))
+    columns.add(block, {i: cells for i, cells in text.items() if i in first}, first)
 
 
-def _parse_arrow(
-    source: Source, layout: Layout, wanted: list[int], names_ok: set[int], float32: set[int]
-) -> _Columns | None:
-    """The data columns parsed by pyarrow, block by block, or None where the Python parser
-    must decide."""
+def _parse_arrow(source: Source, layout: Layout, columns: _Columns, names_ok: set[int]) -> bool:
+    """Parse the data rows with pyarrow, block by block. False where the Python parser must
+    read the file instead (and ``columns`` is then left as it was)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     whitespace = layout.delimiter is None
-    if whitespace and layout.width != 1:
-        return None
+    if (whitespace and layout.width != 1) or layout.width > ARROW_MAX_COLUMNS:
+        return False
     column_names = [f"c{i}" for i in range(layout.width)]
     for attempt in ("numbers", "names"):
         if attempt == "names" and not names_ok:
-            return None
+            return False
         # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
         # character, its rows are the Python parser's; a quote anywhere sends the file to
         # the Python parser: in a number cell it fails to convert, and the columns not asked
         # for are read as text to be searched for one.
         types = {name: pa.string() for name in column_names}
-        for index in wanted:
+        for index in columns.wanted:
             as_text = attempt == "names" and index in names_ok
             types[column_names[index]] = pa.string() if as_text else pa.float64()
         source.file.seek(layout.data_offset)
-        columns = _Columns(float32)
+        parsed = _Columns(columns.wanted, columns.float32, columns.names)
+        reader = None
         try:
             reader = pacsv.open_csv(
                 source.file,
@@ -306,37 +372,47 @@ def _parse_arrow(
                 ),
             )
             for batch in reader:
-                if not _add_batch(pa, batch, columns, wanted, whitespace):
-                    return None
+                if not _add_batch(pa, batch, parsed, whitespace):
+                    return False
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             continue
         finally:
+            if reader is not None:
+                reader.close()
             pa.default_memory_pool().release_unused()
-        return columns if columns.rows else None
-    return None
+        if not parsed.rows:
+            return False
+        columns.__dict__.update(parsed.__dict__)
+        return True
+    return False
 
 
-def _add_batch(pa, batch, columns: _Columns, wanted: list[int], whitespace: bool) -> bool:
+def _add_batch(pa, batch, columns: _Columns, whitespace: bool) -> bool:
     """Add one record batch; False where the Python parser must read the file instead."""
     import pyarrow.compute as pc
 
     for column in batch.columns:
-        if pa.types.is_string(column.type) and pc.any(pc.match_substring(column, '"')).as_py():
-            return False  # quoting is the Python parser's job
-    for index in wanted:
+        if pa.types.is_string(column.type) and (
+            pc.any(pc.match_substring(column, '"')).as_py()
+            or pc.any(pc.match_substring(column, "\0")).as_py()
+        ):
+            return False  # quoting is the Python parser's job, and so is a NUL byte
+    block = np.empty((batch.num_rows, len(columns.wanted)), dtype=np.float64)
+    text, first = {}, {}
+    for j, index in enumerate(columns.wanted):
         column = batch.column(index)
         if pa.types.is_floating(column.type):
-            values = np.empty(len(column), dtype=np.float64)
-            fill_from_arrow(values, column)
-            columns.add_numbers(index, values)
+            fill_from_arrow(block[:, j], column)
             continue
         cells = [c.strip() for c in column.to_pylist()]
         if any(c == "" or (whitespace and len(c.split()) != 1) for c in cells):
             return False
-        if all(is_number(c) for c in cells):
-            return False  # numbers that pyarrow could not read as numbers
-        columns.add_text(index, cells, columns.rows)
-    columns.rows += batch.num_rows
+        block[:, j] = [to_number(c) if is_number(c) else math.nan for c in cells]
+        text[index] = cells
+        found = _first_text(cells)
+        if found is not None:
+            first[index] = found
+    columns.add(block, text, first)
     return True
 
 
@@ -367,7 +443,7 @@ def read_text(
     header: bool | None = None,
 ) -> list[InputArray]:
     """Read a text table once and give one InputArray per request."""
-    layout = _layout(source, delimiter, header)
+    layout = _layout(source, delimiter, header, any(r.names for r in requests))
     label = source.label
     selections = []
     for request in requests:
@@ -387,15 +463,14 @@ def read_text(
         if request.float_dtype != np.float32
         for i in chosen
     }
-    float32 = set(wanted) - wide - {layout.index_column}
-    columns = None
-    if source.size > LARGE_TEXT_BYTES:
-        columns = _parse_arrow(source, layout, wanted, names_ok, float32)
-        if columns is not None and _has_error(columns, requests, selections):
-            columns = None  # the Python parser finds and places the first error
-    if columns is None:
-        columns = _Columns(float32)
-        _parse_python(source, layout, wanted, columns)
+    float32 = not wide and not (dropping and layout.index_column in wanted)
+    columns = _Columns(wanted, float32, names_ok)
+    parsed = source.size > LARGE_TEXT_BYTES and _parse_arrow(source, layout, columns, names_ok)
+    if parsed and _has_error(columns, requests, selections):
+        columns = _Columns(wanted, float32, names_ok)  # Python finds and places the error
+        parsed = False
+    if not parsed:
+        _parse_python(source, layout, columns)
     notes = list(layout.notes)
     index_name = None
     if dropping and _is_row_index(layout, columns):
@@ -458,18 +533,7 @@ def _assemble(columns: _Columns, chosen, request: Request, layout: Layout, label
                 f"{label}, line {line_of_row(row)}, column {index + 1}{name}: found "
                 f"{_cell_text(cell)}; expected a number"
             )
-    if len(chosen) == 1:
-        array = columns.column(chosen[0])
-        return array if request.float_dtype == np.float32 else array.astype(np.float64, copy=False)
-    # Columns kept in float32 hold no value beyond its range; one that does keeps float64,
-    # and so does the table.
-    narrow_enough = request.float_dtype == np.float32 and all(
-        block.dtype == np.float32 for i in chosen for block in columns.values[i]
-    )
-    out = np.empty((columns.rows, len(chosen)), dtype=np.float32 if narrow_enough else np.float64)
-    for j, index in enumerate(chosen):
-        start = 0
-        for block in columns.values[index]:
-            out[start : start + len(block), j] = block
-            start += len(block)
-    return out
+    array = columns.table(chosen, request.float_dtype)
+    if request.float_dtype == np.float32:
+        array = narrow(array, np.float32)
+    return array[:, 0] if len(chosen) == 1 else array
