@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-from losscli.errors import OptionError
+from losscli.errors import InputError, OptionError
 from losscli.io import InputArray
 from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, LossSpec
 from losscli.result import Result
@@ -58,20 +59,29 @@ def compute_inputs(
 
     options = check_options(spec, options, ctx.reduction)
     for input_spec in spec.inputs:
+        inp = inputs[input_spec.name]
+        if inp.array.size == 0:
+            raise InputError(
+                f"{input_spec.name} ({inp.source}): has no data (shape {list(inp.array.shape)})"
+            )
         if input_spec.differentiable:
-            check_representable(input_spec.name, inputs[input_spec.name], ctx)
+            check_representable(input_spec.name, inp, ctx)
     shapes = {n: list(inputs[n].array.shape) for n in spec.input_names}
     prepared = spec.prepare(inputs, options, ctx)
     engine.resolve_device(device)  # an unusable device is refused before any computation
-    output = engine.run(
-        spec,
-        prepared,
-        reduction=ctx.reduction,
-        device=device,
-        dtype=dtype,
-        grad=grad,
-        keep_rows=keep_rows,
-    )
+    with warnings.catch_warnings():
+        # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli where
+        # they matter; none reaches stderr.
+        warnings.simplefilter("ignore")
+        output = engine.run(
+            spec,
+            prepared,
+            reduction=ctx.reduction,
+            device=device,
+            dtype=dtype,
+            grad=grad,
+            keep_rows=keep_rows,
+        )
     summary = None
     if output.gradients is not None:
         # Gradients in the shape each input was read in ((T,C) CTC log_probs, (N,1) targets).

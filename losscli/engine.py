@@ -219,8 +219,9 @@ def run(
                 kept.append(values)
                 kept_rows += len(values)
     if mean:
+        # A mean over nothing (every target ignored, or zero total weight) is NaN, as in
+        # torch; its gradient is 0 (torch's too where every target is ignored).
         value = total / denominator if denominator else math.nan
-        # A mean over nothing (every target ignored) is NaN; its gradient is 0, as in torch.
         factor = 1.0 / denominator if denominator else 0.0
         for g in gradients.values():
             np.multiply(g, factor, out=g)

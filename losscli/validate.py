@@ -14,13 +14,15 @@ import numpy as np
 
 from losscli.errors import InputError, OptionError
 from losscli.io import InputArray, read_vector
+from losscli.io.text import is_number, to_number
 
-# The smallest magnitude that rounds to inf in each compute dtype.
+# The smallest magnitude that rounds to inf in each compute dtype narrower than float64.
 OVERFLOW_AT = {
     "float16": 65520.0,
-    "bfloat16": 3.3961775292304e38,
+    "bfloat16": 3.3961775292304601e38,
     "float32": 3.4028235677973366e38,
 }
+CHECK_BLOCK = 1 << 20
 
 
 @dataclass
@@ -86,9 +88,7 @@ def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
     info = np.finfo(array.dtype) if array.dtype.kind == "f" else np.iinfo(array.dtype)
     if max(abs(float(info.min)), float(info.max)) < limit:
         return  # every value of this dtype fits
-    over = (array >= limit) | (array <= -limit)
-    if array.dtype.kind == "f":
-        over &= np.isfinite(array)
+    over = _rounds_to_inf(array, limit)
     if not over.any():
         return
     bad = np.argwhere(over)
@@ -100,6 +100,21 @@ def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
     if not ctx.allow_nonfinite:
         raise InputError(message + "; use a wider --dtype, or pass --allow-nonfinite")
     ctx.warn(message + "; let through as inf by --allow-nonfinite")
+
+
+def _rounds_to_inf(array: np.ndarray, limit: float) -> np.ndarray:
+    """Where a finite value becomes inf on its way to the compute dtype: the engine hands
+    torch float32, so a value is first rounded to float32 (which can carry one just below
+    ``limit`` up to it), then to the compute dtype. Checked in blocks, without a full copy."""
+    flat = array.reshape(-1)
+    over = np.zeros(flat.size, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, flat.size, CHECK_BLOCK):
+            part = flat[start : start + CHECK_BLOCK]
+            as_float32 = np.abs(part.astype(np.float32))
+            finite = np.isfinite(part) if part.dtype.kind == "f" else True
+            over[start : start + len(part)] = finite & (as_float32 >= limit)
+    return over.reshape(array.shape)
 
 
 def same_shape(
@@ -163,16 +178,22 @@ def class_indices(
                 f"{inp.where(where)}: {name} value {shown(array[where])} is not a class index "
                 f"(an integer); {valid}"
             )
-    indices = np.asarray(array).astype(np.int64)
-    bad = (indices < 0) | (indices >= num_classes)
+    if ctx.classes and inp.array.dtype.kind not in "OUS":
+        note = f"--classes is not used: {name}s in {inp.source} are numbers, read as class indices"
+        if note not in ctx.warnings:
+            ctx.warn(note)
+    # Range checks on the values as read, before any cast (a uint64 or a float beyond int64
+    # must not wrap into a small or negative index).
+    values = np.asarray(array)
+    bad = (values < 0) | (values >= num_classes)
     if ignore_index is not None:
-        bad &= indices != ignore_index
+        bad &= values != ignore_index
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
         raise InputError(
-            f"{inp.where(where)}: class index {indices[where]} is out of range; {valid}"
+            f"{inp.where(where)}: class index {shown(values[where])} is out of range; {valid}"
         )
-    return indices
+    return values.astype(np.int64)
 
 
 def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np.ndarray:
@@ -186,7 +207,9 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
             out[index] = lookup[cell]
             continue
         try:
-            out[index] = float(cell)
+            if not is_number(cell):
+                raise ValueError(cell)
+            out[index] = to_number(cell)
         except ValueError:
             if not known:
                 raise InputError(

@@ -834,3 +834,242 @@ def test_compute_files_reads_as_the_command_line_does(tmp_path):
     expected = ref.cross_entropy(x, np.loadtxt(LABELS).astype(int)) * len(x)
     assert result.value == pytest.approx(expected, rel=1e-12)
     assert result.gate["tripped"] is True
+
+
+# ---------------------------------------------------------------- found by a hostile review
+
+
+def test_parquet_row_index_stored_by_pandas_is_not_data(tmp_path):
+    import pyarrow as pa
+
+    metadata = {b"pandas": json.dumps({"index_columns": ["__index_level_0__"]}).encode()}
+    for name, column, values in (("p", "y_hat", [0.5, 1.5, 2.5]), ("t", "y", [0.0, 1.0, 2.0])):
+        table = pa.table({column: values, "__index_level_0__": [3, 7, 9]})
+        pq.write_table(table.replace_schema_metadata(metadata), tmp_path / f"{name}.parquet")
+    out = run_cli("mse", tmp_path / "p.parquet", tmp_path / "t.parquet", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(0.25)
+    assert data["inputs"]["predictions"]["shape"] == [3]
+    assert data["inputs"]["predictions"]["index_column"] == "__index_level_0__"
+    assert "row index pandas stored" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "ignore"),
+    [
+        (np.array([2**64 - 1, 1], dtype=np.uint64), "-1"),
+        (np.array([2**64 - 1, 1], dtype=np.uint64), "-100"),
+        (np.array([1e19, 1.0]), str(-(2**63))),
+        (np.array([-(2.0**63), 1.0]), "-1"),
+    ],
+)
+def test_labels_beyond_int64_are_out_of_range_not_wrapped(tmp_path, labels, ignore):
+    np.save(tmp_path / "x.npy", np.array([[1.0, 2.0], [3.0, 5.0]]))
+    np.save(tmp_path / "y.npy", labels)
+    out = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--ignore-index", ignore)
+    assert_usage_error(out, "row 1", "out of range")
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"), [(65519.9999, "float16"), (3.39617745e38, "bfloat16"), (3.5e38, "float32")]
+)
+def test_values_that_round_to_inf_through_float32_are_refused(tmp_path, value, dtype):
+    np.save(tmp_path / "p.npy", np.array([value, 1.0]))
+    np.save(tmp_path / "t.npy", np.array([0.0, 1.0]))
+    assert_usage_error(
+        run_cli("mse", tmp_path / "p.npy", tmp_path / "t.npy", "--dtype", dtype), "cannot hold"
+    )
+
+
+@pytest.mark.parametrize("label", ["\u0661", "1_0", "0x1"])
+def test_class_labels_follow_the_number_syntax(tmp_path, label):
+    preds = tmp_path / "x.csv"
+    preds.write_text("cat,dog\n1,2\n3,4\n5,6\n")
+    labels = tmp_path / "y.csv"
+    labels.write_text(f"dog\ncat\n{label}\n")
+    assert_usage_error(run_cli("ce", preds, labels), f"class name {label!r} is not a known class")
+
+
+def test_classes_that_cannot_apply_are_said_to_be_unused(tmp_path):
+    out = run_cli("ce", LOGITS, LABELS, "--classes", "a,b,c,d,e")
+    assert out.exit_code == 0
+    assert "--classes is not used" in out.stderr
+
+
+def test_decimal_commas_are_pointed_out(tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_text("0,5\n1,25\n2,75\n")
+    out = run_cli("mse", path, path)
+    assert out.exit_code == 0
+    assert "decimal point" in out.stderr
+
+
+def test_parquet_integers_beyond_float_precision_are_read(tmp_path):
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "p": pa.array([2**53 + 1, 2, 3], pa.int64()),
+            "u": pa.array([2**64 - 1, 1, 2], pa.uint64()),
+            "t": [0.0, 1.0, 2.0],
+        }
+    )
+    path = tmp_path / "big.parquet"
+    pq.write_table(table, path)
+    for column, values in (("p", [2.0**53, 2, 3]), ("u", [2.0**64, 1, 2])):
+        got = value_of(
+            run_cli(
+                "mse",
+                path,
+                "--pred-cols",
+                column,
+                "--target-cols",
+                "t",
+                "-f",
+                "value",
+                "--dtype",
+                "float64",
+            )
+        )
+        assert got == pytest.approx(np.mean((np.array(values) - [0, 1, 2]) ** 2), rel=1e-12)
+
+
+def test_lying_or_odd_array_files_are_clear_errors(tmp_path):
+    import zipfile
+
+    good = tmp_path / "t.npy"
+    np.save(good, np.zeros((3, 2)))
+    for shape in (b"(-1, 2)", b"(3, 2**60)", b"(3, 'x')"):
+        bad = tmp_path / "bad.npy"
+        bad.write_bytes(good.read_bytes().replace(b"(3, 2)", shape.ljust(6)))
+        assert_usage_error(run_cli("mse", bad, good), "not a valid NPY file")
+        done = run_process("mse", "-", good, input=bad.read_bytes())
+        assert done.returncode == 2 and b"not a valid NPY file" in done.stderr
+    colon = tmp_path / "colon.npz"
+    np.savez(colon, **{"a:b": np.ones(3), "c": np.zeros(3)})
+    assert value_of(run_cli("mse", f"{colon}:a:b", f"{colon}:c", "-f", "value")) == 1.0
+    twice = tmp_path / "twice.npz"
+    with zipfile.ZipFile(twice, "w") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        for fill in (1, 2):
+            buffer = __import__("io").BytesIO()
+            np.save(buffer, np.full(3, fill))
+            archive.writestr("x.npy", buffer.getvalue())
+    assert_usage_error(run_cli("mse", twice, twice), "two arrays named x")
+
+
+def test_grad_out_names_at_the_length_limit_and_unwritable_places(tmp_path):
+    preds = tmp_path / "p.csv"
+    preds.write_text("1\n2\n")
+    long_name = tmp_path / ("g" * 250 + ".csv")
+    out = run_cli("mse", preds, preds, "--grad-out", long_name, "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    np.testing.assert_array_equal(np.loadtxt(long_name), [0.0, 0.0])
+    assert_usage_error(
+        run_cli("mse", preds, preds, "--grad-out", "/proc/losscli.csv"), "cannot write"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.csv", long_name.name])
+
+
+def test_python_api_refuses_empty_inputs_and_keeps_stderr_clean(capfd):
+    import losscli
+    from losscli.errors import LossCliError
+
+    with pytest.raises(LossCliError, match="has no data"):
+        losscli.compute("multilabel-margin", np.zeros((3, 0)), np.zeros((3, 0), dtype=int))
+    x = np.log(np.full((2, 3), 1 / 3))
+    losscli.compute("kl-div", x, np.full((2, 3), 1 / 3), reduction="mean")
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_nul_byte_in_a_column_not_read_means_the_same_at_any_size(tmp_path, size):
+    rows = 20 if size == "small" else 120_000
+    lines = ["id,p,t"] + [f"id{i},{i % 7},{i % 5}" for i in range(rows)]
+    lines[-3] = "i\0d,1,2"
+    path = tmp_path / "t.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    assert (path.stat().st_size > 1 << 20) == (size == "large")
+    out = run_cli("mse", path, "--pred-cols", "p", "--target-cols", "t")
+    assert_usage_error(out, "NUL")
+
+
+def test_wide_and_blank_text_files_are_read_without_blowing_up(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(b"1," * 300_000 + b"1\n" + b"2," * 300_000 + b"2\n")
+    assert wide.stat().st_size > 1 << 20
+    assert value_of(run_cli("mse", wide, wide, "-f", "value")) == 0.0
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b"\n" * 3_000_000 + b"  \r\n" * 1000 + b"4\n5\n")
+    out = run_cli("mse", blank, blank, "--per-sample", "-f", "json")
+    assert out.exit_code == 0
+    data = json.loads(out.stdout)
+    assert data["value"] == 0.0 and data["inputs"]["predictions"]["shape"] == [2]
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\n" * 2_000_000 + b"1\nx\n")
+    assert_usage_error(run_cli("mse", bad, bad), "line 2000002", "'x'")
+
+
+def test_a_file_redirected_to_stdin_may_also_be_named(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("1\n2\n")
+    with open(path, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "losscli", "mse", path, "-", "-f", "value"],
+            stdin=stdin,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
+
+
+def test_a_lone_row_of_class_names_is_data(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[0.2, 1.0]]))
+    labels = tmp_path / "y.csv"
+    labels.write_text("dog\n")
+    out = run_cli(
+        "ce",
+        tmp_path / "x.npy",
+        labels,
+        "--classes",
+        "cat,dog",
+        "-f",
+        "value",
+        "--dtype",
+        "float64",
+    )
+    assert value_of(out) == pytest.approx(ref.cross_entropy(np.array([[0.2, 1.0]]), np.array([1])))
+
+
+def test_a_mean_over_zero_weight_is_nan_as_in_torch(tmp_path):
+    import torch
+
+    x = np.array([[0.1, 2.0, -1.0], [1.0, 0.5, 0.3]])
+    y = np.array([0, 0])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = run_cli(
+        "ce",
+        tmp_path / "x.npy",
+        tmp_path / "y.npy",
+        "--weight",
+        "0,1,1",
+        "--label-smoothing",
+        "0.5",
+        "-f",
+        "json",
+        "--dtype",
+        "float64",
+    )
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(x),
+        torch.tensor(y),
+        weight=torch.tensor([0.0, 1, 1], dtype=torch.float64),
+        label_smoothing=0.5,
+    ).item()
+    assert out.exit_code == 0, out.stderr
+    assert np.isnan(expected)
+    assert json.loads(out.stdout)["value"] is None  # NaN, written as null
+    assert "NaN or inf" in " ".join(json.loads(out.stdout)["warnings"])

@@ -29,8 +29,10 @@ def _header(handle, label: str, kind: str):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as error:
-        raise invalid(label, kind, error) from None
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, MemoryError):
+        raise invalid(label, kind, "its header cannot be read as an NPY header") from None
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise invalid(label, kind, f"its header gives the shape {shape!r}")
     if dtype.hasobject:
         raise InputError(f"{label}: not a safe {kind} file: it holds pickled Python objects")
     return shape, fortran, dtype
@@ -113,8 +115,12 @@ def read_npz(source: Source, names: bool = False) -> tuple[np.ndarray, str]:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise invalid(label, "NPZ", error) from None
     with archive:
-        members = {os.path.splitext(m)[0]: m for m in archive.namelist() if m.endswith(".npy")}
+        arrays = [m for m in archive.namelist() if m.endswith(".npy")]
+        members = {os.path.splitext(m)[0]: m for m in arrays}
         keys = list(members)
+        if len(members) != len(arrays):
+            twice = sorted({k for k in keys if arrays.count(members[k]) > 1})
+            raise invalid(label, "NPZ", f"it holds two arrays named {', '.join(twice)}")
         if key is None:
             if len(keys) != 1:
                 raise InputError(

@@ -36,12 +36,17 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
     except (pa.ArrowException, OSError, ValueError) as error:
         raise invalid(label, "Parquet", error) from None
     names = list(schema.names)
+    index_columns = _pandas_index_columns(schema, names)
     selections = []
     for request in requests:
         if request.columns is not None:
             chosen = resolve_columns(request.columns, names, len(names), label)
         else:
-            chosen = [i for i, f in enumerate(schema) if _kind(pa, f.type) == "number"]
+            chosen = [
+                i
+                for i, f in enumerate(schema)
+                if _kind(pa, f.type) == "number" and i not in index_columns
+            ]
             if not chosen:
                 raise InputError(
                     f"{label}: has no numeric columns (columns: {', '.join(map(repr, names))})"
@@ -61,6 +66,12 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
         raise invalid(label, "Parquet", error) from None
     if table.num_rows == 0:
         raise InputError(f"{label}: has no data rows")
+    dropped = [names[i] for i in index_columns] if any(r.columns is None for r in requests) else []
+    notes = [
+        f"{label}: column {name!r} is the row index pandas stored (to_parquet) and is not "
+        "read as data; select columns with --pred-cols/--target-cols to read it"
+        for name in dropped
+    ]
     results = []
     for request, chosen in zip(requests, selections):
         shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"
@@ -72,9 +83,17 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
         else:
             array = arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
             array = narrow(array, request.float_dtype)
-        info = {"format": "parquet", "header": True, "index_column": None, "notes": []}
+        index_name = ", ".join(dropped) if dropped and request.columns is None else None
+        info = {"format": "parquet", "header": True, "index_column": index_name, "notes": notes}
         results.append(InputArray(shown, array, [names[i] for i in chosen], info))
     return results
+
+
+def _pandas_index_columns(schema, names: list[str]) -> set[int]:
+    """Columns that pandas' to_parquet stored as the row index (its metadata says which)."""
+    metadata = schema.pandas_metadata or {}
+    stored = [c for c in metadata.get("index_columns", []) if isinstance(c, str)]
+    return {i for i, name in enumerate(names) if name in stored}
 
 
 def _column_values(pa, column, name, shown, request: Request, count: int) -> np.ndarray:
@@ -83,7 +102,8 @@ def _column_values(pa, column, name, shown, request: Request, count: int) -> np.
     kind = _kind(pa, column.type)
     if kind == "number":
         values = np.empty(len(column), dtype=np.float64)
-        fill_from_arrow(values, column.cast(pa.float64()))
+        # Integers beyond 2**53 round to the nearest float64, as NumPy's conversion does.
+        fill_from_arrow(values, column.cast(pa.float64(), safe=False))
         return values
     if kind == "bool":
         return np.array(column.to_pylist(), dtype=np.float64)

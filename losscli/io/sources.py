@@ -124,10 +124,13 @@ def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
         if head == STDIN or os.path.lexists(head) or ":" in head:
             base, options = head, _query_options(text, query, defaults)
     key = None
-    if base != STDIN and not os.path.lexists(base) and ":" in base:
-        head, candidate = base.rsplit(":", 1)
-        if head == STDIN or os.path.lexists(head):
-            base, key = head, candidate
+    if base != STDIN and not os.path.lexists(base):
+        # The first ':' whose left part exists splits PATH:KEY (keys may hold ':' too).
+        for at in (i for i, ch in enumerate(base) if ch == ":"):
+            head = base[:at]
+            if head == STDIN or os.path.lexists(head):
+                base, key = head, base[at + 1 :]
+                break
     return SourceArg(text, base, key, options)
 
 
@@ -279,13 +282,15 @@ class SourceSet:
                 "(python predict.py | losscli ...) or pass a file path"
             )
         identity = (info.st_dev, info.st_ino)
-        if identity in self._opened:
+        known = self._opened.get(identity)
+        if known is not None and not known.regular:
             raise InputError(
-                f"stdin is also named as {self._opened[identity].label}; only one input can come "
+                f"stdin is also named as {known.label}; only one input can come "
                 "from stdin: write the others to files first"
             )
         source = self._from_fd(arg, label, fd, owned=False, stream=True)
-        self._opened[identity] = source
+        if not stat.S_ISREG(info.st_mode):  # a file redirected to stdin is not a stream
+            self._opened[identity] = source
         return source
 
     def _from_fd(self, arg, label, fd, *, owned: bool, stream: bool = False) -> Source:

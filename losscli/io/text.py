@@ -41,6 +41,8 @@ NUMBER = re.compile(
     re.IGNORECASE | re.ASCII,
 )
 INDEX_NAMES = ("index", "unnamed: 0")
+# Rows like "0,5": two columns, or one number written with a decimal comma.
+DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d+\s*")
 
 csv.field_size_limit(sys.maxsize)
 
@@ -187,7 +189,8 @@ def _layout(source: Source, delimiter: str | None, header: bool | None, names: b
     lines, bom = _first_lines(source, 2)
     if not lines:
         raise InputError(f"{label}: is empty; it has no data rows")
-    if delimiter is None:
+    detected = delimiter is None
+    if detected:
         delimiter = detect_delimiter(lines[0][2])
     rows = [split_row(text, delimiter, f"{label}, line {number}") for number, _, text in lines]
     first, second = rows[0], rows[1] if len(rows) > 1 else None
@@ -206,6 +209,11 @@ def _layout(source: Source, delimiter: str | None, header: bool | None, names: b
                 f"{label}: line {lines[0][0]} ({','.join(first)}) reads as a header of column "
                 f"numbers; write {label}?header=no to read it as data"
             )
+    if detected and delimiter == "," and all(DECIMAL_COMMA.fullmatch(t) for _, _, t in lines):
+        notes.append(
+            f"{label}: rows such as {lines[0][2]!r} are read as two columns split at the comma; "
+            f"if the comma is a decimal point, write the numbers with '.' instead"
+        )
     if header:
         names = first
         data_offset = lines[0][1]

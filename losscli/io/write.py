@@ -114,7 +114,13 @@ def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None)
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = _new_file_mode()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        # A short temporary name: the final name may already be as long as names can be.
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name[:32]}.", suffix=".tmp", dir=folder
+        )
+    except OSError as error:
+        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as out:
@@ -129,6 +135,9 @@ def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None)
             else:
                 _write_text(out, array, names, suffix)
         os.replace(temporary, path)
+    except OSError as error:  # disk full, a name too long, a folder that went away
+        Path(temporary).unlink(missing_ok=True)
+        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
