@@ -184,41 +184,39 @@ def test_a_wide_first_row_is_data_not_a_header(tmp_path):
     assert got == pytest.approx(np.mean((x - y) ** 2), rel=1e-12)
 
 
-@pytest.mark.parametrize("size", ["small", "large"])
-def test_blank_lines_and_headers_mean_the_same_at_any_size(tmp_path, size):
-    rows = 10 if size == "small" else 150_000
-    rng = np.random.default_rng(5)
-    y = rng.integers(0, 3, size=rows)
-    x = np.round(rng.normal(size=(rows, 3)), 6)
+def _ce_at_size(tmp_path, size, classes, preds_head, label_text, *options):
+    """ce over logits and labels written by ``label_text(y)``, small or over 1 MiB, checked
+    against the NumPy formula; returns the JSON result."""
+    rows = 10 if size == "small" else 200_000
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, size=rows)
+    x = np.round(rng.normal(size=(rows, classes)), 6)
     labels, preds = tmp_path / "labels.csv", tmp_path / "x.csv"
-    labels.write_text("\n \nlabel\n" + "\n".join(f"{v:08d}" for v in y) + "\n\n")
-    preds.write_text("a,b,c\n" + _rows_text(x.tolist()))
-    if size == "large":
-        assert labels.stat().st_size > 1 << 20 and preds.stat().st_size > 1 << 20
-    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64")
+    labels.write_text(label_text(y))
+    preds.write_text(preds_head + _rows_text(x.tolist()))
+    assert (labels.stat().st_size > 1 << 20) == (size == "large")
+    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64", *options)
     assert out.exit_code == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    return data
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_blank_lines_and_headers_mean_the_same_at_any_size(tmp_path, size):
+    def text(y):
+        return "\n \nlabel\n" + "\n".join(f"{v:08d}" for v in y) + "\n\n"
+
+    data = _ce_at_size(tmp_path, size, 3, "a,b,c\n", text)
     assert data["inputs"]["targets"]["header"] is True
 
 
 @pytest.mark.parametrize("size", ["small", "large"])
 def test_boolean_words_are_class_names_at_any_size(tmp_path, size):
-    rows = 10 if size == "small" else 200_000
-    rng = np.random.default_rng(6)
-    y = rng.integers(0, 2, size=rows)
-    x = np.round(rng.normal(size=(rows, 2)), 6)
-    labels, preds = tmp_path / "labels.csv", tmp_path / "x.csv"
-    labels.write_text("\n".join(np.where(y == 1, "True", "False")) + "\n")
-    preds.write_text(_rows_text(x.tolist()))
-    if size == "large":
-        assert labels.stat().st_size > 1 << 20
-    out = run_cli(
-        "ce", preds, labels, "--classes", "False,True", "-f", "json", "--dtype", "float64"
-    )
-    assert out.exit_code == 0, out.stderr
-    data = json.loads(out.stdout)
-    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    def text(y):
+        return "\n".join(np.where(y == 1, "True", "False")) + "\n"
+
+    data = _ce_at_size(tmp_path, size, 2, "", text, "--classes", "False,True")
     assert data["inputs"]["targets"]["read_as"] == "class names, mapped to indices"
 
 
@@ -269,6 +267,11 @@ def test_numbered_header_above_a_series_is_hinted_and_can_be_named(tmp_path):
     assert got == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
 
 
+def single_file_ce(table, pred_cols: str, target_cols: str) -> float:
+    args = ["--pred-cols", pred_cols, "--target-cols", target_cols, "-f", "value"]
+    return value_of(run_cli("ce", table, *args, "--dtype", "float64"))
+
+
 def test_column_tokens_are_names_or_indices_never_both(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text(",0,1,2,label\n0,0.5,1.5,2.5,2\n1,3.0,-1.0,0.5,0\n")
@@ -282,19 +285,7 @@ def test_column_tokens_are_names_or_indices_never_both(tmp_path):
         "index:1",
     )
     for cols in ("name:0,name:1,name:2", "index:1,index:2,index:3", "1:4"):
-        out = run_cli(
-            "ce",
-            table,
-            "--pred-cols",
-            cols,
-            "--target-cols",
-            "label",
-            "-f",
-            "value",
-            "--dtype",
-            "float64",
-        )
-        assert value_of(out) == pytest.approx(expected, rel=1e-12), cols
+        assert single_file_ce(table, cols, "label") == pytest.approx(expected, rel=1e-12), cols
     assert_usage_error(
         run_cli("ce", table, "--pred-cols", "name:7", "--target-cols", "label"), "'7'"
     )
@@ -304,19 +295,8 @@ def test_unselected_columns_may_hold_anything_and_names_work_in_one_file(tmp_pat
     table = tmp_path / "t.csv"
     table.write_text("id,cat,dog,label\nr1,2.0,0.5,dog\nr2 x,0.1,0.3,cat\n")
     x = np.array([[2.0, 0.5], [0.1, 0.3]])
-    out = run_cli(
-        "ce",
-        table,
-        "--pred-cols",
-        "cat,dog",
-        "--target-cols",
-        "label",
-        "-f",
-        "value",
-        "--dtype",
-        "float64",
-    )
-    assert value_of(out) == pytest.approx(ref.cross_entropy(x, np.array([1, 0])), rel=1e-12)
+    got = single_file_ce(table, "cat,dog", "label")
+    assert got == pytest.approx(ref.cross_entropy(x, np.array([1, 0])), rel=1e-12)
 
 
 def test_reading_options_apply_to_one_input(tmp_path):
