@@ -208,8 +208,7 @@ def _print_result(result, settings: Common) -> None:
     elif settings.format == "value":
         output.write_stdout(render.render_value(result))
     else:
-        render.print_table(result, settings.per_sample, settings.limit, sys.stdout)
-        sys.stdout.flush()
+        output.print_renderables(render.build_tables(result, settings.per_sample, settings.limit))
 
 
 # ------------------------------------------------------------------ loss commands
@@ -411,10 +410,6 @@ def explain(
         raise typer.Exit(code)
 
 
-def _raise_broken_pipe(console=None) -> None:
-    raise BrokenPipeError
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
 
@@ -432,7 +427,7 @@ def main() -> None:
         # exit 1; losscli ends it quietly with 0, as for its own output.
         from rich.console import Console
 
-        Console.on_broken_pipe = _raise_broken_pipe
+        Console.on_broken_pipe = output.raise_broken_pipe
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _raise_terminated)

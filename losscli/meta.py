@@ -46,11 +46,9 @@ def explain_text(spec: LossSpec) -> str:
 
 def print_renderable(renderable) -> None:
     """Print text or a Rich renderable to stdout."""
-    import sys
+    from losscli import output
 
     if isinstance(renderable, str):
-        sys.stdout.write(renderable + "\n")
-        return
-    from losscli.render import print_whole
-
-    print_whole([renderable], sys.stdout)
+        output.write_stdout(renderable + "\n")
+    else:
+        output.print_renderables([renderable])

@@ -78,5 +78,30 @@ def silence_stdout() -> None:
 
 
 def write_stdout(text: str) -> None:
+    """Write a result (JSON, values, text) to stdout."""
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def print_renderables(renderables: list) -> None:
+    """Print Rich renderables to stdout literally (no markup, no emoji). Piped, the output is
+    as wide as the widest renderable, so no cell wraps or is cut at 80 columns."""
+    from rich.console import Console
+
+    stream = sys.stdout
+    console = Console(file=stream, emoji=False, markup=False, highlight=False)
+    if not console.is_terminal:
+        measuring = Console(file=stream, width=1_000_000)
+        width = max(measuring.measure(r).maximum for r in renderables)
+        console = Console(
+            file=stream, emoji=False, markup=False, highlight=False, width=max(width, 40)
+        )
+    console.on_broken_pipe = raise_broken_pipe  # the CLI ends quietly, with its own exit code
+    for renderable in renderables:
+        console.print(renderable)
+    stream.flush()
+
+
+def raise_broken_pipe(console=None) -> None:
+    """Rich's hook for a reader that went away: let the CLI handle it (exit 0, quietly)."""
+    raise BrokenPipeError

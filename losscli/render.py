@@ -1,4 +1,5 @@
-"""Result -> Rich table, JSON text or bare values. Render functions return, they do not print."""
+"""Result -> Rich renderables, JSON text or bare values. Render functions return; printing is
+``losscli.output``'s job."""
 
 from __future__ import annotations
 
@@ -173,29 +174,3 @@ def _steps_table(steps: Steps, result: Result):
     notes = [Text(escape(n)) for n in steps.notes]
     notes.append(Text(f"reduction {_reduction_text(result)} = {_value_text(result)}"))
     return Group(table, *notes)
-
-
-def print_whole(renderables: list, stream) -> None:
-    """Print Rich renderables literally (no markup, no emoji). Piped, the output is as wide as
-    the widest renderable, so no cell wraps or is cut at 80 columns."""
-    from rich.console import Console
-
-    console = Console(file=stream, emoji=False, markup=False, highlight=False)
-    if not console.is_terminal:
-        measuring = Console(file=stream, width=1_000_000)
-        width = max(measuring.measure(r).maximum for r in renderables)
-        console = Console(
-            file=stream, emoji=False, markup=False, highlight=False, width=max(width, 40)
-        )
-    console.on_broken_pipe = _broken_pipe  # let the CLI end quietly, with its own exit code
-    for renderable in renderables:
-        console.print(renderable)
-
-
-def _broken_pipe() -> None:
-    raise BrokenPipeError
-
-
-def print_table(result: Result, per_sample: bool, limit: int, stream) -> None:
-    """Print the table output of ``result``."""
-    print_whole(build_tables(result, per_sample, limit), stream)
