@@ -6,24 +6,14 @@ shell completion stay fast.
 
 import inspect
 import sys
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from losscli import __version__
 from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
-from losscli.options import (
-    COMMON_NAMES,
-    LOSS_PANEL,
-    Common,
-    Flag,
-    IgnoreIndex,
-    Margin,
-    Number,
-    Weight,
-    common_parameters,
-)
-from losscli.registry import LossSpec, get_spec
+from losscli.options import Common, common_parameters, loss_parameter
+from losscli.registry import LossSpec, all_specs, get_spec
 
 app = typer.Typer(
     name="losscli",
@@ -93,49 +83,41 @@ def _guarded(debug: bool, action) -> int:
         return EXIT_INTERNAL
 
 
-def loss_command(name: str):
-    """Register a loss command: the function names its own options, this adds the inputs
-    argument and the common options, and runs the shared pipeline."""
-    spec = get_spec(name)
+def add_loss_command(spec: LossSpec) -> None:
+    """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
+    and the common options, running the shared pipeline."""
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    inputs = inspect.Parameter(
+        "inputs",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        annotation=Annotated[
+            list[str],
+            typer.Argument(
+                metavar=spec.metavar,
+                help="Input files in this order ('-' for stdin, 'file.npz:key' for NPZ).",
+                show_default=False,
+            ),
+        ],
+    )
+    own = [loss_parameter(option) for option in spec.options]
 
-    def decorate(func):
-        own = list(inspect.signature(func, eval_str=True).parameters.values())
-        own_names = {p.name for p in own}
-        inputs = inspect.Parameter(
-            "inputs",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=Annotated[
-                list[str],
-                typer.Argument(
-                    metavar=spec.metavar,
-                    help="Input files in this order ('-' for stdin, 'file.npz:key' for NPZ).",
-                    show_default=False,
-                ),
-            ],
-        )
-        common = [p for p in common_parameters() if p.name not in own_names]
-        context = inspect.Parameter(
-            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-        )
+    def command(ctx: typer.Context, **kwargs):
+        sources = kwargs.pop("inputs")
+        options = {option.name: kwargs.pop(option.name) for option in spec.options}
+        settings = Common(**kwargs)
+        env = _from_environment(ctx)
+        code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings, env))
+        if code:
+            raise typer.Exit(code)
 
-        def command(ctx: typer.Context, **kwargs):
-            sources = kwargs.pop("inputs")
-            options = {p.name: kwargs.pop(p.name) for p in own if p.name not in COMMON_NAMES}
-            settings = Common(**kwargs)
-            env = _from_environment(ctx)
-            code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings, env))
-            if code:
-                raise typer.Exit(code)
-
-        command.__signature__ = inspect.Signature([context, inputs, *own, *common])
-        command.__name__ = func.__name__
-        text = _command_help(spec)
-        app.command(name, help=text, no_args_is_help=True)(command)
-        for alias in spec.aliases:
-            app.command(alias, help=text, hidden=True, no_args_is_help=True)(command)
-        return func
-
-    return decorate
+    command.__signature__ = inspect.Signature([context, inputs, *own, *common_parameters(spec)])
+    command.__name__ = spec.name.replace("-", "_")
+    text = _command_help(spec)
+    app.command(spec.name, help=text, no_args_is_help=True)(command)
+    for alias in spec.aliases:
+        app.command(alias, help=text, hidden=True, no_args_is_help=True)(command)
 
 
 def _command_help(spec: LossSpec) -> str:
@@ -213,173 +195,8 @@ def _print_result(result, settings: Common) -> None:
 
 # ------------------------------------------------------------------ loss commands
 
-
-@loss_command("ce")
-def ce(
-    weight: Weight = None,
-    ignore_index: IgnoreIndex = -100,
-    label_smoothing: Annotated[
-        float,
-        typer.Option(
-            "--label-smoothing",
-            help="Smoothing in [0,1] mixed into the targets.",
-            rich_help_panel=LOSS_PANEL,
-        ),
-    ] = 0.0,
-):
-    """CrossEntropyLoss."""
-
-
-@loss_command("nll")
-def nll(weight: Weight = None, ignore_index: IgnoreIndex = -100):
-    """NLLLoss."""
-
-
-@loss_command("mse")
-def mse():
-    """MSELoss."""
-
-
-@loss_command("l1")
-def l1():
-    """L1Loss."""
-
-
-@loss_command("bce")
-def bce(weight: Weight = None):
-    """BCELoss."""
-
-
-@loss_command("bce-logits")
-def bce_logits(
-    weight: Weight = None,
-    pos_weight: Annotated[
-        str | None,
-        typer.Option(
-            "--pos-weight",
-            metavar="W1,W2,..|PATH",
-            help="Weight of positive examples, one per class (column).",
-            rich_help_panel=LOSS_PANEL,
-        ),
-    ] = None,
-):
-    """BCEWithLogitsLoss."""
-
-
-@loss_command("huber")
-def huber(delta: Number("--delta", "Where the loss turns from quadratic to linear (> 0).") = 1.0):
-    """HuberLoss."""
-
-
-@loss_command("smooth-l1")
-def smooth_l1(
-    beta: Number("--beta", "Where the loss turns from quadratic to linear (>= 0).") = 1.0,
-):
-    """SmoothL1Loss."""
-
-
-@loss_command("kl-div")
-def kl_div(
-    log_target: Flag("--log-target", "Targets are log-probabilities.") = False,
-    reduction: Annotated[
-        Literal["mean", "sum", "none", "batchmean"],
-        typer.Option(
-            "--reduction",
-            "-r",
-            help="batchmean divides by the batch size: the mathematical KL divergence.",
-            rich_help_panel=LOSS_PANEL,
-        ),
-    ] = "mean",
-):
-    """KLDivLoss."""
-
-
-@loss_command("poisson-nll")
-def poisson_nll(
-    log_input: Annotated[
-        bool,
-        typer.Option(
-            "--log-input/--no-log-input",
-            help="Predictions are log-rates (on) or rates (off).",
-            rich_help_panel=LOSS_PANEL,
-        ),
-    ] = True,
-    full: Flag("--full", "Add the Stirling approximation term.") = False,
-    eps: Number("--eps", "Added to rates before the log with --no-log-input (>= 0).") = 1e-8,
-):
-    """PoissonNLLLoss."""
-
-
-@loss_command("gaussian-nll")
-def gaussian_nll(
-    full: Flag("--full", "Add the constant 0.5 log(2 pi).") = False,
-    eps: Number("--eps", "Variances are clamped below at eps (>= 0).") = 1e-6,
-):
-    """GaussianNLLLoss."""
-
-
-@loss_command("soft-margin")
-def soft_margin():
-    """SoftMarginLoss."""
-
-
-@loss_command("hinge-embedding")
-def hinge_embedding(margin: Margin = 1.0):
-    """HingeEmbeddingLoss."""
-
-
-@loss_command("multi-margin")
-def multi_margin(
-    p: Annotated[
-        int,
-        typer.Option("--p", help="Exponent of the hinge: 1 or 2.", rich_help_panel=LOSS_PANEL),
-    ] = 1,
-    margin: Margin = 1.0,
-    weight: Weight = None,
-):
-    """MultiMarginLoss."""
-
-
-@loss_command("multilabel-margin")
-def multilabel_margin():
-    """MultiLabelMarginLoss."""
-
-
-@loss_command("multilabel-soft-margin")
-def multilabel_soft_margin(weight: Weight = None):
-    """MultiLabelSoftMarginLoss."""
-
-
-@loss_command("cosine-embedding")
-def cosine_embedding(margin: Margin = 0.0):
-    """CosineEmbeddingLoss."""
-
-
-@loss_command("margin-ranking")
-def margin_ranking(margin: Margin = 0.0):
-    """MarginRankingLoss."""
-
-
-@loss_command("triplet-margin")
-def triplet_margin(
-    margin: Margin = 1.0,
-    p: Number("--p", "Degree of the pairwise distance norm (> 0).") = 2.0,
-    eps: Number("--eps", "Added to differences before the norm (>= 0).") = 1e-6,
-    swap: Flag("--swap", "Use the positive-negative distance when it is smaller.") = False,
-):
-    """TripletMarginLoss."""
-
-
-@loss_command("ctc")
-def ctc(
-    blank: Annotated[
-        int, typer.Option("--blank", help="Index of the blank label.", rich_help_panel=LOSS_PANEL)
-    ] = 0,
-    zero_infinity: Flag(
-        "--zero-infinity", "Set infinite losses (impossible targets) to 0."
-    ) = False,
-):
-    """CTCLoss."""
+for _spec in all_specs().values():
+    add_loss_command(_spec)
 
 
 # ------------------------------------------------------------------ meta commands

@@ -14,31 +14,16 @@ from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, LossSpec
 from losscli.result import Result
 from losscli.validate import Context, check_representable
 
-INT64 = (-(2**63), 2**63 - 1)
 READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
 def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> dict[str, Any]:
-    """The loss's options with torch's defaults filled in; unknown names are refused."""
-    unknown = set(options) - set(spec.options)
-    if unknown:
-        known = ", ".join(spec.options) or "none"
-        raise OptionError(
-            f"{spec.name} has no option {', '.join(sorted(unknown))}; its options: {known}"
-        )
+    """The loss's options converted and checked from their declarations, defaults filled in."""
     if reduction not in spec.reductions:
         raise OptionError(
             f"--reduction {reduction!r} is not one of {', '.join(spec.reductions)} for {spec.name}"
         )
-    for name, value in options.items():
-        flag = f"--{name.replace('_', '-')}"
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
-            raise OptionError(f"{flag} {value} is out of range; valid: a 64-bit integer")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise OptionError(f"{flag} {value} is not a finite number")
-    return {**spec.options, **options}
+    return spec.convert_options(options)
 
 
 def compute_inputs(

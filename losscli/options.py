@@ -1,275 +1,176 @@
-"""Typer option aliases shared by every loss command, and the options some losses share.
+"""The options common to every loss command, declared once as annotated fields of ``Common``.
 
-Loss commands name only their own options; ``cli.loss_command`` appends COMMON to each.
+Each field's annotation is the Typer option (flags, help, panel) and its default is the
+option's default; ``common_parameters`` turns the fields into the parameters of every loss
+command, and ``loss_parameter`` does the same for a loss's own ``OptionSpec``.
 """
 
+import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import typer
 
+from losscli.registry import FLAG, INTEGER, NUMBER, SWITCH, VECTOR, LossSpec, OptionSpec
+
 COMMON_PANEL = "Common options"
 LOSS_PANEL = "Loss options"
 
-Reduction = Annotated[
-    Literal["mean", "sum", "none"],
-    typer.Option(
-        "--reduction",
-        "-r",
-        help="How per-element losses combine, as in torch.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Device = Annotated[
-    str,
-    typer.Option(
-        "--device",
-        "-d",
-        envvar="LOSSCLI_DEVICE",
-        help="cpu, cuda, cuda:N, mps, or auto (first available of cuda, mps, cpu).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-DType = Annotated[
-    Literal["float32", "float64", "float16", "bfloat16"],
-    typer.Option(
-        "--dtype",
-        help="Compute dtype of float inputs; class indices are always int64.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Format = Annotated[
-    Literal["table", "json", "value"],
-    typer.Option(
-        "--format",
-        "-f",
-        help="table (Rich), json (one object), or value (the bare number).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-NoGrad = Annotated[
-    bool, typer.Option("--no-grad", help="Skip the backward pass.", rich_help_panel=COMMON_PANEL)
-]
-GradOut = Annotated[
-    str | None,
-    typer.Option(
-        "--grad-out",
-        metavar="PATH",
-        help="Write the gradient w.r.t. the first float input (.npy .csv .tsv .txt .parquet).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-PerSample = Annotated[
-    bool,
-    typer.Option(
-        "--per-sample",
-        help="Also list per-sample losses (first --limit rows).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-ShowSteps = Annotated[
-    bool,
-    typer.Option(
-        "--steps",
-        help="Also show the intermediate quantities for the first --limit samples.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Limit = Annotated[
-    int,
-    typer.Option(
-        "--limit",
-        min=1,
-        help="Rows shown by --per-sample and --steps.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-FailAbove = Annotated[
-    float | None,
-    typer.Option(
-        "--fail-above",
-        metavar="X",
-        help="Exit 1 when the loss is above X (or NaN).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-FailBelow = Annotated[
-    float | None,
-    typer.Option(
-        "--fail-below",
-        metavar="X",
-        help="Exit 1 when the loss is below X (or NaN).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-InputFormat = Annotated[
-    Literal["csv", "tsv", "txt", "npy", "npz", "parquet"] | None,
-    typer.Option(
-        "--input-format",
-        help="Read every input as this format instead of detecting it.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Delimiter = Annotated[
-    str | None,
-    typer.Option(
-        "--delimiter",
-        metavar="C",
-        help="Text column delimiter (default: detected; 'tab' ok).",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Header = Annotated[
-    bool | None,
-    typer.Option(
-        "--header/--no-header",
-        help="Whether text tables have a header row (default: detected).",
-        show_default=False,
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-PredCols = Annotated[
-    str | None,
-    typer.Option(
-        "--pred-cols",
-        metavar="COLS",
-        help="Columns (names or 0-based indices) holding the predictions.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-TargetCols = Annotated[
-    str | None,
-    typer.Option(
-        "--target-cols",
-        metavar="COLS",
-        help="Columns holding the targets; with --pred-cols, one file can give both.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Classes = Annotated[
-    str | None,
-    typer.Option(
-        "--classes",
-        metavar="A,B,C",
-        help="Class names in index order, for targets given as names.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-AllowNonfinite = Annotated[
-    bool,
-    typer.Option(
-        "--allow-nonfinite",
-        help="Let NaN/inf inputs through, with a warning.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
-Quiet = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No warnings on stderr.", rich_help_panel=COMMON_PANEL)
-]
-Debug = Annotated[
-    bool,
-    typer.Option(
-        "--debug",
-        help="Show the Python traceback of an internal error.",
-        rich_help_panel=COMMON_PANEL,
-    ),
-]
 
-# Options that several losses share, under their torch names.
-Weight = Annotated[
-    str | None,
-    typer.Option(
-        "--weight",
-        metavar="W1,W2,..|PATH",
-        help="Rescaling weights: a comma-separated list or a file.",
-        rich_help_panel=LOSS_PANEL,
-    ),
-]
-IgnoreIndex = Annotated[
-    int,
-    typer.Option(
-        "--ignore-index",
-        help="Target value that is ignored (no loss, no gradient).",
-        rich_help_panel=LOSS_PANEL,
-    ),
-]
-
-Margin = Annotated[
-    float,
-    typer.Option("--margin", help="The margin of the loss.", rich_help_panel=LOSS_PANEL),
-]
-
-
-def Number(flag: str, text: str):  # noqa: N802  (used like the aliases above)
-    """A float loss option."""
-    return Annotated[float, typer.Option(flag, help=text, rich_help_panel=LOSS_PANEL)]
-
-
-def Flag(flag: str, text: str):  # noqa: N802
-    """A boolean loss option, off by default."""
-    return Annotated[bool, typer.Option(flag, help=text, rich_help_panel=LOSS_PANEL)]
+def _common(*flags: str, help: str, **extra) -> typer.models.OptionInfo:
+    return typer.Option(*flags, help=help, rich_help_panel=COMMON_PANEL, **extra)
 
 
 @dataclass
 class Common:
     """The values of the common options for one command."""
 
-    reduction: str = "mean"
-    device: str = "cpu"
-    dtype: str = "float32"
-    format: str = "table"
-    no_grad: bool = False
-    grad_out: str | None = None
-    per_sample: bool = False
-    steps: bool = False
-    limit: int = 20
-    fail_above: float | None = None
-    fail_below: float | None = None
-    input_format: str | None = None
-    delimiter: str | None = None
-    header: bool | None = None
-    pred_cols: str | None = None
-    target_cols: str | None = None
-    classes: str | None = None
-    allow_nonfinite: bool = False
-    quiet: bool = False
-    debug: bool = False
+    reduction: Annotated[
+        Literal["mean", "sum", "none"],
+        _common("--reduction", "-r", help="How per-element losses combine, as in torch."),
+    ] = "mean"
+    device: Annotated[
+        str,
+        _common(
+            "--device",
+            "-d",
+            envvar="LOSSCLI_DEVICE",
+            help="cpu, cuda, cuda:N, mps, or auto (first available of cuda, mps, cpu).",
+        ),
+    ] = "cpu"
+    dtype: Annotated[
+        Literal["float32", "float64", "float16", "bfloat16"],
+        _common("--dtype", help="Compute dtype of float inputs; class indices are always int64."),
+    ] = "float32"
+    format: Annotated[
+        Literal["table", "json", "value"],
+        _common("--format", "-f", help="table (Rich), json (one object), or value (the number)."),
+    ] = "table"
+    no_grad: Annotated[bool, _common("--no-grad", help="Skip the backward pass.")] = False
+    grad_out: Annotated[
+        str | None,
+        _common(
+            "--grad-out",
+            metavar="PATH",
+            help="Write the gradient w.r.t. the first float input (.npy .csv .tsv .txt .parquet).",
+        ),
+    ] = None
+    per_sample: Annotated[
+        bool, _common("--per-sample", help="Also list per-sample losses (first --limit rows).")
+    ] = False
+    steps: Annotated[
+        bool,
+        _common(
+            "--steps", help="Also show the intermediate quantities for the first --limit samples."
+        ),
+    ] = False
+    limit: Annotated[
+        int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
+    ] = 20
+    fail_above: Annotated[
+        float | None,
+        _common("--fail-above", metavar="X", help="Exit 1 when the loss is above X (or NaN)."),
+    ] = None
+    fail_below: Annotated[
+        float | None,
+        _common("--fail-below", metavar="X", help="Exit 1 when the loss is below X (or NaN)."),
+    ] = None
+    input_format: Annotated[
+        Literal["csv", "tsv", "txt", "npy", "npz", "parquet"] | None,
+        _common("--input-format", help="Read every input as this format instead of detecting it."),
+    ] = None
+    delimiter: Annotated[
+        str | None,
+        _common(
+            "--delimiter", metavar="C", help="Text column delimiter (default: detected; 'tab' ok)."
+        ),
+    ] = None
+    header: Annotated[
+        bool | None,
+        _common(
+            "--header/--no-header",
+            show_default=False,
+            help="Whether text tables have a header row (default: detected).",
+        ),
+    ] = None
+    pred_cols: Annotated[
+        str | None,
+        _common(
+            "--pred-cols",
+            metavar="COLS",
+            help="Columns (names, 0-based indices, ranges 1:4) holding the predictions.",
+        ),
+    ] = None
+    target_cols: Annotated[
+        str | None,
+        _common(
+            "--target-cols",
+            metavar="COLS",
+            help="Columns holding the targets; with --pred-cols, one file can give both.",
+        ),
+    ] = None
+    classes: Annotated[
+        str | None,
+        _common(
+            "--classes", metavar="A,B,C", help="Class names in index order, for named targets."
+        ),
+    ] = None
+    allow_nonfinite: Annotated[
+        bool, _common("--allow-nonfinite", help="Let NaN/inf inputs through, with a warning.")
+    ] = False
+    quiet: Annotated[bool, _common("--quiet", "-q", help="No warnings on stderr.")] = False
+    debug: Annotated[
+        bool, _common("--debug", help="Show the Python traceback of an internal error.")
+    ] = False
 
 
-_ALIASES = {
-    "reduction": Reduction,
-    "device": Device,
-    "dtype": DType,
-    "format": Format,
-    "no_grad": NoGrad,
-    "grad_out": GradOut,
-    "per_sample": PerSample,
-    "steps": ShowSteps,
-    "limit": Limit,
-    "fail_above": FailAbove,
-    "fail_below": FailBelow,
-    "input_format": InputFormat,
-    "delimiter": Delimiter,
-    "header": Header,
-    "pred_cols": PredCols,
-    "target_cols": TargetCols,
-    "classes": Classes,
-    "allow_nonfinite": AllowNonfinite,
-    "quiet": Quiet,
-    "debug": Debug,
-}
+COMMON_NAMES = frozenset(field.name for field in dataclasses.fields(Common))
 
 
-COMMON_NAMES = frozenset(_ALIASES)
-
-
-def common_parameters() -> list[inspect.Parameter]:
-    """The common options as keyword parameters, defaults taken from Common."""
-    defaults = Common()
-    return [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, name), annotation=alias
+def common_parameters(spec: LossSpec) -> list[inspect.Parameter]:
+    """The common options as keyword parameters; ``--reduction`` offers the loss's reductions."""
+    hints = typing.get_type_hints(Common, include_extras=True)
+    parameters = []
+    for field in dataclasses.fields(Common):
+        annotation = hints[field.name]
+        if field.name == "reduction":
+            annotation = Annotated[
+                Literal[spec.reductions],  # type: ignore[valid-type]
+                _common(
+                    "--reduction",
+                    "-r",
+                    help="How per-element losses combine, as in torch"
+                    + (
+                        "; batchmean divides by the batch size."
+                        if "batchmean" in spec.reductions
+                        else "."
+                    ),
+                ),
+            ]
+        parameters.append(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=field.default,
+                annotation=annotation,
+            )
         )
-        for name, alias in _ALIASES.items()
-    ]
+    return parameters
+
+
+_TYPES = {NUMBER: float, INTEGER: int, FLAG: bool, SWITCH: bool, VECTOR: str | None}
+
+
+def loss_parameter(option: OptionSpec) -> inspect.Parameter:
+    """The command-line parameter of one loss option, from its declaration."""
+    flags = f"{option.flag}/--no-{option.flag[2:]}" if option.kind == SWITCH else option.flag
+    extra = {"metavar": "W1,W2,..|PATH"} if option.kind == VECTOR else {}
+    info = typer.Option(flags, help=option.help, rich_help_panel=LOSS_PANEL, **extra)
+    return inspect.Parameter(
+        option.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=option.default,
+        annotation=Annotated[_TYPES[option.kind], info],
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Input roles: what kind of array an input is, which decides its dtype and whether it gets a
@@ -20,6 +20,83 @@ from typing import Any
 FLOAT, INDEX, LABEL, LENGTH = "float", "index", "label", "length"
 
 REDUCTIONS = ("mean", "sum", "none")
+
+# Kinds of loss option: a number, an integer, an on-only flag (--swap), an on/off switch
+# (--log-input/--no-log-input), and a vector (a comma-separated list or a file: --weight).
+NUMBER, INTEGER, FLAG, SWITCH, VECTOR = "number", "integer", "flag", "switch", "vector"
+INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One loss option, declared once: its torch name and default, kind, help and domain.
+
+    The CLI builds its parameter from this, and ``convert`` casts a value and checks its
+    domain before a loss's ``prepare`` sees it (a vector's bounds apply to each entry).
+    """
+
+    name: str
+    default: Any
+    kind: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    choices: tuple = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def convert(self, value: Any) -> Any:
+        """``value`` in this option's type, or OptionError naming the option and its domain."""
+        import math
+
+        from losscli.errors import OptionError
+
+        if self.kind in (FLAG, SWITCH):
+            if not isinstance(value, bool):
+                raise OptionError(f"{self.flag} {value!r} is not true or false")
+            return value
+        if self.kind == VECTOR:
+            if value is None:
+                return None
+            from losscli.io import read_vector
+
+            vector = read_vector(self.flag, value)
+            self._check_domain(
+                vector.min() if vector.size else 0.0, vector.max() if vector.size else 0.0
+            )
+            return vector
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise OptionError(f"{self.flag} {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise OptionError(f"{self.flag} {value} is not a finite number")
+        if self.kind == INTEGER:
+            if not number.is_integer() or not INT64[0] <= int(value) <= INT64[1]:
+                raise OptionError(f"{self.flag} {value} is out of range; valid: a 64-bit integer")
+            number = int(value)
+        if self.choices and number not in self.choices:
+            valid = " or ".join(map(str, self.choices))
+            raise OptionError(f"{self.flag} {value} is out of range; valid: {valid}")
+        self._check_domain(number, number)
+        return number
+
+    def _check_domain(self, lowest: float, highest: float) -> None:
+        from losscli.errors import OptionError
+
+        below = self.low is not None and (
+            lowest <= self.low if self.open_low else lowest < self.low
+        )
+        if below or (self.high is not None and highest > self.high):
+            if self.high is not None:
+                valid = f"[{self.low}, {self.high}]"
+            else:
+                valid = f"{'>' if self.open_low else '>='} {self.low}"
+            shown = lowest if below else highest
+            raise OptionError(f"{self.flag} {shown} is out of range; valid: {valid}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +133,7 @@ class LossSpec:
     example: str
     explain: Explain
     prepare: Callable[..., Any]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: tuple[OptionSpec, ...] = ()
     aliases: tuple[str, ...] = ()
     reductions: tuple[str, ...] = REDUCTIONS
     # (arrays of one chunk, options, reduction, element count of its unreduced loss) -> the
@@ -69,6 +146,27 @@ class LossSpec:
     batch_axis: int = 0
     # False where rows of an input do not line up with rows of the others (CTC).
     chunkable: bool = True
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every option's torch default, by name."""
+        return {option.name: option.default for option in self.options}
+
+    def convert_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every option converted and checked, defaults filled in; unknown names refused."""
+        from losscli.errors import OptionError
+
+        known = {option.name: option for option in self.options}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise OptionError(
+                f"{self.name} has no option {', '.join(unknown)}; its options: "
+                f"{', '.join(known) or 'none'}"
+            )
+        return {
+            name: option.convert(values[name]) if name in values else option.default
+            for name, option in known.items()
+        }
 
     @property
     def float_inputs(self) -> tuple[str, ...]:
@@ -99,6 +197,36 @@ def all_specs() -> dict[str, LossSpec]:
                 specs[spec.name] = spec
         _SPECS = specs
     return _SPECS
+
+
+# Options that several losses take, declared once.
+WEIGHT = OptionSpec("weight", None, VECTOR, "Rescaling weights: a comma-separated list or a file.")
+IGNORE_INDEX = OptionSpec(
+    "ignore_index", -100, INTEGER, "Target value that is ignored (no loss, no gradient)."
+)
+
+
+def margin_option(default: float, **domain) -> OptionSpec:
+    """The --margin of a margin loss (defaults and domains differ between losses)."""
+    return OptionSpec("margin", default, NUMBER, "The margin of the loss.", **domain)
+
+
+def shared_prepare(name: str) -> Callable[..., Any]:
+    """A prepare function of ``losscli.validate`` by name, imported when first called, so that
+    declaring a loss does not import NumPy (``--help`` and ``list`` stay fast)."""
+
+    def prepare(inputs, options, ctx):
+        from losscli import validate
+
+        return getattr(validate, name)(inputs, options, ctx)
+
+    prepare.__name__ = name
+    return prepare
+
+
+def register(spec: LossSpec) -> None:
+    """Add a loss to the registry (loss modules list theirs in SPECS; tests add toy ones)."""
+    all_specs()[spec.name] = spec
 
 
 def get_spec(name: str) -> LossSpec:

@@ -22,3 +22,23 @@ def first_rows(array, limit: int):
     if array.ndim > 2:
         array = np.moveaxis(np.asarray(array[:limit]), 1, -1).reshape(-1, array.shape[1])
     return np.asarray(array[:limit], dtype=np.float64)
+
+
+def element_rows(arrays, limit: int):
+    """The first ``limit`` elements of predictions and targets, flattened, as float64."""
+    import numpy as np
+
+    preds = np.asarray(arrays["predictions"], dtype=np.float64).reshape(-1)[:limit]
+    targets = np.asarray(arrays["targets"], dtype=np.float64).reshape(-1)[:limit]
+    return preds, targets
+
+
+def element_weights(arrays, options, limit: int):
+    """--weight broadcast to the predictions and flattened like element_rows, or None."""
+    import numpy as np
+
+    weight = options["weight"]
+    if weight is None:
+        return None
+    shape = arrays["predictions"].shape
+    return np.broadcast_to(weight, shape).reshape(-1)[:limit].astype(np.float64)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from losscli.errors import InputError, OptionError
-from losscli.io import InputArray, read_vector
+from losscli.io import InputArray
 from losscli.io.text import is_number, to_number
 
 # The smallest magnitude that rounds to inf in each compute dtype narrower than float64.
@@ -132,9 +132,52 @@ def same_shape(
             f"{name_a}"
         )
         return b.array.reshape(a.array.shape)
-    raise InputError(
-        f"shapes do not match: {describe(name_a, a)} is {list(a.array.shape)}, "
-        f"{describe(name_b, b)} is {list(b.array.shape)}; {accepts}" + header_hint(a, b)
+    raise shape_error(first, second, accepts)
+
+
+SAME_SHAPE = "it accepts predictions and targets of the same shape"
+
+
+def shape_error(a: tuple[str, InputArray], b: tuple[str, InputArray], accepts: str) -> InputError:
+    """The error for two inputs whose shapes this loss cannot pair."""
+    (name_a, inp_a), (name_b, inp_b) = a, b
+    return InputError(
+        f"shapes do not match: {describe(name_a, inp_a)} is {list(inp_a.array.shape)}, "
+        f"{describe(name_b, inp_b)} is {list(inp_b.array.shape)}; {accepts}"
+        + header_hint(inp_a, inp_b)
+    )
+
+
+def prepare_same_shape(inputs, options, ctx: Context) -> Prepared:
+    """Predictions and targets, both finite, of one shape ((N,1) and (N,) count as one)."""
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    check_finite("targets", targets, ctx)
+    target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    return Prepared({"predictions": preds.array, "targets": target_array}, dict(options))
+
+
+def prepare_sign_targets(inputs, options, ctx: Context) -> Prepared:
+    """Predictions and +1/-1 targets of one shape."""
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    shaped = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    labels = sign_labels("target", targets.with_array(shaped))
+    return Prepared({"predictions": preds.array, "targets": labels}, dict(options))
+
+
+def element_weight(option: str, weight: np.ndarray | None, shape: tuple[int, ...]):
+    """A per-element --weight that broadcasts to ``shape``: one per column, or one per row of
+    1-D predictions. Returns (weight, whether it follows the rows)."""
+    if weight is None:
+        return None, False
+    per_row = len(shape) == 1 and len(weight) == shape[0] and shape[0] != 1
+    trailing = shape[-1] if shape else 1
+    if per_row or len(weight) in (1, trailing):
+        return weight, per_row
+    raise OptionError(
+        f"{option} has {len(weight)} entries; for predictions of shape {list(shape)} it needs "
+        f"1 or {trailing} (one per column)" + (" or one per row" if len(shape) == 1 else "")
     )
 
 
@@ -237,21 +280,6 @@ def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
         raise InputError(
             f"{inp.where(where)}: {name} value {shown(array[where])} is outside [0, 1]; {hint}"
         )
-
-
-def option_in_range(
-    option: str, value: float, low: float, high: float | None = None, open_low: bool = False
-) -> None:
-    """Refuse an option outside torch's domain, naming the valid range."""
-    below = value <= low if open_low else value < low
-    if below or (high is not None and value > high) or np.isnan(value):
-        valid = f"[{low}, {high}]" if high is not None else f"{'>' if open_low else '>='} {low}"
-        raise OptionError(f"{option} {value} is out of range; valid: {valid}")
-
-
-def float_vector(option: str, value: Any) -> np.ndarray | None:
-    """A --weight style option: a comma-separated list, a file path, or an array-like."""
-    return read_vector(option, value)
 
 
 def vector_length(option: str, vector: np.ndarray | None, expected: int, what: str) -> None:

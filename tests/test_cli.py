@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from losscli.registry import all_specs
 from tests import reference as ref
-from tests.conftest import ROOT, SAMPLE, run_cli, run_process
+from tests.conftest import ROOT, SAMPLE, run_cli, run_process, torch_cuda_available
 
 LOGITS = str(SAMPLE / "logits.csv")
 LABELS = str(SAMPLE / "labels.csv")
@@ -321,3 +323,57 @@ def test_every_readme_example_on_sample_data_runs(command, tmp_path):
         out = run_cli(*argv)
     assert out.exit_code == 0, (command, out.stderr)
     assert out.stdout
+
+
+def test_grad_out_writes_first_input_of_multi_input_losses(tmp_path):
+    out_path = tmp_path / "g.npy"
+    out = run_cli(
+        "triplet-margin",
+        SAMPLE / "emb1.csv",
+        SAMPLE / "emb2.csv",
+        SAMPLE / "emb3.csv",
+        "--grad-out",
+        out_path,
+        "-f",
+        "json",
+    )
+    assert out.exit_code == 0, out.stderr
+    import json
+
+    data = json.loads(out.stdout)
+    assert set(data["gradient"]) == {"anchor", "positive", "negative"}
+    grad = np.load(out_path)
+    assert grad.shape == (8, 5)
+    assert np.linalg.norm(grad) == pytest.approx(data["gradient"]["anchor"]["norm"], rel=1e-5)
+
+
+def test_ctc_impossible_target_warns_in_the_cli(files):
+    lengths = files.text("short.csv", "2\n10\n11\n")
+    out = run_cli(
+        "ctc",
+        SAMPLE / "ctc_log_probs.npy",
+        SAMPLE / "ctc_targets.csv",
+        lengths,
+        SAMPLE / "ctc_target_lengths.csv",
+        "-f",
+        "json",
+    )
+    assert out.exit_code == 0
+    assert "needs at least 4 frames" in out.stderr and "--zero-infinity" in out.stderr
+    assert '"value": null' in out.stdout or '"value": Infinity' not in out.stdout
+
+
+def test_importing_losscli_and_its_cli_does_not_import_torch():
+    code = (
+        "import sys, losscli, losscli.cli, losscli.meta\n"
+        "print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch_cuda_available(), reason="no CUDA device")
+def test_auto_picks_cuda():
+    out = run_cli("ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "-d", "auto", "-f", "json")
+    assert '"device": "cuda:0"' in out.stdout

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from losscli import pipeline
-from tests.conftest import ROOT, SAMPLE, assert_usage_error, run_cli, run_process
+from tests.conftest import (
+    ROOT,
+    SAMPLE,
+    assert_usage_error,
+    run_cli,
+    run_process,
+    torch_cuda_available,
+)
 
 LOGITS = str(SAMPLE / "logits.csv")
 LABELS = str(SAMPLE / "labels.csv")
@@ -327,3 +334,145 @@ def test_real_process_bad_input_has_no_traceback(files):
     assert done.returncode == 2
     assert done.stdout == b""
     assert b"Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ each loss's checks
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["soft-margin", "scores.csv", "bce_targets.csv"], ["shapes do not match"]),
+        (["hinge-embedding", "distances.csv", "scores.csv"], ["is not +1 or -1", "row 1"]),
+        (["margin-ranking", "rank1.csv", "rank2.csv", "scores.csv"], ["is not +1 or -1"]),
+        (["cosine-embedding", "emb1.csv", "emb2.csv", "signs.csv"], ["(N,D) with (N)"]),
+        (
+            ["cosine-embedding", "emb1.csv", "emb2.csv", "pair_y.csv", "--margin", "2"],
+            ["--margin 2.0", "[-1.0, 1.0]"],
+        ),
+        (
+            ["triplet-margin", "emb1.csv", "emb2.csv", "emb3.csv", "--margin", "0"],
+            ["--margin 0.0", "> 0.0"],
+        ),
+        (["triplet-margin", "emb1.csv", "emb2.csv", "emb3.csv", "--eps", "-1"], ["--eps -1.0"]),
+        (["triplet-margin", "emb1.csv", "emb2.csv", "bce_logits.csv"], ["[8, 5]", "[10, 4]"]),
+        (["multi-margin", "logits.csv", "labels.csv", "--p", "3"], ["--p 3", "1 or 2"]),
+        (["multi-margin", "logits.csv", "ctc_targets.csv"], ["shapes do not match"]),
+        (
+            ["multi-margin", "logits.csv", "labels.csv", "--weight", "1,2"],
+            ["2 entries", "5 classes"],
+        ),
+        (["multilabel-margin", "bce_logits.csv", "bce_probs.csv"], ["not a class index"]),
+        (["multilabel-margin", "logits.csv", "ml_labels.csv"], ["[10, 5]", "[10, 4]"]),
+        (["multilabel-soft-margin", "bce_logits.csv", "counts.csv"], ["shapes do not match"]),
+        (["multilabel-soft-margin", "bce_logits.csv", "y_true.csv"], ["shapes do not match"]),
+        (["bce-logits", "bce_logits.csv", "bce_logits.csv"], ["outside [0, 1]"]),
+        (
+            ["bce-logits", "bce_logits.csv", "bce_targets.csv", "--pos-weight", "1,2,3"],
+            ["--pos-weight has 3 entries"],
+        ),
+        (["huber", "y_pred.csv", "y_true.csv", "--delta", "0"], ["--delta 0.0", "> 0.0"]),
+        (["smooth-l1", "y_pred.csv", "y_true.csv", "--beta", "-1"], ["--beta -1.0"]),
+        (["poisson-nll", "poisson_log_rates.csv", "y_true.csv"], ["counts (>= 0)"]),
+        (["poisson-nll", "y_true.csv", "counts.csv", "--no-log-input"], ["rates (>= 0)"]),
+        (["poisson-nll", "poisson_log_rates.csv", "counts.csv", "--eps", "-1"], ["--eps -1.0"]),
+        (["gaussian-nll", "y_pred.csv", "y_true.csv", "y_true.csv"], ["var value", "> 0"]),
+        (["gaussian-nll", "y_pred.csv", "y_true.csv", "bce_probs.csv"], ["var must have"]),
+        (["gaussian-nll", "y_pred.csv", "y_true.csv", "var.csv", "--eps", "-1"], ["--eps -1.0"]),
+        (["kl-div", "log_probs.csv", "logits.csv"], ["target value", "--log-target"]),
+        (["kl-div", "log_probs.csv", "labels.csv"], ["shapes do not match"]),
+        (
+            [
+                "ctc",
+                "logits.csv",
+                "ctc_targets.csv",
+                "ctc_input_lengths.csv",
+                "ctc_target_lengths.csv",
+            ],
+            ["input length", "one per sample"],
+        ),
+        (
+            [
+                "ctc",
+                "ctc_log_probs.npy",
+                "ctc_targets.csv",
+                "ctc_input_lengths.csv",
+                "ctc_target_lengths.csv",
+                "--blank",
+                "5",
+            ],
+            ["--blank 5", "0..4"],
+        ),
+        (
+            [
+                "ctc",
+                "ctc_log_probs.npy",
+                "ctc_targets.csv",
+                "ctc_target_lengths.csv",
+                "ctc_input_lengths.csv",
+            ],
+            ["target length", "not an integer in 0..4"],
+        ),
+        (
+            ["ctc", "ctc_log_probs.npy", "ctc_targets.csv", "labels.csv", "ctc_target_lengths.csv"],
+            ["input length", "3 integer(s)"],
+        ),
+    ],
+)
+def test_bad_inputs_for_each_loss_are_clear_errors(args, fragments):
+    argv = [args[0]] + [str(SAMPLE / a) if a.endswith((".csv", ".npy")) else a for a in args[1:]]
+    assert_usage_error(run_cli(*argv), *fragments)
+
+
+def test_ctc_blank_used_as_a_label_is_refused(files):
+    targets = files.text("t.csv", "1,0\n2,1\n3,4\n")
+    lengths = files.text("l.csv", "2\n2\n2\n")
+    out = run_cli(
+        "ctc", SAMPLE / "ctc_log_probs.npy", targets, SAMPLE / "ctc_input_lengths.csv", lengths
+    )
+    assert_usage_error(out, "row 1 (line 1, column 2)", "other than the blank 0")
+
+
+def test_ctc_concatenated_lengths_must_add_up(files):
+    targets = files.text("t.csv", "1\n2\n3\n")
+    out = run_cli(
+        "ctc",
+        SAMPLE / "ctc_log_probs.npy",
+        targets,
+        SAMPLE / "ctc_input_lengths.csv",
+        SAMPLE / "ctc_target_lengths.csv",
+    )
+    assert_usage_error(out, "hold 3 labels", "add up to 9")
+
+
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (["kl-div", "log_probs.csv", "target_probs.csv"], "batchmean"),
+        (
+            ["kl-div", "target_probs.csv", "target_probs.csv", "-r", "batchmean"],
+            "not log-probabilities",
+        ),
+        (["bce-logits", "bce_probs.csv", "bce_targets.csv"], "look like probabilities"),
+    ],
+)
+def test_guidance_warnings(args, warning):
+    argv = [args[0]] + [str(SAMPLE / a) if a.endswith((".csv", ".npy")) else a for a in args[1:]]
+    out = run_cli(*argv, "-f", "value")
+    assert out.exit_code in (0, 2), out.stderr
+    assert warning in out.stderr
+
+
+def test_batchmean_is_refused_for_other_losses():
+    out = run_cli("mse", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "-r", "batchmean")
+    assert out.exit_code == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch_cuda_available(), reason="no CUDA device")
+def test_bad_label_on_cuda_is_a_clear_error_not_a_device_assert(files):
+    labels = files.text("y.csv", "0\n1\n9\n")
+    logits = files.csv("x.csv", np.zeros((3, 4)))
+    assert_usage_error(run_cli("ce", logits, labels, "--device", "cuda"), "class index 9")
+    again = run_cli("ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "--device", "cuda")
+    assert again.exit_code == 0

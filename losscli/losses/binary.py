@@ -4,43 +4,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.errors import OptionError
-from losscli.losses.regression import SAME_SHAPE, element_rows
-from losscli.registry import FLOAT, LABEL, Explain, InputSpec, LossSpec
-from losscli.steps import Steps
+from losscli.registry import (
+    FLOAT,
+    LABEL,
+    VECTOR,
+    WEIGHT,
+    Explain,
+    InputSpec,
+    LossSpec,
+    OptionSpec,
+    shared_prepare,
+)
+from losscli.steps import Steps, element_rows, element_weights
 
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
 
-def element_weight(option: str, value, shape: tuple[int, ...]):
-    """A per-element --weight that broadcasts to ``shape``: one per column, or one per row of
-    1-D predictions. Returns (weight, whether it follows the rows)."""
-    from losscli.validate import float_vector
-
-    weight = float_vector(option, value)
-    if weight is None:
-        return None, False
-    per_row = len(shape) == 1 and len(weight) == shape[0] and shape[0] != 1
-    trailing = shape[-1] if shape else 1
-    if per_row or len(weight) in (1, trailing):
-        return weight, per_row
-    raise OptionError(
-        f"{option} has {len(weight)} entries; for predictions of shape {list(shape)} it needs "
-        f"1 or {trailing} (one per column)" + (" or one per row" if len(shape) == 1 else "")
-    )
-
-
 def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, in_unit_interval, same_shape
+    from losscli.validate import (
+        SAME_SHAPE,
+        Prepared,
+        check_finite,
+        element_weight,
+        in_unit_interval,
+        same_shape,
+    )
 
     preds, targets = inputs["predictions"], inputs["targets"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
     target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    targets.array = target_array
     in_unit_interval("prediction", preds, "bce needs probabilities; for logits use bce-logits")
-    in_unit_interval("target", targets, "bce targets are probabilities in [0, 1]")
+    in_unit_interval(
+        "target", targets.with_array(target_array), "bce targets are probabilities in [0, 1]"
+    )
     p = preds.array
     exact = int(((p == 0) | (p == 1)).sum())
     if exact:
@@ -53,17 +51,6 @@ def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
     if per_row:
         prepared.row_options.add("weight")
     return prepared
-
-
-def element_weights(arrays, options, limit):
-    """--weight broadcast to the predictions and flattened like element_rows, or None."""
-    import numpy as np
-
-    weight = options["weight"]
-    if weight is None:
-        return None
-    shape = arrays["predictions"].shape
-    return np.broadcast_to(weight, shape).reshape(-1)[:limit].astype(np.float64)
 
 
 def _steps_bce(arrays, options, limit) -> Steps:
@@ -94,7 +81,7 @@ BCE = LossSpec(
         InputSpec("predictions", FLOAT, "probabilities in [0,1] (sigmoid output), any shape"),
         InputSpec("targets", FLOAT, "values in [0,1], the predictions' shape"),
     ),
-    options={"weight": None},
+    options=(WEIGHT,),
     prepare=_prepare_bce,
     steps=_steps_bce,
     example="losscli bce sample_data/bce_probs.csv sample_data/bce_targets.csv",
@@ -124,14 +111,22 @@ def _log_sigmoid(x):
 
 
 def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
-    from losscli.errors import OptionError
-    from losscli.validate import Prepared, check_finite, in_unit_interval, same_shape
+    from losscli.validate import (
+        SAME_SHAPE,
+        Prepared,
+        check_finite,
+        element_weight,
+        in_unit_interval,
+        same_shape,
+    )
 
     preds, targets = inputs["predictions"], inputs["targets"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
-    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    in_unit_interval("target", targets, "bce-logits targets are probabilities in [0, 1]")
+    target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    in_unit_interval(
+        "target", targets.with_array(target_array), "bce-logits targets are probabilities in [0, 1]"
+    )
     logits = preds.array
     if logits.size > 1 and logits.min() >= 0 and logits.max() <= 1:
         ctx.warn(
@@ -142,10 +137,8 @@ def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
     pos_weight, pos_per_row = element_weight(
         "--pos-weight", options["pos_weight"], logits.shape[-1:]
     )
-    if pos_weight is not None and (pos_weight < 0).any():
-        raise OptionError("--pos-weight has negative entries; valid: >= 0")
     prepared = Prepared(
-        {"predictions": logits, "targets": targets.array},
+        {"predictions": logits, "targets": target_array},
         {"weight": weight, "pos_weight": pos_weight},
     )
     if per_row:
@@ -183,17 +176,6 @@ def _steps_bce_logits(arrays, options, limit) -> Steps:
     return steps
 
 
-def prepare_sign_targets(inputs, options, ctx: Context) -> Prepared:
-    """Predictions and +1/-1 targets of one shape."""
-    from losscli.validate import Prepared, check_finite, same_shape, sign_labels
-
-    preds, targets = inputs["predictions"], inputs["targets"]
-    check_finite("predictions", preds, ctx)
-    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    labels = sign_labels("target", targets)
-    return Prepared({"predictions": preds.array, "targets": labels}, {})
-
-
 def _steps_soft_margin(arrays, options, limit) -> Steps:
     import numpy as np
 
@@ -208,7 +190,6 @@ def _prepare_multilabel_soft_margin(inputs, options, ctx: Context) -> Prepared:
     from losscli.validate import (
         Prepared,
         check_finite,
-        float_vector,
         in_unit_interval,
         require_2d,
         same_shape,
@@ -222,8 +203,10 @@ def _prepare_multilabel_soft_margin(inputs, options, ctx: Context) -> Prepared:
     labels = same_shape(
         ("predictions", preds), ("targets", targets), "it accepts (N,C) and (N,C)", ctx
     )
-    in_unit_interval("target", targets, "multilabel-soft-margin targets are 0/1 per class")
-    weight = float_vector("--weight", options["weight"])
+    in_unit_interval(
+        "target", targets.with_array(labels), "multilabel-soft-margin targets are 0/1 per class"
+    )
+    weight = options["weight"]
     vector_length("--weight", weight, preds.array.shape[1], "classes")
     return Prepared({"predictions": preds.array, "targets": labels}, {"weight": weight})
 
@@ -250,7 +233,16 @@ BCE_LOGITS = LossSpec(
         InputSpec("predictions", FLOAT, "logits (raw scores), any shape"),
         InputSpec("targets", FLOAT, "values in [0,1], the predictions' shape"),
     ),
-    options={"weight": None, "pos_weight": None},
+    options=(
+        WEIGHT,
+        OptionSpec(
+            "pos_weight",
+            None,
+            VECTOR,
+            "Weight of positive examples, one per class (column), >= 0.",
+            low=0.0,
+        ),
+    ),
     prepare=_prepare_bce_logits,
     steps=_steps_bce_logits,
     example="losscli bce-logits sample_data/bce_logits.csv sample_data/bce_targets.csv",
@@ -282,7 +274,7 @@ SOFT_MARGIN = LossSpec(
         InputSpec("predictions", FLOAT, "scores, any shape"),
         InputSpec("targets", LABEL, "+1 or -1, the predictions' shape"),
     ),
-    prepare=prepare_sign_targets,
+    prepare=shared_prepare("prepare_sign_targets"),
     steps=_steps_soft_margin,
     example="losscli soft-margin sample_data/scores.csv sample_data/signs.csv",
     explain=Explain(
@@ -305,7 +297,7 @@ MULTILABEL_SOFT_MARGIN = LossSpec(
         InputSpec("predictions", FLOAT, "logits (N,C)"),
         InputSpec("targets", LABEL, "(N,C) of 0/1 (values in [0,1] accepted)"),
     ),
-    options={"weight": None},
+    options=(WEIGHT,),
     prepare=_prepare_multilabel_soft_margin,
     steps=_steps_multilabel_soft_margin,
     example="losscli multilabel-soft-margin sample_data/bce_logits.csv sample_data/bce_targets.csv",

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from losscli.errors import InputError, OptionError
-from losscli.registry import FLOAT, INDEX, Explain, InputSpec, LossSpec
+from losscli.registry import (
+    FLOAT,
+    IGNORE_INDEX,
+    INDEX,
+    NUMBER,
+    WEIGHT,
+    Explain,
+    InputSpec,
+    LossSpec,
+    OptionSpec,
+)
 from losscli.steps import Steps, first_rows
 
 if TYPE_CHECKING:
@@ -16,7 +26,7 @@ CLASS_SHAPES = "it accepts predictions (N,C) or (N,C,d1,...) with targets (N) or
 
 def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     """Check predictions are (N,C,...) and return targets as int64 indices of shape (N,...)."""
-    from losscli.validate import class_indices, header_hint, vector_length
+    from losscli.validate import class_indices, shape_error, vector_length
 
     if preds.array.ndim < 2:
         raise InputError(
@@ -31,13 +41,9 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     if target_shape != expected:
         if len(shape) == 2 and target_shape == (shape[0], 1):
             ctx.warn(f"targets shape {list(target_shape)} treated as {list(expected)}")
-            targets.array = targets.array.reshape(expected)
+            targets = targets.with_array(targets.array.reshape(expected))
         else:
-            raise InputError(
-                f"shapes do not match: predictions ({preds.source}) are {list(shape)}, targets "
-                f"({targets.source}) are {list(target_shape)}; {CLASS_SHAPES}"
-                + header_hint(preds, targets)
-            )
+            raise shape_error(("predictions", preds), ("targets", targets), CLASS_SHAPES)
     named = targets.array.dtype.kind in "OUS"
     indices = class_indices(
         "target", targets, num_classes, ctx, ignore_index, class_names=preds.header
@@ -55,19 +61,10 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
 def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
     import numpy as np
 
-    from losscli.validate import (
-        Prepared,
-        check_finite,
-        float_vector,
-        option_in_range,
-        vector_length,
-    )
+    from losscli.validate import Prepared, check_finite, vector_length
 
     preds, targets = inputs["predictions"], inputs["targets"]
-    smoothing = float(options["label_smoothing"])
-    option_in_range("--label-smoothing", smoothing, 0.0, 1.0)
-    weight = float_vector("--weight", options["weight"])
-    ignore_index = int(options["ignore_index"])
+    weight, ignore_index = options["weight"], options["ignore_index"]
     check_finite("predictions", preds, ctx)
     logits = preds.array
     numeric = targets.array.dtype.kind in "biuf"
@@ -101,8 +98,7 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
             "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
             "log-probabilities"
         )
-    opts = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": smoothing}
-    return Prepared(arrays, opts, kind)
+    return Prepared(arrays, dict(options), kind)
 
 
 def _looks_like_probabilities(scores) -> bool:
@@ -122,11 +118,10 @@ def _looks_like_probabilities(scores) -> bool:
 
 
 def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, float_vector, not_log_probabilities
+    from losscli.validate import Prepared, check_finite, not_log_probabilities
 
     preds, targets = inputs["predictions"], inputs["targets"]
-    weight = float_vector("--weight", options["weight"])
-    ignore_index = int(options["ignore_index"])
+    weight, ignore_index = options["weight"], options["ignore_index"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
     indices, kind = _class_targets("nll", preds, targets, weight, ignore_index, ctx)
@@ -137,8 +132,7 @@ def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
             f"nll predictions are not log-probabilities ({reason}); pass log_softmax output, "
             "or use ce on logits"
         )
-    opts = {"weight": weight, "ignore_index": ignore_index}
-    return Prepared({"predictions": logp, "targets": indices}, opts, kind)
+    return Prepared({"predictions": logp, "targets": indices}, dict(options), kind)
 
 
 def _class_denominator(arrays, options, reduction, count):
@@ -241,7 +235,18 @@ CE = LossSpec(
             "predictions",
         ),
     ),
-    options={"weight": None, "ignore_index": -100, "label_smoothing": 0.0},
+    options=(
+        WEIGHT,
+        IGNORE_INDEX,
+        OptionSpec(
+            "label_smoothing",
+            0.0,
+            NUMBER,
+            "Smoothing in [0,1] mixed into the targets.",
+            low=0.0,
+            high=1.0,
+        ),
+    ),
     prepare=_prepare_ce,
     mean_denominator=_class_denominator,
     steps=_steps_ce,
@@ -280,7 +285,7 @@ NLL = LossSpec(
         InputSpec("predictions", FLOAT, "log-probabilities (N,C) or (N,C,d1,...): log_softmax"),
         InputSpec("targets", INDEX, "class indices (N) or (N,d1,...) in [0,C)"),
     ),
-    options={"weight": None, "ignore_index": -100},
+    options=(WEIGHT, IGNORE_INDEX),
     prepare=_prepare_nll,
     mean_denominator=_class_denominator,
     steps=_steps_nll,

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from losscli.errors import InputError, OptionError
-from losscli.registry import FLOAT, INDEX, LENGTH, Explain, InputSpec, LossSpec
+from losscli.registry import (
+    FLAG,
+    FLOAT,
+    INDEX,
+    INTEGER,
+    LENGTH,
+    Explain,
+    InputSpec,
+    LossSpec,
+    OptionSpec,
+)
 from losscli.steps import Steps
 
 if TYPE_CHECKING:
@@ -57,7 +67,7 @@ def _prepare_ctc(inputs, options, ctx: Context) -> Prepared:
             "needs (T,N,C) (from NPY or NPZ) or (T,C) for one sequence"
         )
     frames, batch, classes = lp.shape
-    blank = int(options["blank"])
+    blank = options["blank"]
     if not 0 <= blank < classes:
         raise OptionError(f"--blank {blank} is out of range; valid: 0..{classes - 1}")
     input_lengths = _lengths(
@@ -115,8 +125,7 @@ def _prepare_ctc(inputs, options, ctx: Context) -> Prepared:
         "input_lengths": input_lengths,
         "target_lengths": target_lengths,
     }
-    opts = {"blank": blank, "zero_infinity": bool(options["zero_infinity"])}
-    return Prepared(arrays, opts, "padded rows" if padded else "concatenated")
+    return Prepared(arrays, dict(options), "padded rows" if padded else "concatenated")
 
 
 def _used_mask(labels, target_lengths):
@@ -209,7 +218,10 @@ CTC = LossSpec(
         InputSpec("input_lengths", LENGTH, "(N) frames used per sample, 1..T"),
         InputSpec("target_lengths", LENGTH, "(N) labels per sample"),
     ),
-    options={"blank": 0, "zero_infinity": False},
+    options=(
+        OptionSpec("blank", 0, INTEGER, "Index of the blank label."),
+        OptionSpec("zero_infinity", False, FLAG, "Set infinite losses (impossible targets) to 0."),
+    ),
     prepare=_prepare_ctc,
     mean_scale=_ctc_scale,
     steps=_steps_ctc,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.losses.regression import SAME_SHAPE
-from losscli.registry import FLOAT, REDUCTIONS, Explain, InputSpec, LossSpec
-from losscli.steps import Steps
+from losscli.registry import FLAG, FLOAT, REDUCTIONS, Explain, InputSpec, LossSpec, OptionSpec
+from losscli.steps import Steps, element_rows
 
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
@@ -17,13 +16,22 @@ def _class_axis(array) -> int:
 
 
 def _prepare_kl(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, at_least, check_finite, not_log_probabilities, same_shape
+    from losscli.validate import (
+        SAME_SHAPE,
+        Prepared,
+        at_least,
+        check_finite,
+        not_log_probabilities,
+        same_shape,
+    )
 
-    preds, targets = inputs["predictions"], inputs["targets"]
-    log_target = bool(options["log_target"])
+    preds = inputs["predictions"]
+    log_target = options["log_target"]
     check_finite("predictions", preds, ctx)
-    check_finite("targets", targets, ctx)
-    targets.array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    check_finite("targets", inputs["targets"], ctx)
+    targets = inputs["targets"].with_array(
+        same_shape(("predictions", preds), ("targets", inputs["targets"]), SAME_SHAPE, ctx)
+    )
     if not log_target:
         at_least(
             "target",
@@ -68,8 +76,6 @@ def kl_elements(x, t, log_target: bool):
 
 
 def _steps_kl(arrays, options, limit) -> Steps:
-    from losscli.losses.regression import element_rows
-
     x, t = element_rows(arrays, limit)
     log_target = options["log_target"]
     target_label = "log t" if log_target else "t"
@@ -92,7 +98,7 @@ KL_DIV = LossSpec(
             "targets", FLOAT, "probabilities (log-probabilities with --log-target), same shape"
         ),
     ),
-    options={"log_target": False},
+    options=(OptionSpec("log_target", False, FLAG, "Targets are log-probabilities."),),
     reductions=(*REDUCTIONS, "batchmean"),
     prepare=_prepare_kl,
     mean_denominator=_kl_denominator,

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.errors import InputError, OptionError
-from losscli.losses.binary import prepare_sign_targets
-from losscli.losses.regression import SAME_SHAPE, element_rows
-from losscli.registry import FLOAT, INDEX, LABEL, Explain, InputSpec, LossSpec
-from losscli.steps import Steps
+from losscli.errors import InputError
+from losscli.registry import (
+    FLAG,
+    FLOAT,
+    INDEX,
+    INTEGER,
+    LABEL,
+    NUMBER,
+    WEIGHT,
+    Explain,
+    InputSpec,
+    LossSpec,
+    OptionSpec,
+    margin_option,
+    shared_prepare,
+)
+from losscli.steps import Steps, element_rows
 
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
-
-
-def _prepare_hinge(inputs, options, ctx: Context) -> Prepared:
-    prepared = prepare_sign_targets(inputs, options, ctx)
-    prepared.options = {"margin": float(options["margin"])}
-    return prepared
 
 
 def _steps_hinge(arrays, options, limit) -> Steps:
@@ -39,30 +45,24 @@ def _prepare_multi_margin(inputs, options, ctx: Context) -> Prepared:
         Prepared,
         check_finite,
         class_indices,
-        float_vector,
         require_2d,
+        shape_error,
         vector_length,
     )
 
     preds, targets = inputs["predictions"], inputs["targets"]
-    p = int(options["p"]) if float(options["p"]) in (1.0, 2.0) else None
-    if p is None:
-        raise OptionError(f"--p {options['p']} is out of range; valid: 1 or 2")
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
     require_2d("predictions", preds, "multi-margin needs (N,C) scores")
     num_classes = preds.array.shape[1]
     if targets.array.shape not in ((len(preds.array),), (len(preds.array), 1)):
-        raise InputError(
-            f"shapes do not match: predictions ({preds.source}) are {list(preds.array.shape)}, "
-            f"targets ({targets.source}) are {list(targets.array.shape)}; it accepts (N,C) with (N)"
-        )
-    targets.array = targets.array.reshape(-1)
-    weight = float_vector("--weight", options["weight"])
-    vector_length("--weight", weight, num_classes, "classes")
+        raise shape_error(("predictions", preds), ("targets", targets), "it accepts (N,C) with (N)")
+    targets = targets.with_array(targets.array.reshape(-1))
+    vector_length("--weight", options["weight"], num_classes, "classes")
     indices = class_indices("target", targets, num_classes, ctx, class_names=preds.header)
-    opts = {"p": p, "margin": float(options["margin"]), "weight": weight}
-    return Prepared({"predictions": preds.array, "targets": indices}, opts, "class indices")
+    return Prepared(
+        {"predictions": preds.array, "targets": indices}, dict(options), "class indices"
+    )
 
 
 def _steps_multi_margin(arrays, options, limit) -> Steps:
@@ -84,17 +84,17 @@ def _steps_multi_margin(arrays, options, limit) -> Steps:
 def _prepare_multilabel_margin(inputs, options, ctx: Context) -> Prepared:
     import numpy as np
 
-    from losscli.validate import Prepared, check_finite, require_2d, shown
+    from losscli.validate import Prepared, check_finite, require_2d, shape_error, shown
 
     preds, targets = inputs["predictions"], inputs["targets"]
     check_finite("predictions", preds, ctx)
     check_finite("targets", targets, ctx)
     require_2d("predictions", preds, "multilabel-margin needs (N,C) scores")
     if targets.array.shape != preds.array.shape:
-        raise InputError(
-            f"shapes do not match: predictions ({preds.source}) are {list(preds.array.shape)}, "
-            f"targets ({targets.source}) are {list(targets.array.shape)}; it accepts (N,C) "
-            "scores with (N,C) class indices padded with -1"
+        raise shape_error(
+            ("predictions", preds),
+            ("targets", targets),
+            "it accepts (N,C) scores with (N,C) class indices padded with -1",
         )
     labels = targets.array
     if labels.dtype.kind not in "iuf":
@@ -135,7 +135,15 @@ def _steps_multilabel_margin(arrays, options, limit) -> Steps:
 
 def _prepare_pair_embedding(inputs, options, ctx: Context, *, matrix: bool) -> Prepared:
     """x1, x2 of one shape and +1/-1 targets, one per row (cosine) or element (ranking)."""
-    from losscli.validate import Prepared, check_finite, require_2d, same_shape, sign_labels
+    from losscli.validate import (
+        SAME_SHAPE,
+        Prepared,
+        check_finite,
+        require_2d,
+        same_shape,
+        shape_error,
+        sign_labels,
+    )
 
     x1, x2, targets = inputs["x1"], inputs["x2"], inputs["targets"]
     for name in ("x1", "x2"):
@@ -146,23 +154,15 @@ def _prepare_pair_embedding(inputs, options, ctx: Context, *, matrix: bool) -> P
     if matrix:
         n = len(x1.array)
         if targets.array.shape not in ((n,), (n, 1)):
-            raise InputError(
-                f"shapes do not match: x1 ({x1.source}) is {list(x1.array.shape)}, targets "
-                f"({targets.source}) are {list(targets.array.shape)}; it accepts (N,D) with (N)"
-            )
-        targets.array = targets.array.reshape(n)
+            raise shape_error(("x1", x1), ("targets", targets), "it accepts (N,D) with (N)")
+        shaped = targets.array.reshape(n)
     else:
-        targets.array = same_shape(("x1", x1), ("targets", targets), SAME_SHAPE, ctx)
-    labels = sign_labels("target", targets)
-    return Prepared(
-        {"x1": x1.array, "x2": x2_array, "targets": labels}, {"margin": float(options["margin"])}
-    )
+        shaped = same_shape(("x1", x1), ("targets", targets), SAME_SHAPE, ctx)
+    labels = sign_labels("target", targets.with_array(shaped))
+    return Prepared({"x1": x1.array, "x2": x2_array, "targets": labels}, dict(options))
 
 
 def _prepare_cosine(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import option_in_range
-
-    option_in_range("--margin", float(options["margin"]), -1.0, 1.0)
     return _prepare_pair_embedding(inputs, options, ctx, matrix=True)
 
 
@@ -211,11 +211,8 @@ def _steps_ranking(arrays, options, limit) -> Steps:
 
 
 def _prepare_triplet(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, option_in_range, require_2d, same_shape
+    from losscli.validate import Prepared, check_finite, require_2d, same_shape
 
-    option_in_range("--margin", float(options["margin"]), 0.0, open_low=True)
-    option_in_range("--p", float(options["p"]), 0.0, open_low=True)
-    option_in_range("--eps", float(options["eps"]), 0.0)
     anchor = inputs["anchor"]
     for name in ("anchor", "positive", "negative"):
         check_finite(name, inputs[name], ctx)
@@ -224,13 +221,7 @@ def _prepare_triplet(inputs, options, ctx: Context) -> Prepared:
     arrays = {"anchor": anchor.array}
     for name in ("positive", "negative"):
         arrays[name] = same_shape(("anchor", anchor), (name, inputs[name]), accepts, ctx)
-    opts = {
-        "margin": float(options["margin"]),
-        "p": float(options["p"]),
-        "eps": float(options["eps"]),
-        "swap": bool(options["swap"]),
-    }
-    return Prepared(arrays, opts)
+    return Prepared(arrays, dict(options))
 
 
 def pairwise_distance(a, b, p: float, eps: float):
@@ -276,8 +267,8 @@ HINGE_EMBEDDING = LossSpec(
         InputSpec("predictions", FLOAT, "distances (e.g. L1 distance of a pair), any shape"),
         InputSpec("targets", LABEL, f"{SIGNS}, the predictions' shape"),
     ),
-    options={"margin": 1.0},
-    prepare=_prepare_hinge,
+    options=(margin_option(1.0),),
+    prepare=shared_prepare("prepare_sign_targets"),
     steps=_steps_hinge,
     example="losscli hinge-embedding sample_data/distances.csv sample_data/signs.csv",
     explain=Explain(
@@ -303,7 +294,11 @@ MULTI_MARGIN = LossSpec(
         InputSpec("predictions", FLOAT, "scores (N,C)"),
         InputSpec("targets", INDEX, "class indices (N) in [0,C)"),
     ),
-    options={"p": 1, "margin": 1.0, "weight": None},
+    options=(
+        OptionSpec("p", 1, INTEGER, "Exponent of the hinge: 1 or 2.", choices=(1, 2)),
+        margin_option(1.0),
+        WEIGHT,
+    ),
     prepare=_prepare_multi_margin,
     steps=_steps_multi_margin,
     example="losscli multi-margin sample_data/logits.csv sample_data/labels.csv",
@@ -371,7 +366,7 @@ COSINE_EMBEDDING = LossSpec(
         InputSpec("x2", FLOAT, "embeddings (N,D)"),
         InputSpec("targets", LABEL, f"{SIGNS} per row (N)"),
     ),
-    options={"margin": 0.0},
+    options=(margin_option(0.0, low=-1.0, high=1.0),),
     prepare=_prepare_cosine,
     steps=_steps_cosine,
     example=(
@@ -401,7 +396,7 @@ MARGIN_RANKING = LossSpec(
         InputSpec("x2", FLOAT, "scores, x1's shape"),
         InputSpec("targets", LABEL, f"{SIGNS}, x1's shape"),
     ),
-    options={"margin": 0.0},
+    options=(margin_option(0.0),),
     prepare=_prepare_ranking,
     steps=_steps_ranking,
     example=(
@@ -428,7 +423,14 @@ TRIPLET_MARGIN = LossSpec(
         InputSpec("positive", FLOAT, "embeddings (N,D)"),
         InputSpec("negative", FLOAT, "embeddings (N,D)"),
     ),
-    options={"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False},
+    options=(
+        margin_option(1.0, low=0.0, open_low=True),
+        OptionSpec(
+            "p", 2.0, NUMBER, "Degree of the pairwise distance norm (> 0).", low=0.0, open_low=True
+        ),
+        OptionSpec("eps", 1e-6, NUMBER, "Added to differences before the norm (>= 0).", low=0.0),
+        OptionSpec("swap", False, FLAG, "Use the positive-negative distance when it is smaller."),
+    ),
     prepare=_prepare_triplet,
     steps=_steps_triplet,
     example="losscli triplet-margin sample_data/emb1.csv sample_data/emb2.csv sample_data/emb3.csv",

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from losscli.registry import FLOAT, LABEL, Explain, InputSpec, LossSpec
-from losscli.steps import Steps
+from losscli.registry import (
+    FLAG,
+    FLOAT,
+    LABEL,
+    NUMBER,
+    SWITCH,
+    Explain,
+    InputSpec,
+    LossSpec,
+    OptionSpec,
+    shared_prepare,
+)
+from losscli.steps import Steps, element_rows
+
+prepare_same_shape = shared_prepare("prepare_same_shape")
 
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
-
-SAME_SHAPE = "it accepts predictions and targets of the same shape"
-
-
-def prepare_same_shape(inputs, options, ctx: Context) -> Prepared:
-    """Predictions and targets, both finite, of one shape ((N,1) and (N,) count as one)."""
-    from losscli.validate import Prepared, check_finite, same_shape
-
-    preds, targets = inputs["predictions"], inputs["targets"]
-    check_finite("predictions", preds, ctx)
-    check_finite("targets", targets, ctx)
-    target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    return Prepared({"predictions": preds.array, "targets": target_array}, dict(options))
-
-
-def element_rows(arrays, limit):
-    """The first ``limit`` elements of predictions and targets, flattened, as float64."""
-    import numpy as np
-
-    preds = np.asarray(arrays["predictions"], dtype=np.float64).reshape(-1)[:limit]
-    targets = np.asarray(arrays["targets"], dtype=np.float64).reshape(-1)[:limit]
-    return preds, targets
 
 
 def _steps_mse(arrays, options, limit) -> Steps:
@@ -105,20 +96,6 @@ L1 = LossSpec(
 )
 
 
-def _prepare_huber(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import option_in_range
-
-    option_in_range("--delta", float(options["delta"]), 0.0, open_low=True)
-    return prepare_same_shape(inputs, {"delta": float(options["delta"])}, ctx)
-
-
-def _prepare_smooth_l1(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import option_in_range
-
-    option_in_range("--beta", float(options["beta"]), 0.0)
-    return prepare_same_shape(inputs, {"beta": float(options["beta"])}, ctx)
-
-
 def _steps_huber(arrays, options, limit) -> Steps:
     preds, targets = element_rows(arrays, limit)
     delta = options["delta"]
@@ -146,10 +123,8 @@ def _steps_smooth_l1(arrays, options, limit) -> Steps:
 
 
 def _prepare_poisson(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import at_least, option_in_range
+    from losscli.validate import at_least
 
-    eps = float(options["eps"])
-    option_in_range("--eps", eps, 0.0)
     prepared = prepare_same_shape(inputs, options, ctx)
     at_least("target", inputs["targets"], 0.0, "poisson-nll targets are counts (>= 0)")
     if not options["log_input"]:
@@ -159,11 +134,6 @@ def _prepare_poisson(inputs, options, ctx: Context) -> Prepared:
             0.0,
             "with --no-log-input the predictions are rates (>= 0); drop it for log-rates",
         )
-    prepared.options = {
-        "log_input": bool(options["log_input"]),
-        "full": bool(options["full"]),
-        "eps": eps,
-    }
     return prepared
 
 
@@ -199,11 +169,8 @@ VAR_SHAPES = (
 
 
 def _prepare_gaussian(inputs, options, ctx: Context) -> Prepared:
-    from losscli.errors import InputError
-    from losscli.validate import at_least, check_finite, option_in_range
+    from losscli.validate import at_least, check_finite, shape_error
 
-    eps = float(options["eps"])
-    option_in_range("--eps", eps, 0.0)
     prepared = prepare_same_shape(inputs, options, ctx)
     var = inputs["var"]
     check_finite("var", var, ctx)
@@ -214,13 +181,9 @@ def _prepare_gaussian(inputs, options, ctx: Context) -> Prepared:
         or homoscedastic
         or (var_shape[:-1] == shape[:-1] and var_shape[-1:] == (1,))
     ):
-        raise InputError(
-            f"shapes do not match: predictions are {list(shape)}, var ({var.source}) is "
-            f"{list(var_shape)}; {VAR_SHAPES}"
-        )
+        raise shape_error(("predictions", inputs["predictions"]), ("var", var), VAR_SHAPES)
     at_least("var", var, 0.0, "variances must be positive", strict=True)
     prepared.arrays["var"] = var.array
-    prepared.options = {"full": bool(options["full"]), "eps": eps}
     return prepared
 
 
@@ -252,8 +215,17 @@ HUBER = LossSpec(
     task="robust regression",
     summary="squared error near the target, absolute error (scaled by delta) beyond delta",
     inputs=PAIR,
-    options={"delta": 1.0},
-    prepare=_prepare_huber,
+    options=(
+        OptionSpec(
+            "delta",
+            1.0,
+            NUMBER,
+            "Where the loss turns from quadratic to linear (> 0).",
+            low=0.0,
+            open_low=True,
+        ),
+    ),
+    prepare=prepare_same_shape,
     steps=_steps_huber,
     example="losscli huber sample_data/y_pred.csv sample_data/y_true.csv --delta 0.5",
     explain=Explain(
@@ -280,8 +252,12 @@ SMOOTH_L1 = LossSpec(
     task="robust regression",
     summary="squared error divided by beta near the target, absolute error beyond beta",
     inputs=PAIR,
-    options={"beta": 1.0},
-    prepare=_prepare_smooth_l1,
+    options=(
+        OptionSpec(
+            "beta", 1.0, NUMBER, "Where the loss turns from quadratic to linear (>= 0).", low=0.0
+        ),
+    ),
+    prepare=prepare_same_shape,
     steps=_steps_smooth_l1,
     example="losscli smooth-l1 sample_data/y_pred.csv sample_data/y_true.csv --beta 0.5",
     explain=Explain(
@@ -310,7 +286,17 @@ POISSON_NLL = LossSpec(
         InputSpec("predictions", FLOAT, "log-rates (rates with --no-log-input), any shape"),
         InputSpec("targets", LABEL, "counts >= 0, the predictions' shape"),
     ),
-    options={"log_input": True, "full": False, "eps": 1e-8},
+    options=(
+        OptionSpec("log_input", True, SWITCH, "Predictions are log-rates (on) or rates (off)."),
+        OptionSpec("full", False, FLAG, "Add the Stirling approximation term."),
+        OptionSpec(
+            "eps",
+            1e-8,
+            NUMBER,
+            "Added to rates before the log with --no-log-input (>= 0).",
+            low=0.0,
+        ),
+    ),
     prepare=_prepare_poisson,
     steps=_steps_poisson,
     example="losscli poisson-nll sample_data/poisson_log_rates.csv sample_data/counts.csv",
@@ -347,7 +333,10 @@ GAUSSIAN_NLL = LossSpec(
             "dropped (one variance per row)",
         ),
     ),
-    options={"full": False, "eps": 1e-6},
+    options=(
+        OptionSpec("full", False, FLAG, "Add the constant 0.5 log(2 pi)."),
+        OptionSpec("eps", 1e-6, NUMBER, "Variances are clamped below at eps (>= 0).", low=0.0),
+    ),
     prepare=_prepare_gaussian,
     steps=_steps_gaussian,
     example=(
