@@ -33,22 +33,23 @@ def compute(
     >>> losscli.compute("mse", [1.0, 2.0], [1.0, 4.0]).value
     2.0
     """
-    from losscli.core import compute as _compute
+    from losscli.pipeline import compute as _compute
 
     return _compute(
         loss, *inputs, reduction=reduction, device=device, dtype=dtype, grad=grad, **options
     )
 
 
-def compute_files(loss: str, *sources: str, **settings_and_options: Any):
+def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: Any):
     """Compute ``loss`` from files (paths, ``-``, ``file.npz:key``, ``file.csv?header=no``)
     exactly as the command line does.
 
     Common options go by their long names (``dtype``, ``pred_cols``, ``grad_out``,
-    ``fail_above``...), loss options by their torch names (``weight`` may be a file).
+    ``fail_above``...), loss options by their torch names (``weight`` may be a file);
+    ``stdin`` is a binary file that a source ``-`` reads.
     Returns a Result; ``result.gate`` says whether a gate tripped. Bad input raises
     ``losscli.errors.LossCliError``.
     """
     from losscli.pipeline import compute_files as _compute_files
 
-    return _compute_files(loss, *sources, **settings_and_options)
+    return _compute_files(loss, *sources, stdin=stdin, **settings_and_options)

@@ -29,7 +29,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"losscli {__version__}")
+        from losscli import output
+
+        output.write_stdout(f"losscli {__version__}\n")
         raise typer.Exit()
 
 
@@ -157,7 +159,7 @@ def run_loss(
         settings,
         stdin=stdin_fd(),
         env=env,
-        progress=lambda text: _progress(settings, text),
+        progress=lambda text: output.progress(text, settings.quiet),
     )
     if not settings.quiet:
         for message in result.warnings:
@@ -166,20 +168,6 @@ def run_loss(
     if gate is not None and gate.tripped:
         output.note("gate", gate.reason)
     return pipeline.exit_code(gate)
-
-
-def _progress(settings: Common, text: str):
-    """A transient spinner on stderr while a step runs, only where a person watches it."""
-    import contextlib
-
-    from losscli.output import escape
-
-    if settings.quiet or sys.stderr is None or not sys.stderr.isatty():
-        return contextlib.nullcontext()
-    from rich.console import Console
-
-    console = Console(stderr=True, markup=False, emoji=False, highlight=False)
-    return console.status(escape(text), spinner="dots")
 
 
 def _print_result(result, settings: Common) -> None:

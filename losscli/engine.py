@@ -49,7 +49,9 @@ def import_torch():
 def preload_torch() -> None:
     """Start importing torch in a background thread, so that the second or so it takes
     overlaps with reading the inputs (pyarrow and NumPy release the GIL while parsing).
-    ``import_torch`` later waits for it through Python's import lock."""
+    ``import_torch`` later waits for it through Python's import lock. The thread is not a
+    daemon: a run that ends early (bad input) waits for the import to finish rather than
+    tearing torch down half-imported at interpreter exit."""
     import contextlib
     import threading
 
@@ -57,7 +59,7 @@ def preload_torch() -> None:
         with contextlib.suppress(Exception):  # the foreground import reports a broken torch
             import torch  # noqa: F401
 
-    threading.Thread(target=load, name="losscli-import-torch", daemon=True).start()
+    threading.Thread(target=load, name="losscli-import-torch").start()
 
 
 def available_devices(torch) -> list[str]:

@@ -77,6 +77,16 @@ def silence_stdout() -> None:
         pass
 
 
+def progress(text: str, quiet: bool):
+    """A transient spinner on stderr while a step runs, only where a person watches it."""
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+    return console.status(escape(text), spinner="dots")
+
+
 def write_stdout(text: str) -> None:
     """Write a result (JSON, values, text) to stdout."""
     sys.stdout.write(text)

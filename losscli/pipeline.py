@@ -1,24 +1,33 @@
-"""Files in, result out: the one path from source arguments to a Result and an exit code.
+"""Files or arrays in, Result out: the one path from inputs to a Result and an exit code.
 
-Used by the CLI and by ``losscli.compute_files``. The order matters and is the contract:
-count and open every source once (positional inputs and --weight/--pos-weight files); refuse
-a --grad-out that would replace any of them; read; validate on the CPU; compute; write the
-gradient atomically; evaluate the gate.
+``run_files`` serves the CLI and ``losscli.compute_files``; ``compute_inputs`` (inputs as
+read -> checks -> engine -> Result) serves it and ``losscli.compute`` on arrays.
+
+The order of ``run_files`` is the contract: count and open every source once (positional
+inputs and --weight/--pos-weight files); refuse a --grad-out that would replace any of them;
+read; validate on the CPU; compute; write the gradient atomically; evaluate the gate.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from losscli.errors import EXIT_GATE, DeviceError, OptionError
+import numpy as np
+
+from losscli.errors import EXIT_GATE, DeviceError, InputError, OptionError
+from losscli.io import InputArray
 from losscli.options import Common
-from losscli.registry import INDEX, LossSpec, get_spec
+from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, LossSpec, get_spec
+from losscli.result import Result
+from losscli.validate import Context, check_representable
 
 # Loss options that take a comma-separated list or a file.
 VECTOR_OPTIONS = ("weight", "pos_weight")
+READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
 @dataclass
@@ -36,15 +45,12 @@ class Gate:
 
 def check_settings(settings: Common) -> list[str] | None:
     """Refuse common option values outside their domain; returns the --classes names."""
-    from losscli.io.sources import delimiter_option
-
     for flag, value in (
         ("--fail-above", settings.fail_above),
         ("--fail-below", settings.fail_below),
     ):
         if value is not None and not math.isfinite(value):
             raise OptionError(f"{flag} {value} is not a finite number")
-    delimiter_option(settings.delimiter)
     if settings.classes is None:
         return None
     classes = [c.strip() for c in settings.classes.split(",")]
@@ -149,7 +155,6 @@ def run_files(
     import contextlib
 
     from losscli import engine
-    from losscli.core import compute_inputs
     from losscli.io import (
         ReadOptions,
         SourceSet,
@@ -174,6 +179,10 @@ def run_files(
     # An argument named twice (single-file mode, or by hand) is one source, read once.
     parsed: dict[str, Any] = {}
     args = [parsed.setdefault(t, parse_source(t, defaults)) for t in texts]
+    if len({arg.text for arg in args if arg.path == "-"}) > 1:
+        raise OptionError(
+            "only one input can come from stdin ('-'); write the others to files first"
+        )
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
         for arg in args:
@@ -181,7 +190,8 @@ def run_files(
         options = dict(options)
         for name in VECTOR_OPTIONS:
             if name in options and options[name] is not None:
-                options[name] = read_vector(f"--{name.replace('_', '-')}", options[name], sources)
+                flag = f"--{name.replace('_', '-')}"
+                options[name] = read_vector(flag, options[name], sources, defaults)
         grad_out = None
         if settings.grad_out is not None:
             grad_out = check_output_path("--grad-out", settings.grad_out, sources.identities)
@@ -234,13 +244,149 @@ def exit_code(gate: Gate | None) -> int:
     return EXIT_GATE if gate is not None and gate.tripped else 0
 
 
-def compute_files(loss: str, *sources: str, **settings_and_options: Any):
+def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: Any):
     """Compute ``loss`` from files, as the command line does: ``compute_files("ce",
     "logits.csv", "labels.csv", reduction="sum", weight="1,2,1")``. Common options go by
     their long names (``dtype``, ``pred_cols``, ``grad_out``...), loss options by their torch
-    names. Returns the Result (its ``gate`` says whether a gate tripped)."""
+    names; ``stdin`` is a binary file that a source ``-`` reads. Returns the Result (its
+    ``gate`` says whether a gate tripped)."""
     spec = get_spec(loss)
     common = {k: v for k, v in settings_and_options.items() if k in Common.__dataclass_fields__}
     options = {k: v for k, v in settings_and_options.items() if k not in common}
-    result, _ = run_files(spec, list(sources), options, Common(**common), stdin=None)
+    result, _ = run_files(spec, list(sources), options, Common(**common), stdin=stdin)
     return result
+
+
+def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> dict[str, Any]:
+    """The loss's options converted and checked from their declarations, defaults filled in."""
+    if reduction not in spec.reductions:
+        raise OptionError(
+            f"--reduction {reduction!r} is not one of {', '.join(spec.reductions)} for {spec.name}"
+        )
+    return spec.convert_options(options)
+
+
+def compute_inputs(
+    spec: LossSpec,
+    inputs: dict[str, InputArray],
+    options: dict[str, Any],
+    ctx: Context,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    grad: bool = True,
+    keep_rows: int = 0,
+    steps_limit: int = 0,
+    read_s: float = 0.0,
+) -> Result:
+    """Validate ``inputs`` on the CPU, compute on ``device``, and describe it all in a Result."""
+    from losscli import engine
+
+    options = check_options(spec, options, ctx.reduction)
+    for input_spec in spec.inputs:
+        inp = inputs[input_spec.name]
+        if inp.array.size == 0:
+            raise InputError(
+                f"{input_spec.name} ({inp.source}): has no data (shape {list(inp.array.shape)})"
+            )
+        if input_spec.role in (FLOAT, LABEL):  # the inputs the engine computes in --dtype
+            check_representable(input_spec.name, inp, ctx)
+    shapes = {n: list(inputs[n].array.shape) for n in spec.input_names}
+    prepared = spec.prepare(inputs, options, ctx)
+    engine.resolve_device(device)  # an unusable device is refused before any computation
+    with warnings.catch_warnings():
+        # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli where
+        # they matter; none reaches stderr.
+        warnings.simplefilter("ignore")
+        output = engine.run(
+            spec,
+            prepared,
+            reduction=ctx.reduction,
+            device=device,
+            dtype=dtype,
+            grad=grad,
+            keep_rows=keep_rows,
+        )
+    summary = None
+    if output.gradients is not None:
+        # Gradients in the shape each input was read in ((T,C) CTC log_probs, (N,1) targets).
+        for name, gradient in output.gradients.items():
+            if list(gradient.shape) != shapes[name] and gradient.size == math.prod(shapes[name]):
+                output.gradients[name] = gradient.reshape(shapes[name])
+        summary = {n: engine.gradient_summary(g) for n, g in output.gradients.items()}
+    steps = spec.steps(prepared.arrays, prepared.options, steps_limit) if steps_limit else None
+    return Result(
+        loss=spec.name,
+        torch_class=spec.torch_class,
+        value=output.value,
+        reduction=ctx.reduction,
+        options=prepared.options,
+        device=output.device,
+        dtype=dtype,
+        inputs={
+            i.name: _input_summary(inputs[i.name], prepared.targets_kind, i, shapes[i.name])
+            for i in spec.inputs
+        },
+        gradients=output.gradients,
+        gradient_summary=summary,
+        warnings=ctx.warnings,
+        timing={"read_s": read_s, "compute_s": output.compute_s},
+        targets_kind=prepared.targets_kind,
+        total=output.total,
+        denominator=output.denominator,
+        per_sample=output.elements if keep_rows else None,
+        per_sample_total=_rows(prepared.arrays[spec.inputs[0].name], spec),
+        steps=steps,
+    )
+
+
+def _input_summary(inp: InputArray, targets_kind, input_spec, shape) -> dict[str, Any]:
+    """What JSON and the table say about one input: source, shape, and how it was read."""
+    read_as = READ_AS[input_spec.role]
+    if input_spec.name == "targets" and targets_kind:
+        read_as = targets_kind
+    summary = {"source": inp.source, "shape": shape, "read_as": read_as}
+    for key in ("format", "header", "index_column"):
+        if key in inp.info:
+            summary[key] = inp.info[key]
+    return summary
+
+
+def _rows(array: np.ndarray, spec: LossSpec) -> int:
+    """How many samples the first input holds (its batch axis)."""
+    axis = spec.batch_axis if array.ndim > spec.batch_axis else 0
+    return int(array.shape[axis]) if array.ndim else 1
+
+
+def compute(
+    loss: str,
+    *inputs: Any,
+    reduction: str = "mean",
+    device: str = "cpu",
+    dtype: str = "float32",
+    grad: bool = True,
+    allow_nonfinite: bool = False,
+    classes: list[str] | None = None,
+    **options: Any,
+) -> Result:
+    """Compute a loss from array-likes; see ``losscli.compute``."""
+    from losscli.registry import get_spec
+
+    spec = get_spec(loss)
+    if len(inputs) != len(spec.inputs):
+        raise OptionError(
+            f"{spec.name} takes {len(spec.inputs)} inputs ({', '.join(spec.input_names)}); "
+            f"got {len(inputs)}"
+        )
+    arrays = {}
+    for input_spec, value in zip(spec.inputs, inputs):
+        array = np.asarray(value)
+        if array.dtype.kind not in "biufOUS":
+            raise OptionError(f"{input_spec.name}: dtype {array.dtype} is not numeric")
+        if array.dtype.kind == "b":
+            array = array.astype(np.float64)
+        arrays[input_spec.name] = InputArray("array", array)
+    ctx = Context(
+        reduction=reduction, allow_nonfinite=allow_nonfinite, classes=classes, dtype=dtype
+    )
+    return compute_inputs(spec, arrays, options, ctx, device=device, dtype=dtype, grad=grad)

@@ -259,9 +259,13 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
                     f"{inp.where(index)}: {name} {cell!r} is a class name, but no classes are "
                     "known; pass --classes a,b,c or give the predictions a header of class names"
                 ) from None
+            hint = ""
+            if index[0] == 0 and inp.info.get("header") is False:
+                name_of_file = inp.source.split("[")[0]
+                hint = f" (if line 1 is a header, write {name_of_file}?header=yes)"
             raise InputError(
                 f"{inp.where(index)}: class name {cell!r} is not a known class; known: "
-                f"{', '.join(map(repr, known))}"
+                f"{', '.join(map(repr, known))}{hint}"
             ) from None
     if not np.equal(np.floor(out), out).all():
         where = tuple(np.argwhere(np.floor(out) != out)[0])

@@ -326,3 +326,15 @@ def test_stdin_through_a_real_pipe_text_and_npy():
     labels_pipe = run_process("ce", "sample_data/logits.npy", "-", "-f", "value", input=npy)
     assert labels_pipe.returncode == 0, labels_pipe.stderr
     assert float(labels_pipe.stdout) == pytest.approx(float(from_file.stdout), rel=1e-6)
+
+
+def test_a_value_beyond_float32_in_a_later_block_reads_as_the_small_parser_does(monkeypatch):
+    rows = [f"{i * 0.1:.3f},{i % 7}.25" for i in range(3000)]
+    rows[-5] = "1e39,2.5"
+    data = ("\n".join(rows) + "\n").encode()
+    small = _read_outcome(data, False, np.float32)
+    monkeypatch.setattr(lio.text, "LARGE_TEXT_BYTES", 0)
+    monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 4096)
+    large = _read_outcome(data, False, np.float32)
+    assert small[1].dtype == np.float64  # kept wide so that the check can name 1e39
+    _same_outcome(small, large)

@@ -1053,3 +1053,114 @@ def test_a_mean_over_zero_weight_is_nan_as_in_torch(tmp_path):
     assert np.isnan(expected)
     assert json.loads(out.stdout)["value"] is None  # NaN, written as null
     assert "NaN or inf" in " ".join(json.loads(out.stdout)["warnings"])
+
+
+# ---------------------------------------------------------------- found by a review of the diff
+
+
+def test_a_column_named_index_that_holds_text_is_data_not_a_crash(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("index,p,t\nr1,0.5,1\nr2,0.2,0\n")
+    assert_usage_error(run_cli("mse", path, path), "found 'r1'")
+    got = value_of(run_cli("mse", path, "--pred-cols", "p", "--target-cols", "t", "-f", "value"))
+    assert got == pytest.approx(np.mean((np.array([0.5, 0.2]) - [1, 0]) ** 2))
+
+
+@pytest.mark.parametrize(
+    ("loss", "preds", "targets", "dtype"),
+    [
+        ("poisson-nll", "0.5\n0.2\n", "3\n100000\n", "float16"),
+        ("soft-margin", "0.5\n0.2\n", "1\n1e39\n", "float32"),
+        ("ce", "0.5,0.5\n0.2,0.8\n", "0.5,0.5\n1e39,0\n", "float32"),
+    ],
+)
+def test_targets_computed_in_the_dtype_are_checked_too(tmp_path, loss, preds, targets, dtype):
+    p, t = tmp_path / "p.csv", tmp_path / "t.csv"
+    p.write_text(preds)
+    t.write_text(targets)
+    assert_usage_error(run_cli(loss, p, t, "--dtype", dtype), "cannot hold", "row 2")
+
+
+def test_a_counting_first_row_over_integers_is_pointed_out(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("0,1,2\n1,0,3\n2,2,1\n")
+    out = run_cli("mse", path, path, "-f", "json")
+    assert out.exit_code == 0
+    assert "may be a header of column numbers" in out.stderr and "?header=yes" in out.stderr
+
+
+def test_stdin_twice_through_reading_options_is_refused(tmp_path):
+    done = run_process("mse", "--", "-", "-?header=no", input=b"1\n2\n")
+    assert done.returncode == 2 and b"only one input can come from stdin" in done.stderr
+
+
+def test_gradient_csv_names_that_are_numbers_read_back(tmp_path):
+    preds = tmp_path / "p.csv"
+    preds.write_text("0,1,2\n1.5,0.25,2.5\n0.5,1.0,3.0\n")
+    grad = tmp_path / "g.csv"
+    out = run_cli("mse", preds, preds, "--grad-out", grad)
+    assert out.exit_code == 0, out.stderr
+    assert grad.read_text().splitlines()[0] == "grad_0,grad_1,grad_2"
+    np.testing.assert_array_equal(np.loadtxt(grad, delimiter=",", skiprows=1), np.zeros((2, 3)))
+
+
+def test_weight_files_follow_the_reading_options(tmp_path):
+    weights = tmp_path / "w.txt"
+    weights.write_text("1;2;1;1;0.5\n")
+    x = np.loadtxt(LOGITS, delimiter=",")
+    y = np.loadtxt(LABELS).astype(int)
+    out = run_cli(
+        "ce",
+        f"{LOGITS}?delimiter=,",
+        LABELS,
+        "--delimiter",
+        ";",
+        "--weight",
+        weights,
+        "-f",
+        "value",
+        "--dtype",
+        "float64",
+    )
+    assert value_of(out) == pytest.approx(ref.cross_entropy(x, y, [1, 2, 1, 1, 0.5]), rel=1e-12)
+
+
+def test_a_fifo_named_by_two_paths_is_read_once(tmp_path, big_pair):
+    p, t, expected = big_pair
+    fifo = tmp_path / "p.fifo"
+    os.mkfifo(fifo)
+    thread = threading.Thread(target=lambda: fifo.write_bytes(p.read_bytes()), daemon=True)
+    thread.start()
+    done = run_process("mse", fifo, f"{tmp_path}/./p.fifo", "-f", "value")
+    thread.join(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
+
+
+def test_an_empty_axis_is_named_as_such(tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((3, 0)))
+    assert_usage_error(run_cli("mse", tmp_path / "e.npy", tmp_path / "e.npy"), "an empty axis")
+
+
+def test_compute_files_reads_stdin_from_a_given_file(tmp_path):
+    import io
+
+    import losscli
+
+    result = losscli.compute_files(
+        "mse",
+        "-",
+        str(SAMPLE / "y_true.csv"),
+        stdin=io.BytesIO((SAMPLE / "y_pred.csv").read_bytes()),
+    )
+    expected = losscli.compute_files("mse", str(SAMPLE / "y_pred.csv"), str(SAMPLE / "y_true.csv"))
+    assert result.value == expected.value
+
+
+def test_a_read_only_grad_out_file_is_refused(tmp_path):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"keep")
+    grad.chmod(0o444)
+    out = run_cli("mse", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "--grad-out", grad)
+    assert_usage_error(out, "read-only")
+    assert grad.read_bytes() == b"keep"

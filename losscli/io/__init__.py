@@ -52,9 +52,12 @@ def read_source(source: Source, requests: list[Request]) -> list[InputArray]:
         results = read_text(source, requests, delimiter=delimiter, header=options.header)
     for result in results:
         if result.array.size == 0:
-            raise InputError(
-                f"{result.source}: has no data rows (shape {list(result.array.shape)})"
+            what = (
+                "no data rows"
+                if not result.array.shape or result.array.shape[0] == 0
+                else ("an empty axis")
             )
+            raise InputError(f"{result.source}: has {what} (shape {list(result.array.shape)})")
     return results
 
 
@@ -85,8 +88,11 @@ def _read_array_file(source: Source, fmt: str, requests: list[Request]) -> list[
     return results
 
 
-def read_vector(option: str, value, sources: SourceSet | None = None) -> np.ndarray | None:
-    """A --weight style option: a comma-separated list, a file path, or an array-like."""
+def read_vector(
+    option: str, value, sources: SourceSet | None = None, defaults: ReadOptions | None = None
+) -> np.ndarray | None:
+    """A --weight style option: a comma-separated list, a file path (read with the reading
+    options ``defaults``), or an array-like."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -94,7 +100,7 @@ def read_vector(option: str, value, sources: SourceSet | None = None) -> np.ndar
         if all(is_number(c) for c in cells):
             vector = np.array([to_number(c) for c in cells], dtype=np.float64)
         else:
-            arg = parse_source(value, ReadOptions())
+            arg = parse_source(value, defaults or ReadOptions())
             if arg.path == "-" or not os.path.lexists(arg.path):
                 raise OptionError(
                     f"{option} {value!r} is neither a comma-separated list of numbers "
@@ -107,8 +113,6 @@ def read_vector(option: str, value, sources: SourceSet | None = None) -> np.ndar
             finally:
                 if owned:
                     sources.close()
-            if read.array.dtype.kind not in "biuf":
-                raise OptionError(f"{option} {value}: the file does not hold numbers")
             vector = np.asarray(read.array, dtype=np.float64).ravel()
     else:
         try:

@@ -54,9 +54,7 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
         selections.append(chosen)
     wanted = sorted({i for chosen in selections for i in chosen})
     try:
-        if len({names[i] for i in wanted}) == len(wanted) and all(
-            names.count(names[i]) == 1 for i in wanted
-        ):
+        if all(names.count(names[i]) == 1 for i in wanted):
             table = parquet.read(columns=[names[i] for i in wanted], use_threads=True)
             by_index = dict(zip(wanted, table.columns))
         else:
@@ -64,6 +62,8 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
             by_index = {i: table.column(i) for i in wanted}
     except (pa.ArrowException, OSError, ValueError) as error:
         raise invalid(label, "Parquet", error) from None
+    finally:
+        parquet.close()
     if table.num_rows == 0:
         raise InputError(f"{label}: has no data rows")
     dropped = [names[i] for i in index_columns] if any(r.columns is None for r in requests) else []

@@ -191,16 +191,19 @@ def _read_stream(fd: int, label: str) -> bytes:
 
 
 def _check_text_start(data: bytes, label: str) -> None:
+    """Refuse a stream whose first bytes are not text, naming the line as the reader would."""
     zero = data.find(b"\0")
     if zero >= 0:
+        line = data.count(b"\n", 0, zero) + 1
         raise InputError(
-            f"{label}: not text (a NUL byte at offset {zero}) and not an NPY, NPZ or Parquet file"
+            f"{label}, line {line}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
         )
     try:
         codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
     except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
         raise InputError(
-            f"{label}: not UTF-8 text (byte {error.start}) and not an NPY, NPZ or Parquet file"
+            f"{label}, line {line}: not UTF-8 text and not an NPY, NPZ or Parquet file"
         ) from None
 
 
@@ -245,12 +248,13 @@ class SourceSet:
         identity = (info.st_dev, info.st_ino)
         if identity in self._opened:
             known = self._opened[identity]
-            if known.regular:
-                return replace(known, arg=arg, label=label)
-            raise InputError(
-                f"{label} is the same stream as {known.label}; a stream can be read only once: "
-                "save it to a file and name the file"
-            )
+            if known.arg.path == STDIN:
+                raise InputError(
+                    f"{label} is stdin, which '-' reads already; only one input can come from "
+                    "stdin: write the others to files first"
+                )
+            # The same file or stream named again: one open, one read, shared.
+            return replace(known, arg=arg, label=label)
         if stat.S_ISDIR(info.st_mode):
             raise InputError(f"{label}: cannot read: Is a directory")
         try:
@@ -274,7 +278,8 @@ class SourceSet:
         except OSError:
             raise InputError(
                 "'-' reads stdin, but stdin is closed; pipe the data in "
-                "(python predict.py | losscli ...) or pass a file path"
+                "(python predict.py | losscli ...), pass a file path, or from Python give "
+                "compute_files a stdin= file"
             ) from None
         if os.isatty(fd):
             raise InputError(

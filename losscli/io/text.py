@@ -24,16 +24,17 @@ import numpy as np
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
 from losscli.io.common import InputArray, Request, narrow
-from losscli.io.sources import Source
+from losscli.io.sources import FIRST_CHUNK, Source
 
 # Text above this size is parsed by pyarrow; below it, Python's parser is faster to start.
 LARGE_TEXT_BYTES = 1 << 20
-HEAD_CHUNK = 1 << 16
 BOM = b"\xef\xbb\xbf"
 LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 # Tables wider than this are parsed in Python: pyarrow's cost per column outgrows the data.
 ARROW_MAX_COLUMNS = 4096
+# Bytes of text pyarrow parses per block: bounds its working memory.
+ARROW_BLOCK_BYTES = 1 << 24
 # The number syntax of every text input: decimal, exponent, inf/infinity, nan (pyarrow's
 # "nan(...)" form too). Underscores, hex and non-ASCII digits are not numbers.
 NUMBER = re.compile(
@@ -77,10 +78,9 @@ class Layout:
 def _decode(line: bytes, label: str, number: int) -> str:
     try:
         return line.decode("utf-8")
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
         raise InputError(
-            f"{label}, line {number}: not UTF-8 text (byte {error.start} of the line) and not "
-            "an NPY, NPZ or Parquet file"
+            f"{label}, line {number}: not UTF-8 text and not an NPY, NPZ or Parquet file"
         ) from None
 
 
@@ -110,20 +110,22 @@ def nonblank_lines(data: bytes, first_number: int = 1):
 def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]], bool]:
     """The first ``count`` non-blank lines, whole, as (line number, end offset, text).
 
-    Reads as far as needed to have whole lines, however long they are; each byte is looked
-    at once. Also says whether the file starts with a UTF-8 byte order mark.
+    Reads as far as needed to have whole lines, however long they are; blank runs are
+    skipped by byte search. Also says whether the file starts with a UTF-8 byte order mark.
     """
     handle = source.file
     handle.seek(0)
-    buffer = handle.read(HEAD_CHUNK)
+    buffer = handle.read(FIRST_CHUNK)
     bom = buffer.startswith(BOM)
     pos, number, lines = (len(BOM) if bom else 0), 0, []
-    eof = False
+    eof, checked = False, 0
     while len(lines) < count:
-        zero = buffer.find(b"\0")
+        zero = buffer.find(b"\0", checked)
+        checked = len(buffer)
         if zero >= 0:
+            line = _breaks(buffer[:zero]) + 1
             raise InputError(
-                f"{source.label}: not text (a NUL byte at offset {zero}) and not "
+                f"{source.label}, line {line}: not text (a NUL byte) and not "
                 "an NPY, NPZ or Parquet file"
             )
         found = NONBLANK.search(buffer, pos)
@@ -149,7 +151,7 @@ def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]]
                 pos = len(buffer) - 1
             else:
                 pos = len(buffer)
-        chunk = handle.read(max(HEAD_CHUNK, len(buffer)))
+        chunk = handle.read(max(FIRST_CHUNK, len(buffer)))
         eof = not chunk
         buffer += chunk
     return lines, bom
@@ -174,15 +176,20 @@ def detect_delimiter(first_line: str) -> str | None:
     return None
 
 
+def _counting_row(row: list[str]) -> bool:
+    """A row that is exactly 0,1,...,C-1 (C >= 2): what pandas writes as a header of numbers."""
+    return len(row) >= 2 and row == [str(i) for i in range(len(row))]
+
+
 def _numbered_header(first: list[str], second: list[str] | None) -> bool:
     """A first row that is exactly 0,1,...,C-1 above a row with a non-integral number."""
-    if len(first) < 2 or first != [str(i) for i in range(len(first))] or second is None:
+    if not _counting_row(first) or second is None:
         return False
     numbers = [to_number(c) for c in second if is_number(c)]
     return any(not float(v).is_integer() for v in numbers if np.isfinite(v))
 
 
-def _layout(source: Source, delimiter: str | None, header: bool | None, names: bool) -> Layout:
+def _layout(source: Source, delimiter: str | None, header: bool | None, names_read: bool) -> Layout:
     """Delimiter, header and index column, decided from the first two non-blank rows.
     ``names``: the file may be class names, so a lone row of text is data, not a header."""
     label = source.label
@@ -197,7 +204,7 @@ def _layout(source: Source, delimiter: str | None, header: bool | None, names: b
     notes = []
     if header is None:
         header = not all(is_number(c) for c in first) and (
-            (second is None and not names)
+            (second is None and not names_read)
             or (
                 second is not None
                 and any(not is_number(a) and is_number(b) for a, b in zip(first, second))
@@ -208,6 +215,11 @@ def _layout(source: Source, delimiter: str | None, header: bool | None, names: b
             notes.append(
                 f"{label}: line {lines[0][0]} ({','.join(first)}) reads as a header of column "
                 f"numbers; write {label}?header=no to read it as data"
+            )
+        elif not header and _counting_row(first):
+            notes.append(
+                f"{label}: line {lines[0][0]} ({','.join(first)}) is read as data, but it may be "
+                f"a header of column numbers; if it is, write {label}?header=yes"
             )
     if detected and delimiter == "," and all(DECIMAL_COMMA.fullmatch(t) for _, _, t in lines):
         notes.append(
@@ -312,7 +324,9 @@ def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
     # Data starts on the line after the header (line 1 without one).
     for number, raw in nonblank_lines(data, layout.header_line + 1):
         if b"\0" in raw:
-            raise InputError(f"{label}, line {number}: not text (a NUL byte)")
+            raise InputError(
+                f"{label}, line {number}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
+            )
         cells = split_row(_decode(raw, label, number), layout.delimiter, f"{label}, line {number}")
         if len(cells) != width:
             raise InputError(
@@ -336,34 +350,38 @@ def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
     columns.add(block, {i: cells for i, cells in text.items() if i in first}, first)
 
 
-def _parse_arrow(source: Source, layout: Layout, columns: _Columns, names_ok: set[int]) -> bool:
-    """Parse the data rows with pyarrow, block by block. False where the Python parser must
-    read the file instead (and ``columns`` is then left as it was)."""
+def _parse_arrow(
+    source: Source, layout: Layout, wanted: list[int], float32: bool, names_ok: set[int]
+) -> _Columns | None:
+    """The data rows parsed by pyarrow, block by block; None where the Python parser must
+    read the file instead."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     whitespace = layout.delimiter is None
     if (whitespace and layout.width != 1) or layout.width > ARROW_MAX_COLUMNS:
-        return False
+        return None
     column_names = [f"c{i}" for i in range(layout.width)]
     for attempt in ("numbers", "names"):
         if attempt == "names" and not names_ok:
-            return False
+            return None
         # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
         # character, its rows are the Python parser's; a quote anywhere sends the file to
         # the Python parser: in a number cell it fails to convert, and the columns not asked
         # for are read as text to be searched for one.
         types = {name: pa.string() for name in column_names}
-        for index in columns.wanted:
+        for index in wanted:
             as_text = attempt == "names" and index in names_ok
             types[column_names[index]] = pa.string() if as_text else pa.float64()
         source.file.seek(layout.data_offset)
-        parsed = _Columns(columns.wanted, columns.float32, columns.names)
+        parsed = _Columns(wanted, float32, names_ok)
         reader = None
         try:
             reader = pacsv.open_csv(
                 source.file,
-                read_options=pacsv.ReadOptions(column_names=column_names, block_size=1 << 24),
+                read_options=pacsv.ReadOptions(
+                    column_names=column_names, block_size=ARROW_BLOCK_BYTES
+                ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
                     quote_char=False,
@@ -381,7 +399,7 @@ def _parse_arrow(source: Source, layout: Layout, columns: _Columns, names_ok: se
             )
             for batch in reader:
                 if not _add_batch(pa, batch, parsed, whitespace):
-                    return False
+                    return None
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             continue
         finally:
@@ -389,10 +407,13 @@ def _parse_arrow(source: Source, layout: Layout, columns: _Columns, names_ok: se
                 reader.close()
             pa.default_memory_pool().release_unused()
         if not parsed.rows:
-            return False
-        columns.__dict__.update(parsed.__dict__)
-        return True
-    return False
+            return None
+        if float32 and len({block.dtype for block in parsed.blocks}) > 1:
+            # A block beyond float32's range after narrowed ones: keep float64 throughout,
+            # as the Python parser does.
+            return _parse_arrow(source, layout, wanted, False, names_ok)
+        return parsed
+    return None
 
 
 def _add_batch(pa, batch, columns: _Columns, whitespace: bool) -> bool:
@@ -472,12 +493,13 @@ def read_text(
         for i in chosen
     }
     float32 = not wide and not (dropping and layout.index_column in wanted)
-    columns = _Columns(wanted, float32, names_ok)
-    parsed = source.size > LARGE_TEXT_BYTES and _parse_arrow(source, layout, columns, names_ok)
-    if parsed and _has_error(columns, requests, selections):
-        columns = _Columns(wanted, float32, names_ok)  # Python finds and places the error
-        parsed = False
-    if not parsed:
+    columns = None
+    if source.size > LARGE_TEXT_BYTES:
+        columns = _parse_arrow(source, layout, wanted, float32, names_ok)
+        if columns is not None and _has_error(columns, requests, selections):
+            columns = None  # the Python parser finds and places the first error
+    if columns is None:
+        columns = _Columns(wanted, float32, names_ok)
         _parse_python(source, layout, columns)
     notes = list(layout.notes)
     index_name = None
@@ -526,6 +548,8 @@ def _is_row_index(layout: Layout, columns: _Columns) -> bool:
     """An unnamed first column is an index; one named like an index must hold 0..N-1."""
     if layout.names[layout.index_column] == "":
         return True
+    if layout.index_column in columns.first_text:
+        return False
     values = columns.column(layout.index_column)
     return values.dtype.kind == "f" and np.array_equal(values, np.arange(columns.rows))
 

@@ -52,6 +52,8 @@ def check_output_path(option: str, path: str, read: dict[tuple[int, int], str]) 
         raise OptionError(f"{option} {path}: folder {folder} is not writable")
     if target.is_dir():
         raise OptionError(f"{option} {path} is a directory")
+    if target.is_file() and not target.stat().st_mode & 0o222:
+        raise OptionError(f"{option} {path} is read-only; choose another path or make it writable")
     return target
 
 
@@ -147,6 +149,10 @@ def _write_text(out, array: np.ndarray, names: list[str] | None, suffix: str) ->
     delimiter = "," if suffix == ".csv" else "\t" if suffix == ".tsv" else " "
     table = array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
     if names and suffix != ".txt":
+        from losscli.io.text import is_number
+
+        # A name that is a number would read back as a row of data.
+        names = [f"grad_{name}" if is_number(name.strip()) else name for name in names]
         text = io.StringIO()
         csv.writer(text, delimiter=delimiter, lineterminator="\n").writerow(names)
         out.write(text.getvalue().encode("utf-8"))
