@@ -37,7 +37,7 @@ def explain_text(spec: LossSpec) -> str:
         lines.append("Options (torch defaults)")
         lines += [f"  {o.flag} (default {o.default}): {o.help}" for o in spec.options]
     lines += ["", "Steps"]
-    lines += [f"  {n}. {s}" for n, s in enumerate(spec.explain.steps, start=1)]
+    lines += [f"  {n}. {s}" for n, s in enumerate(spec.explain.procedure, start=1)]
     lines += ["", "Common mistakes"]
     lines += [f"  - {m}" for m in spec.explain.mistakes]
     lines += ["", "Try it", f"  {spec.example} --steps"]

@@ -314,7 +314,9 @@ def compute_inputs(
             if list(gradient.shape) != shapes[name] and gradient.size == math.prod(shapes[name]):
                 output.gradients[name] = gradient.reshape(shapes[name])
         summary = {n: engine.gradient_summary(g) for n, g in output.gradients.items()}
-    steps = spec.steps(prepared.arrays, prepared.options, steps_limit) if steps_limit else None
+    steps = (
+        spec.steps_table(prepared.arrays, prepared.options, steps_limit) if steps_limit else None
+    )
     return Result(
         loss=spec.name,
         torch_class=spec.torch_class,

@@ -114,10 +114,10 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Explain:
-    """The text of ``losscli explain``: formula, steps, common mistakes, a runnable example."""
+    """The text of ``losscli explain``: formula, procedure, common mistakes."""
 
     formula: str
-    steps: tuple[str, ...]
+    procedure: tuple[str, ...]
     mistakes: tuple[str, ...]
 
 
@@ -141,7 +141,8 @@ class LossSpec:
     mean_denominator: Callable[..., float] | None = None
     # (arrays, options) -> per-element factors applied before the "mean" sum. None: all ones.
     mean_scale: Callable[..., Any] | None = None
-    steps: Callable[..., Any] | None = None
+    # (arrays, options, limit) -> the Steps table of --steps: intermediate quantities.
+    steps_table: Callable[..., Any] | None = None
     # The axis of the first input that counts samples (CTC's log_probs are (T,N,C)).
     batch_axis: int = 0
     # False where rows of an input do not line up with rows of the others (CTC).

@@ -112,6 +112,29 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+def read_back(path: Path) -> np.ndarray:
+    """A written array file read with NumPy or pyarrow (not with the code under test)."""
+    suffix = path.suffix
+    if suffix == ".npy":
+        return np.load(path)
+    if suffix == ".parquet":
+        table = pq.read_table(path)
+        return np.column_stack([c.to_numpy() for c in table.columns])
+    delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
+    with open(path) as handle:
+        first = handle.readline()
+    numeric = all(_is_float(cell) for cell in first.strip().split(delimiter))
+    return np.loadtxt(path, delimiter=delimiter, skiprows=0 if numeric else 1, ndmin=2)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def torch_cuda_available() -> bool:
     try:
         import torch

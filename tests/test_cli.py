@@ -15,7 +15,7 @@ import pytest
 
 from losscli.registry import all_specs
 from tests import reference as ref
-from tests.conftest import ROOT, SAMPLE, run_cli, run_process, torch_cuda_available
+from tests.conftest import ROOT, SAMPLE, read_back, run_cli, run_process, torch_cuda_available
 
 LOGITS = str(SAMPLE / "logits.csv")
 LABELS = str(SAMPLE / "labels.csv")
@@ -109,12 +109,8 @@ def test_grad_out_writes_gradient_of_first_input(tmp_path, suffix):
     path = tmp_path / f"grad{suffix}"
     out = run_cli("ce", LOGITS, LABELS, "--grad-out", path, "-f", "value")
     assert out.exit_code == 0, out.stderr
-    from losscli.io import read_input
-
     x, y = sample_logits()
-    np.testing.assert_allclose(
-        read_input(str(path)).array, ref.cross_entropy_grad(x, y), rtol=1e-5, atol=1e-7
-    )
+    np.testing.assert_allclose(read_back(path), ref.cross_entropy_grad(x, y), rtol=1e-5, atol=1e-7)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
@@ -377,3 +373,53 @@ def test_importing_losscli_and_its_cli_does_not_import_torch():
 def test_auto_picks_cuda():
     out = run_cli("ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "-d", "auto", "-f", "json")
     assert '"device": "cuda:0"' in out.stdout
+
+
+def test_a_new_loss_is_one_declaration(monkeypatch):
+    """Registering a LossSpec is all a loss needs: the CLI builds its command, its options
+    (converted and checked from their declaration), list and explain from it."""
+    from losscli import cli, registry
+
+    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
+    monkeypatch.setattr(registry, "_SPECS", dict(registry.all_specs()))
+    toy = registry.LossSpec(
+        name="toy-huber",
+        torch_class="HuberLoss",
+        task="testing",
+        summary="a Huber loss declared by a test",
+        inputs=(
+            registry.InputSpec("predictions", registry.FLOAT, "any shape"),
+            registry.InputSpec("targets", registry.FLOAT, "the predictions' shape"),
+        ),
+        options=(
+            registry.OptionSpec(
+                "delta", 2.0, registry.NUMBER, "Toy threshold (> 0).", low=0.0, open_low=True
+            ),
+        ),
+        prepare=registry.shared_prepare("prepare_same_shape"),
+        example="losscli toy-huber sample_data/y_pred.csv sample_data/y_true.csv",
+        explain=registry.Explain("toy formula", ("one step",), ("no mistakes",)),
+    )
+    registry.register(toy)
+    cli.add_loss_command(toy)
+    x = np.loadtxt(SAMPLE / "y_pred.csv", delimiter=",")
+    y = np.loadtxt(SAMPLE / "y_true.csv", delimiter=",")
+    for delta in (0.5, 2.0):
+        args = ["--delta", str(delta)] if delta != 2.0 else []
+        out = run_cli(
+            "toy-huber",
+            SAMPLE / "y_pred.csv",
+            SAMPLE / "y_true.csv",
+            *args,
+            "-f",
+            "value",
+            "--dtype",
+            "float64",
+        )
+        assert out.exit_code == 0, out.stderr
+        assert float(out.stdout) == pytest.approx(ref.huber(x, y, delta), rel=1e-12)
+    refused = run_cli("toy-huber", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "--delta", "0")
+    assert refused.exit_code == 2 and "--delta 0.0 is out of range" in refused.stderr
+    assert "Toy threshold" in run_cli("toy-huber", "--help").stdout
+    assert "toy-huber" in run_cli("list").stdout
+    assert "toy formula" in run_cli("explain", "toy-huber").stdout

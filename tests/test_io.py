@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from losscli import io as lio
 from losscli.errors import InputError, OptionError
-from tests.conftest import SAMPLE, run_cli, run_process
+from tests.conftest import SAMPLE, read_back, run_cli, run_process
 
 FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
 
@@ -297,8 +297,7 @@ def test_write_array_round_trips_each_format(files, rng):
     for suffix in (".npy", ".csv", ".tsv", ".txt", ".parquet"):
         path = files.root / f"g{suffix}"
         lio.write_array(path, grad)
-        back = lio.read_input(str(path)).array
-        np.testing.assert_allclose(back, grad, rtol=1e-6)
+        np.testing.assert_allclose(read_back(path), grad, rtol=1e-6)
     assert not list(files.root.glob("*.tmp"))
 
 

@@ -271,7 +271,7 @@ def test_steps_end_in_each_elements_or_samples_loss(case):
     spec = get_spec(case.loss)
     inputs = {n: InputArray("t", np.asarray(a)) for n, a in zip(spec.input_names, case.inputs)}
     prepared = spec.prepare(inputs, _full_options(case), Context("sum"))
-    steps = spec.steps(prepared.arrays, prepared.options, 5)
+    steps = spec.steps_table(prepared.arrays, prepared.options, 5)
     assert len(steps.rows) == 5
     expected = np.asarray(_reference(case, case.inputs, "none")).reshape(-1)[:5]
     np.testing.assert_allclose([row[-1] for row in steps.rows], expected, rtol=1e-9, atol=1e-12)
@@ -493,7 +493,7 @@ def test_ctc_steps_show_the_forward_algorithm_value():
     spec = get_spec("ctc")
     inputs = {n: InputArray("t", np.asarray(a)) for n, a in zip(spec.input_names, problem)}
     prepared = spec.prepare(inputs, spec.defaults, Context())
-    steps = spec.steps(prepared.arrays, prepared.options, 5)
+    steps = spec.steps_table(prepared.arrays, prepared.options, 5)
     np.testing.assert_allclose([row[-2] for row in steps.rows], _ctc_reference(*problem))
 
 

@@ -83,14 +83,14 @@ BCE = LossSpec(
     ),
     options=(WEIGHT,),
     prepare=_prepare_bce,
-    steps=_steps_bce,
+    steps_table=_steps_bce,
     example="losscli bce sample_data/bce_probs.csv sample_data/bce_targets.csv",
     explain=Explain(
         formula=(
             "loss_j = -w_j * (y_j log p_j + (1 - y_j) log(1 - p_j)), logs clamped at -100\n"
             "mean = sum_j loss_j / numel"
         ),
-        steps=(
+        procedure=(
             "for each element, take log p where the target is 1 and log(1-p) where it is 0",
             "mix them by the target: y log p + (1-y) log(1-p), and negate",
             "multiply by --weight if given (one per column, or one per row of 1-D inputs)",
@@ -244,14 +244,14 @@ BCE_LOGITS = LossSpec(
         ),
     ),
     prepare=_prepare_bce_logits,
-    steps=_steps_bce_logits,
+    steps_table=_steps_bce_logits,
     example="losscli bce-logits sample_data/bce_logits.csv sample_data/bce_targets.csv",
     explain=Explain(
         formula=(
             "loss_j = -w_j (pw_c y_j log sigmoid(x_j) + (1 - y_j) log(1 - sigmoid(x_j)))\n"
             "mean = sum_j loss_j / numel   (pw_c: --pos-weight of the element's column)"
         ),
-        steps=(
+        procedure=(
             "squash each logit with the sigmoid: p = 1 / (1 + exp(-x))",
             "binary cross-entropy of p against y, with positives weighted by --pos-weight",
             "computed from the logit directly (log-sum-exp), so it never takes log(0)",
@@ -275,11 +275,11 @@ SOFT_MARGIN = LossSpec(
         InputSpec("targets", LABEL, "+1 or -1, the predictions' shape"),
     ),
     prepare=shared_prepare("prepare_sign_targets"),
-    steps=_steps_soft_margin,
+    steps_table=_steps_soft_margin,
     example="losscli soft-margin sample_data/scores.csv sample_data/signs.csv",
     explain=Explain(
         formula="loss_j = log(1 + exp(-y_j x_j)); mean = sum_j loss_j / numel",
-        steps=(
+        procedure=(
             "multiply each score by its +1/-1 label: the margin y x",
             "loss = log(1 + exp(-y x)): near 0 for large positive margins",
             "reduce: mean divides by the number of elements",
@@ -299,14 +299,14 @@ MULTILABEL_SOFT_MARGIN = LossSpec(
     ),
     options=(WEIGHT,),
     prepare=_prepare_multilabel_soft_margin,
-    steps=_steps_multilabel_soft_margin,
+    steps_table=_steps_multilabel_soft_margin,
     example="losscli multilabel-soft-margin sample_data/bce_logits.csv sample_data/bce_targets.csv",
     explain=Explain(
         formula=(
             "loss_i = -1/C sum_c w_c (y_ic log sigmoid(x_ic) + (1 - y_ic) log sigmoid(-x_ic))\n"
             "mean = sum_i loss_i / N"
         ),
-        steps=(
+        procedure=(
             "binary cross-entropy with logits for every class of a sample",
             "times --weight per class, then averaged over the C classes",
             "reduce: mean divides by the number of samples N",

@@ -250,7 +250,7 @@ CE = LossSpec(
     ),
     prepare=_prepare_ce,
     mean_denominator=_class_denominator,
-    steps=_steps_ce,
+    steps_table=_steps_ce,
     example="losscli ce sample_data/logits.csv sample_data/labels.csv",
     explain=Explain(
         formula=(
@@ -260,7 +260,7 @@ CE = LossSpec(
             "probability targets: loss_i = -sum_c w[c] * y_i[c] * log softmax(x_i)[c]; "
             "mean divides by N"
         ),
-        steps=(
+        procedure=(
             "softmax turns each row of logits into probabilities p = exp(x) / sum exp(x)",
             "take the probability of the target class, p[y]",
             "the sample's loss is -log p[y] (times w[y] with --weight)",
@@ -289,14 +289,14 @@ NLL = LossSpec(
     options=(WEIGHT, IGNORE_INDEX),
     prepare=_prepare_nll,
     mean_denominator=_class_denominator,
-    steps=_steps_nll,
+    steps_table=_steps_nll,
     example="losscli nll sample_data/log_probs.csv sample_data/labels.csv",
     explain=Explain(
         formula=(
             "loss_i = -w[y_i] * x_i[y_i]   (x = log-probabilities)\n"
             "mean = sum_i loss_i / sum_i w[y_i]"
         ),
-        steps=(
+        procedure=(
             "pick the log-probability of the target class, x[y]",
             "negate it (times w[y] with --weight)",
             "reduce: mean divides by the number (or total weight) of non-ignored targets",

@@ -224,7 +224,7 @@ CTC = LossSpec(
     ),
     prepare=_prepare_ctc,
     mean_scale=_ctc_scale,
-    steps=_steps_ctc,
+    steps_table=_steps_ctc,
     batch_axis=1,
     chunkable=False,
     example=(
@@ -236,7 +236,7 @@ CTC = LossSpec(
             "loss_i = -log sum over alignments a of x_i that collapse to y_i of prod_t p_t(a_t)\n"
             "mean = 1/N sum_i loss_i / max(len(y_i), 1)"
         ),
-        steps=(
+        procedure=(
             "put a blank between the target's labels and at both ends",
             "run the forward recursion over the first input_length frames: each step stays, "
             "moves one, or skips a blank between two different labels",

@@ -102,14 +102,14 @@ KL_DIV = LossSpec(
     reductions=(*REDUCTIONS, "batchmean"),
     prepare=_prepare_kl,
     mean_denominator=_kl_denominator,
-    steps=_steps_kl,
+    steps_table=_steps_kl,
     example="losscli kl-div sample_data/log_probs.csv sample_data/target_probs.csv -r batchmean",
     explain=Explain(
         formula=(
             "loss_j = t_j (log t_j - x_j)   (x = log q, the predicted log-probabilities)\n"
             "batchmean = sum_j loss_j / N  (the KL divergence per sample); mean = sum / numel"
         ),
-        steps=(
+        procedure=(
             "take each target probability t and predicted log-probability x",
             "t (log t - x) is that element's share of KL(t || q); t = 0 contributes 0",
             "reduce: batchmean divides by the batch size N, which gives KL per sample",

@@ -269,11 +269,11 @@ HINGE_EMBEDDING = LossSpec(
     ),
     options=(margin_option(1.0),),
     prepare=shared_prepare("prepare_sign_targets"),
-    steps=_steps_hinge,
+    steps_table=_steps_hinge,
     example="losscli hinge-embedding sample_data/distances.csv sample_data/signs.csv",
     explain=Explain(
         formula="loss_j = x_j if y_j = 1 else max(0, margin - x_j); mean = sum / numel",
-        steps=(
+        procedure=(
             "for similar pairs (y = 1) the loss is the distance itself",
             "for dissimilar pairs (y = -1) it is how far the distance falls short of the margin",
             "reduce: mean divides by the number of elements",
@@ -300,14 +300,14 @@ MULTI_MARGIN = LossSpec(
         WEIGHT,
     ),
     prepare=_prepare_multi_margin,
-    steps=_steps_multi_margin,
+    steps_table=_steps_multi_margin,
     example="losscli multi-margin sample_data/logits.csv sample_data/labels.csv",
     explain=Explain(
         formula=(
             "loss_i = sum_{j != y_i} w[y_i] max(0, margin - x_i[y_i] + x_i[j])^p / C\n"
             "mean = sum_i loss_i / N"
         ),
-        steps=(
+        procedure=(
             "for each wrong class j, compare its score with the target's: margin - x[y] + x[j]",
             "keep the positive part, raised to p (1 or 2), times w[y]",
             "sum over wrong classes and divide by C (all classes, the target included)",
@@ -335,14 +335,14 @@ MULTILABEL_MARGIN = LossSpec(
         ),
     ),
     prepare=_prepare_multilabel_margin,
-    steps=_steps_multilabel_margin,
+    steps_table=_steps_multilabel_margin,
     example="losscli multilabel-margin sample_data/bce_logits.csv sample_data/ml_labels.csv",
     explain=Explain(
         formula=(
             "loss_i = sum_{j in T_i} sum_{k not in T_i} max(0, 1 - (x_i[j] - x_i[k])) / C\n"
             "T_i = the indices of row i before its first -1; mean = sum_i loss_i / N"
         ),
-        steps=(
+        procedure=(
             "read each row's target classes up to its first -1",
             "for every pair (target j, non-target k) take max(0, 1 - (x[j] - x[k]))",
             "sum the pairs and divide by C",
@@ -368,7 +368,7 @@ COSINE_EMBEDDING = LossSpec(
     ),
     options=(margin_option(0.0, low=-1.0, high=1.0),),
     prepare=_prepare_cosine,
-    steps=_steps_cosine,
+    steps_table=_steps_cosine,
     example=(
         "losscli cosine-embedding sample_data/emb1.csv sample_data/emb2.csv sample_data/pair_y.csv"
     ),
@@ -377,7 +377,7 @@ COSINE_EMBEDDING = LossSpec(
             "cos_i = x1_i . x2_i / (|x1_i| |x2_i|)\n"
             "loss_i = 1 - cos_i if y_i = 1 else max(0, cos_i - margin); mean = sum / N"
         ),
-        steps=(
+        procedure=(
             "cosine similarity of each pair of rows",
             "similar pairs (y = 1) lose 1 - cos; dissimilar pairs lose what exceeds the margin",
             "reduce: mean divides by N",
@@ -398,13 +398,13 @@ MARGIN_RANKING = LossSpec(
     ),
     options=(margin_option(0.0),),
     prepare=_prepare_ranking,
-    steps=_steps_ranking,
+    steps_table=_steps_ranking,
     example=(
         "losscli margin-ranking sample_data/rank1.csv sample_data/rank2.csv sample_data/signs.csv"
     ),
     explain=Explain(
         formula="loss_j = max(0, -y_j (x1_j - x2_j) + margin); mean = sum / numel",
-        steps=(
+        procedure=(
             "difference of the two scores, signed by the wanted order y",
             "loss is what falls short of the margin",
             "reduce: mean divides by the number of elements",
@@ -432,7 +432,7 @@ TRIPLET_MARGIN = LossSpec(
         OptionSpec("swap", False, FLAG, "Use the positive-negative distance when it is smaller."),
     ),
     prepare=_prepare_triplet,
-    steps=_steps_triplet,
+    steps_table=_steps_triplet,
     example="losscli triplet-margin sample_data/emb1.csv sample_data/emb2.csv sample_data/emb3.csv",
     explain=Explain(
         formula=(
@@ -440,7 +440,7 @@ TRIPLET_MARGIN = LossSpec(
             "loss_i = max(0, d(a_i, p_i) - d(a_i, n_i) + margin); mean = sum / N\n"
             "--swap: d(a_i, n_i) <- min(d(a_i, n_i), d(p_i, n_i))"
         ),
-        steps=(
+        procedure=(
             "distance from anchor to positive, and from anchor to negative",
             "with --swap, use the positive-negative distance if it is smaller",
             "loss = max(0, d(a,p) - d(a,n) + margin)",

@@ -52,11 +52,11 @@ MSE = LossSpec(
     summary="mean squared error between predictions and targets",
     inputs=PAIR,
     prepare=prepare_same_shape,
-    steps=_steps_mse,
+    steps_table=_steps_mse,
     example="losscli mse sample_data/y_pred.csv sample_data/y_true.csv",
     explain=Explain(
         formula="loss_j = (x_j - y_j)^2 for every element j; mean = sum_j loss_j / numel",
-        steps=(
+        procedure=(
             "subtract the target from the prediction, element by element",
             "square the difference",
             "reduce: mean divides by the number of elements (not rows)",
@@ -78,11 +78,11 @@ L1 = LossSpec(
     summary="mean absolute error between predictions and targets",
     inputs=PAIR,
     prepare=prepare_same_shape,
-    steps=_steps_l1,
+    steps_table=_steps_l1,
     example="losscli l1 sample_data/y_pred.csv sample_data/y_true.csv",
     explain=Explain(
         formula="loss_j = |x_j - y_j| for every element j; mean = sum_j loss_j / numel",
-        steps=(
+        procedure=(
             "subtract the target from the prediction, element by element",
             "take the absolute value",
             "reduce: mean divides by the number of elements",
@@ -226,14 +226,14 @@ HUBER = LossSpec(
         ),
     ),
     prepare=prepare_same_shape,
-    steps=_steps_huber,
+    steps_table=_steps_huber,
     example="losscli huber sample_data/y_pred.csv sample_data/y_true.csv --delta 0.5",
     explain=Explain(
         formula=(
             "d_j = |x_j - y_j|; loss_j = 0.5 d_j^2 if d_j < delta else delta (d_j - 0.5 delta)\n"
             "mean = sum_j loss_j / numel"
         ),
-        steps=(
+        procedure=(
             "take the absolute difference d between prediction and target",
             "below delta, the loss is 0.5 d^2 (like MSE / 2); above, delta (d - delta/2)",
             "reduce: mean divides by the number of elements",
@@ -258,14 +258,14 @@ SMOOTH_L1 = LossSpec(
         ),
     ),
     prepare=prepare_same_shape,
-    steps=_steps_smooth_l1,
+    steps_table=_steps_smooth_l1,
     example="losscli smooth-l1 sample_data/y_pred.csv sample_data/y_true.csv --beta 0.5",
     explain=Explain(
         formula=(
             "d_j = |x_j - y_j|; loss_j = 0.5 d_j^2 / beta if d_j < beta else d_j - 0.5 beta\n"
             "mean = sum_j loss_j / numel"
         ),
-        steps=(
+        procedure=(
             "take the absolute difference d",
             "below beta, the loss is 0.5 d^2 / beta; above, d - beta/2",
             "reduce: mean divides by the number of elements",
@@ -298,7 +298,7 @@ POISSON_NLL = LossSpec(
         ),
     ),
     prepare=_prepare_poisson,
-    steps=_steps_poisson,
+    steps_table=_steps_poisson,
     example="losscli poisson-nll sample_data/poisson_log_rates.csv sample_data/counts.csv",
     explain=Explain(
         formula=(
@@ -306,7 +306,7 @@ POISSON_NLL = LossSpec(
             "otherwise: loss_j = x_j - y_j log(x_j + eps)\n"
             "--full adds y log y - y + 0.5 log(2 pi y) where y > 1; mean = sum / numel"
         ),
-        steps=(
+        procedure=(
             "turn the prediction into a rate: exp(x) for log-rates, x itself otherwise",
             "loss = rate - y log(rate), dropping the constant log(y!) unless --full",
             "reduce: mean divides by the number of elements",
@@ -338,7 +338,7 @@ GAUSSIAN_NLL = LossSpec(
         OptionSpec("eps", 1e-6, NUMBER, "Variances are clamped below at eps (>= 0).", low=0.0),
     ),
     prepare=_prepare_gaussian,
-    steps=_steps_gaussian,
+    steps_table=_steps_gaussian,
     example=(
         "losscli gaussian-nll sample_data/y_pred.csv sample_data/y_true.csv sample_data/var.csv"
     ),
@@ -348,7 +348,7 @@ GAUSSIAN_NLL = LossSpec(
             "  (+ 0.5 log(2 pi) with --full)\n"
             "mean = sum_j loss_j / numel"
         ),
-        steps=(
+        procedure=(
             "clamp the variance at eps",
             "add half its log to half the squared error divided by it",
             "reduce: mean divides by the number of elements",
