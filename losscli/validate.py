@@ -166,6 +166,18 @@ def prepare_sign_targets(inputs, options, ctx: Context) -> Prepared:
     return Prepared({"predictions": preds.array, "targets": labels}, dict(options))
 
 
+def probability_targets(inputs, ctx: Context, loss: str) -> np.ndarray:
+    """Finite predictions and targets of one shape, targets in [0, 1] (bce, bce-logits)."""
+    preds, targets = inputs["predictions"], inputs["targets"]
+    check_finite("predictions", preds, ctx)
+    check_finite("targets", targets, ctx)
+    shaped = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    in_unit_interval(
+        "target", targets.with_array(shaped), f"{loss} targets are probabilities in [0, 1]"
+    )
+    return shaped
+
+
 def element_weight(option: str, weight: np.ndarray | None, shape: tuple[int, ...]):
     """A per-element --weight that broadcasts to ``shape``: one per column, or one per row of
     1-D predictions. Returns (weight, whether it follows the rows)."""

@@ -22,23 +22,11 @@ if TYPE_CHECKING:
 
 
 def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import (
-        SAME_SHAPE,
-        Prepared,
-        check_finite,
-        element_weight,
-        in_unit_interval,
-        same_shape,
-    )
+    from losscli.validate import Prepared, element_weight, in_unit_interval, probability_targets
 
-    preds, targets = inputs["predictions"], inputs["targets"]
-    check_finite("predictions", preds, ctx)
-    check_finite("targets", targets, ctx)
-    target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
+    preds = inputs["predictions"]
+    target_array = probability_targets(inputs, ctx, "bce")
     in_unit_interval("prediction", preds, "bce needs probabilities; for logits use bce-logits")
-    in_unit_interval(
-        "target", targets.with_array(target_array), "bce targets are probabilities in [0, 1]"
-    )
     p = preds.array
     exact = int(((p == 0) | (p == 1)).sum())
     if exact:
@@ -111,22 +99,10 @@ def _log_sigmoid(x):
 
 
 def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import (
-        SAME_SHAPE,
-        Prepared,
-        check_finite,
-        element_weight,
-        in_unit_interval,
-        same_shape,
-    )
+    from losscli.validate import Prepared, element_weight, probability_targets
 
-    preds, targets = inputs["predictions"], inputs["targets"]
-    check_finite("predictions", preds, ctx)
-    check_finite("targets", targets, ctx)
-    target_array = same_shape(("predictions", preds), ("targets", targets), SAME_SHAPE, ctx)
-    in_unit_interval(
-        "target", targets.with_array(target_array), "bce-logits targets are probabilities in [0, 1]"
-    )
+    preds = inputs["predictions"]
+    target_array = probability_targets(inputs, ctx, "bce-logits")
     logits = preds.array
     if logits.size > 1 and logits.min() >= 0 and logits.max() <= 1:
         ctx.warn(
