@@ -6,6 +6,7 @@ command, and ``loss_parameter`` does the same for a loss's own ``OptionSpec``.
 """
 
 import dataclasses
+import functools
 import inspect
 import typing
 from dataclasses import dataclass
@@ -129,9 +130,14 @@ class Common:
 COMMON_NAMES = frozenset(field.name for field in dataclasses.fields(Common))
 
 
+@functools.cache
+def _common_hints() -> dict:
+    return typing.get_type_hints(Common, include_extras=True)
+
+
 def common_parameters(spec: LossSpec) -> list[inspect.Parameter]:
     """The common options as keyword parameters; ``--reduction`` offers the loss's reductions."""
-    hints = typing.get_type_hints(Common, include_extras=True)
+    hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
         annotation = hints[field.name]
