@@ -219,3 +219,17 @@ def ctc_by_enumeration(log_probs, target, blank=0):
         if [k for k in collapsed if k != blank] == list(target):
             total = np.logaddexp(total, sum(log_probs[t, k] for t, k in enumerate(path)))
     return -total
+
+
+def ctc(log_probs, targets, input_lengths, target_lengths, reduction="mean"):
+    """CTCLoss over a batch of padded targets, by enumeration; mean divides each sequence's
+    loss by its target length, then averages."""
+    per = np.array(
+        [
+            ctc_by_enumeration(log_probs[: input_lengths[i], i], targets[i, : target_lengths[i]])
+            for i in range(len(targets))
+        ]
+    )
+    if reduction == "mean":
+        return np.mean(per / np.maximum(target_lengths, 1))
+    return reduce(per, reduction)
