@@ -183,6 +183,7 @@ def run_files(
         raise OptionError(
             "only one input can come from stdin ('-'); write the others to files first"
         )
+    notes: list[str] = []  # what reading decided about option files (a header, an index)
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
         for arg in args:
@@ -191,7 +192,7 @@ def run_files(
         for name in VECTOR_OPTIONS:
             if name in options and options[name] is not None:
                 flag = f"--{name.replace('_', '-')}"
-                options[name] = read_vector(flag, options[name], sources, defaults)
+                options[name] = read_vector(flag, options[name], sources, defaults, notes)
         grad_out = None
         if settings.grad_out is not None:
             grad_out = check_output_path("--grad-out", settings.grad_out, sources.identities)
@@ -209,10 +210,9 @@ def run_files(
             classes=classes,
             dtype=settings.dtype,
         )
-        for item in inputs.values():
-            for message in item.info.get("notes", []):
-                if message not in ctx.warnings:
-                    ctx.warn(message)
+        for message in [*notes, *(n for item in inputs.values() for n in item.info["notes"])]:
+            if message not in ctx.warnings:
+                ctx.warn(message)
         table = settings.format == "table"
         try:
             with progress(f"computing {spec.torch_class} on {settings.device}"):
@@ -250,10 +250,16 @@ def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: 
     their long names (``dtype``, ``pred_cols``, ``grad_out``...), loss options by their torch
     names; ``stdin`` is a binary file that a source ``-`` reads. Returns the Result (its
     ``gate`` says whether a gate tripped)."""
+    import os
+
     spec = get_spec(loss)
     common = {k: v for k, v in settings_and_options.items() if k in Common.__dataclass_fields__}
     options = {k: v for k, v in settings_and_options.items() if k not in common}
-    result, _ = run_files(spec, list(sources), options, Common(**common), stdin=stdin)
+    for name in ("pred_cols", "target_cols", "classes"):
+        if isinstance(common.get(name), (list, tuple)):  # a list of names, as Python gives it
+            common[name] = ",".join(map(str, common[name]))
+    texts = [os.fspath(source) for source in sources]
+    result, _ = run_files(spec, texts, options, Common(**common), stdin=stdin)
     return result
 
 

@@ -69,6 +69,8 @@ class OptionSpec:
             )
             return vector
         try:
+            if isinstance(value, bool):
+                raise TypeError
             number = float(value)
         except (TypeError, ValueError):
             raise OptionError(f"{self.flag} {value!r} is not a number") from None

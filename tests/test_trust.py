@@ -1164,3 +1164,101 @@ def test_a_read_only_grad_out_file_is_refused(tmp_path):
     out = run_cli("mse", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "--grad-out", grad)
     assert_usage_error(out, "read-only")
     assert grad.read_bytes() == b"keep"
+
+
+# ---------------------------------------------------------------- found by a second hostile round
+
+
+def test_parquet_reads_booleans_and_decimals_and_says_what_it_skips(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table(
+            {
+                "p1": [1.0, 3.0],
+                "p2": pa.array(
+                    [decimal.Decimal("10.00"), decimal.Decimal("20.00")], pa.decimal128(5, 2)
+                ),
+                "flag": [True, False],
+                "id": ["a", "b"],
+            }
+        ),
+        tmp_path / "p.parquet",
+    )
+    pq.write_table(pa.table({"t": [[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]}), tmp_path / "nested.parquet")
+    np.save(tmp_path / "t.npy", np.zeros((2, 3)))
+    out = run_cli(
+        "mse", tmp_path / "p.parquet", tmp_path / "t.npy", "-f", "json", "--dtype", "float64"
+    )
+    assert out.exit_code == 0, out.stderr
+    expected = np.mean(np.array([[1.0, 10.0, 1.0], [3.0, 20.0, 0.0]]) ** 2)
+    assert json.loads(out.stdout)["value"] == pytest.approx(expected)
+    assert "'id' (string)" in out.stderr
+    assert_usage_error(
+        run_cli("mse", tmp_path / "nested.parquet", tmp_path / "t.npy"), "--pred-cols"
+    )
+
+
+@pytest.mark.parametrize(
+    ("preds", "labels"),
+    [('"1.5"\n2\n3\n', '"1"\n2\n4\n'), ("1.5\n2\n3\n", '"1"\n"2"\n"4"\n')],
+)
+def test_a_one_column_csv_is_still_csv(tmp_path, preds, labels):
+    p, t = tmp_path / "p.csv", tmp_path / "t.csv"
+    p.write_text(preds)
+    t.write_text(labels)
+    got = value_of(run_cli("mse", p, t, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(np.mean((np.array([1.5, 2, 3]) - [1, 2, 4]) ** 2))
+    names = tmp_path / "names.csv"
+    names.write_text('"big dog"\ncat\n')
+    x = tmp_path / "x.csv"
+    x.write_text("cat,big dog\n1,2\n3,4\n")
+    got = value_of(run_cli("ce", x, names, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(ref.cross_entropy(np.array([[1.0, 2], [3, 4]]), np.array([1, 0])))
+
+
+def test_a_zero_dimensional_gradient_keeps_its_shape(tmp_path):
+    np.save(tmp_path / "x.npy", np.array(2.0))
+    np.save(tmp_path / "y.npy", np.array(1.0))
+    out = run_cli("mse", tmp_path / "x.npy", tmp_path / "y.npy", "--grad-out", tmp_path / "g.npy")
+    assert out.exit_code == 0, out.stderr
+    grad = np.load(tmp_path / "g.npy")
+    assert grad.shape == () and float(grad) == pytest.approx(2.0)
+
+
+def test_what_reading_a_weight_file_decided_is_said(tmp_path):
+    weights = tmp_path / "w.csv"
+    weights.write_text(",w\n0,1\n1,2\n2,1\n3,1\n4,0.5\n")
+    out = run_cli("ce", LOGITS, LABELS, "--weight", weights, "-f", "json", "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    x, y = np.loadtxt(LOGITS, delimiter=","), np.loadtxt(LABELS).astype(int)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y, [1, 2, 1, 1, 0.5]), rel=1e-12)
+    assert any("row index" in w for w in data["warnings"])
+
+
+def test_python_api_takes_paths_and_lists_and_refuses_odd_values(tmp_path):
+    import pathlib
+
+    import losscli
+    from losscli.errors import OptionError
+
+    table = SAMPLE / "table.csv"
+    result = losscli.compute_files(
+        "mse", pathlib.Path(table), pred_cols=["y_hat"], target_cols=["y"]
+    )
+    expected = losscli.compute_files("mse", str(table), pred_cols="y_hat", target_cols="y")
+    assert result.value == expected.value
+    for options in ({"ignore_index": 0.5}, {"ignore_index": True}, {"label_smoothing": "abc"}):
+        with pytest.raises(OptionError):
+            losscli.compute_files("ce", str(LOGITS), str(LABELS), **options)
+
+
+def test_a_replaced_file_never_keeps_setuid_bits(tmp_path):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"old")
+    grad.chmod(0o4755)
+    lio.write_array(grad, np.ones(2))
+    assert stat.S_IMODE(grad.stat().st_mode) == 0o755

@@ -49,14 +49,15 @@ def read_source(source: Source, requests: list[Request]) -> list[InputArray]:
         delimiter = options.delimiter
         if delimiter is None and fmt == "tsv":
             delimiter = "\t"
-        results = read_text(source, requests, delimiter=delimiter, header=options.header)
+        # A .csv with one column is still comma-separated: its cells may be quoted.
+        single = "," if fmt == "csv" else None
+        results = read_text(
+            source, requests, delimiter=delimiter, header=options.header, one_column=single
+        )
     for result in results:
         if result.array.size == 0:
-            what = (
-                "no data rows"
-                if not result.array.shape or result.array.shape[0] == 0
-                else ("an empty axis")
-            )
+            empty_rows = not result.array.shape or result.array.shape[0] == 0
+            what = "no data rows" if empty_rows else "an empty axis"
             raise InputError(f"{result.source}: has {what} (shape {list(result.array.shape)})")
     return results
 
@@ -89,10 +90,14 @@ def _read_array_file(source: Source, fmt: str, requests: list[Request]) -> list[
 
 
 def read_vector(
-    option: str, value, sources: SourceSet | None = None, defaults: ReadOptions | None = None
+    option: str,
+    value,
+    sources: SourceSet | None = None,
+    defaults: ReadOptions | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray | None:
     """A --weight style option: a comma-separated list, a file path (read with the reading
-    options ``defaults``), or an array-like."""
+    options ``defaults``; what reading decided is added to ``notes``), or an array-like."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -114,6 +119,8 @@ def read_vector(
                 if owned:
                     sources.close()
             vector = np.asarray(read.array, dtype=np.float64).ravel()
+            if notes is not None:
+                notes.extend(read.info["notes"])
     else:
         try:
             vector = np.asarray(value, dtype=np.float64).ravel()

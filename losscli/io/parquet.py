@@ -12,7 +12,11 @@ from losscli.io.text import fill_from_arrow
 
 
 def _kind(pa, arrow_type) -> str:
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+    if (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_decimal(arrow_type)
+    ):
         return "number"
     if pa.types.is_boolean(arrow_type):
         return "bool"
@@ -45,11 +49,12 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
             chosen = [
                 i
                 for i, f in enumerate(schema)
-                if _kind(pa, f.type) == "number" and i not in index_columns
+                if _kind(pa, f.type) in ("number", "bool") and i not in index_columns
             ]
             if not chosen:
                 raise InputError(
-                    f"{label}: has no numeric columns (columns: {', '.join(map(repr, names))})"
+                    f"{label}: has no numeric columns (columns: {', '.join(map(repr, names))}); "
+                    "name the columns to read with --pred-cols/--target-cols"
                 )
         selections.append(chosen)
     wanted = sorted({i for chosen in selections for i in chosen})
@@ -72,6 +77,16 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
         "read as data; select columns with --pred-cols/--target-cols to read it"
         for name in dropped
     ]
+    if any(r.columns is None for r in requests):
+        skipped = [
+            f"{names[i]!r} ({schema.field(i).type})"
+            for i in range(len(names))
+            if i not in index_columns and _kind(pa, schema.field(i).type) not in ("number", "bool")
+        ]
+        if skipped:
+            notes.append(
+                f"{label}: columns that are not numbers are not read: {', '.join(skipped)}"
+            )
     results = []
     for request, chosen in zip(requests, selections):
         shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"

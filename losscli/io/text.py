@@ -35,6 +35,8 @@ NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 ARROW_MAX_COLUMNS = 4096
 # Bytes of text pyarrow parses per block: bounds its working memory.
 ARROW_BLOCK_BYTES = 1 << 24
+# Rows the Python parser gathers before turning them into one float block.
+PYTHON_BLOCK_ROWS = 1 << 16
 # The number syntax of every text input: decimal, exponent, inf/infinity, nan (pyarrow's
 # "nan(...)" form too). Underscores, hex and non-ASCII digits are not numbers.
 NUMBER = re.compile(
@@ -189,7 +191,13 @@ def _numbered_header(first: list[str], second: list[str] | None) -> bool:
     return any(not float(v).is_integer() for v in numbers if np.isfinite(v))
 
 
-def _layout(source: Source, delimiter: str | None, header: bool | None, names_read: bool) -> Layout:
+def _layout(
+    source: Source,
+    delimiter: str | None,
+    header: bool | None,
+    names_read: bool,
+    one_column: str | None = None,
+) -> Layout:
     """Delimiter, header and index column, decided from the first two non-blank rows.
     ``names``: the file may be class names, so a lone row of text is data, not a header."""
     label = source.label
@@ -199,6 +207,9 @@ def _layout(source: Source, delimiter: str | None, header: bool | None, names_re
     detected = delimiter is None
     if detected:
         delimiter = detect_delimiter(lines[0][2])
+        first_line = lines[0][2]
+        if delimiter is None and (len(first_line.split()) <= 1 or '"' in first_line):
+            delimiter = one_column
     rows = [split_row(text, delimiter, f"{label}, line {number}") for number, _, text in lines]
     first, second = rows[0], rows[1] if len(rows) > 1 else None
     notes = []
@@ -313,12 +324,15 @@ def _first_text(cells: list[str]) -> tuple[int, str] | None:
 
 
 def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
-    """Parse every data row in Python, converting cells as it goes (no table of strings)."""
+    """Parse every data row in Python, converting cells as it goes into float blocks of
+    PYTHON_BLOCK_ROWS rows (no table of strings or of Python floats is kept)."""
     label = source.label
     source.file.seek(layout.data_offset)
     data = source.file.read()
     wanted, width = columns.wanted, layout.width
+    blocks: list[np.ndarray] = []
     rows: list[list[float]] = []
+    count = 0
     text: dict[int, list[str]] = {index: [] for index in columns.names}
     first: dict[int, tuple[int, str]] = {}
     # Data starts on the line after the header (line 1 without one).
@@ -339,15 +353,26 @@ def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
                 values.append(to_number(cell))
             else:
                 values.append(math.nan)
-                first.setdefault(index, (len(rows), cell))
+                first.setdefault(index, (count, cell))
         for index, kept in text.items():
             kept.append(cells[index])
         rows.append(values)
-    if not rows:
+        count += 1
+        if len(rows) == PYTHON_BLOCK_ROWS:
+            blocks.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted)))
+            rows = []
+    if not count:
         only = " (only a header)" if layout.names is not None else ""
         raise InputError(f"{label}: has no data rows{only}")
-    block = np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted))
-    columns.add(block, {i: cells for i, cells in text.items() if i in first}, first)
+    if rows:
+        blocks.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted)))
+    if columns.float32 and any(narrow(b, np.float32).dtype == np.float64 for b in blocks):
+        columns.float32 = False  # a value beyond float32's range: the table keeps float64
+    texts = {i: cells for i, cells in text.items() if i in first}
+    for block in blocks:
+        columns.add(block, {}, {})
+    columns.text = {i: [np.array(cells, dtype=str)] for i, cells in texts.items()}
+    columns.first_text = first
 
 
 def _parse_arrow(
@@ -470,9 +495,11 @@ def read_text(
     requests: list[Request],
     delimiter: str | None = None,
     header: bool | None = None,
+    one_column: str | None = None,
 ) -> list[InputArray]:
-    """Read a text table once and give one InputArray per request."""
-    layout = _layout(source, delimiter, header, any(r.names for r in requests))
+    """Read a text table once and give one InputArray per request. ``one_column`` is the
+    delimiter of a file whose first row shows none (a .csv of one column is still CSV)."""
+    layout = _layout(source, delimiter, header, any(r.names for r in requests), one_column)
     label = source.label
     selections = []
     for request in requests:

@@ -113,7 +113,7 @@ def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None)
     suffix = path.suffix.lower()
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never setuid/setgid/sticky
     except OSError:
         mode = _new_file_mode()
     try:
@@ -131,7 +131,7 @@ def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None)
             if columns is not None and len(columns) == width:
                 names = unique_names([_printable_name(c) for c in columns])
             if suffix == ".npy":
-                np.save(out, np.ascontiguousarray(array))
+                np.save(out, np.require(array, requirements="C"))
             elif suffix == ".parquet":
                 _write_parquet(out, array, names)
             else:
