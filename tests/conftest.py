@@ -141,3 +141,22 @@ def torch_cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def value_of(outcome: Outcome) -> float:
+    """The value of a successful ``-f value`` run."""
+    assert outcome.exit_code == 0, outcome.stderr
+    return float(outcome.stdout)
+
+
+def sample_ce() -> float:
+    """The mean cross-entropy of the sample logits and labels, by the NumPy formula."""
+    from tests import reference
+
+    x = np.loadtxt(SAMPLE / "logits.csv", delimiter=",")
+    return reference.cross_entropy(x, np.loadtxt(SAMPLE / "labels.csv").astype(int))
+
+
+def rows_text(rows) -> str:
+    """Rows of values as CSV text."""
+    return "".join(",".join(map(str, r)) + "\n" for r in rows)

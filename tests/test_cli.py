@@ -5,17 +5,30 @@ from drifting apart."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from losscli.registry import all_specs
 from tests import reference as ref
-from tests.conftest import ROOT, SAMPLE, read_back, run_cli, run_process, torch_cuda_available
+from tests.conftest import (
+    ROOT,
+    SAMPLE,
+    assert_usage_error,
+    read_back,
+    rows_text,
+    run_cli,
+    run_process,
+    sample_ce,
+    torch_cuda_available,
+)
 
 LOGITS = str(SAMPLE / "logits.csv")
 LABELS = str(SAMPLE / "labels.csv")
@@ -423,3 +436,185 @@ def test_a_new_loss_is_one_declaration(monkeypatch):
     assert "Toy threshold" in run_cli("toy-huber", "--help").stdout
     assert "toy-huber" in run_cli("list").stdout
     assert "toy formula" in run_cli("explain", "toy-huber").stdout
+
+
+# ------------------------------------------------------------ SPEC section 8 at the command line
+
+
+def test_numpy_warnings_never_reach_stderr(tmp_path):
+    logp = tmp_path / "lp.csv"
+    logp.write_text("-inf,0\n0,-inf\n")
+    out = run_cli("nll", logp, SAMPLE / "pair_y.csv", "--allow-nonfinite")
+    assert "RuntimeWarning" not in out.stderr and "Warning:" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["evil\nlosscli: error: forged.csv", "bell\x07\x1b[31mred.csv", "rtl\u202eosc.csv"]
+)
+def test_data_text_is_escaped_in_messages_and_tables(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("1,2\n3,x\n")
+    out = run_cli("mse", path, path)
+    assert out.exit_code == 2
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
+    good = tmp_path / (name + ".ok.csv")
+    good.write_text("1,2\n3,4\n")
+    table = run_cli("mse", good, good)
+    assert table.exit_code == 0, table.stderr
+    for raw in ("\n", "\x1b", "\x07", "\u202e"):
+        if raw in name:
+            assert (
+                raw not in table.stdout.replace("\n", "")
+                if raw == "\n"
+                else raw not in table.stdout
+            )
+    assert len([line for line in table.stdout.splitlines() if "ok.csv" in line]) == 2
+
+
+def test_header_and_npz_key_text_is_escaped(tmp_path):
+    header = tmp_path / "h.csv"
+    header.write_text("a\nb,c\x1b[31m\n1,2\n")
+    out = run_cli("mse", header, header, "--pred-cols", "zz", "--target-cols", "c")
+    assert out.exit_code == 2
+    assert len(out.stderr.splitlines()) == 1 and "\x1b" not in out.stderr
+    npz = tmp_path / "k.npz"
+    np.savez(npz, **{"a\nb": np.ones(2), "c": np.ones(2)})
+    out = run_cli("mse", npz, npz)
+    assert_usage_error(out, "a\\x0ab")
+
+
+def test_sigterm_ends_a_real_run_cleanly(tmp_path):
+    rng = np.random.default_rng(2)
+    preds = tmp_path / "p.npy"
+    np.save(preds, rng.normal(size=(400_000, 10)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, size=400_000))
+    for delay in (0.3, 1.0, 2.0):
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "losscli",
+                "ce",
+                preds,
+                tmp_path / "y.npy",
+                "--grad-out",
+                tmp_path / "g.csv",
+                "-q",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode in (0, 128 + signal.SIGTERM), err
+        assert b"Traceback" not in err
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _shell(command: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_closed_and_narrow_streams_keep_exit_codes():
+    python = f'"{sys.executable}" -m losscli'
+    ok = f"{python} ce {LOGITS} {LABELS}"
+    bad = f"{python} ce {LOGITS} /nonexistent.csv"
+    assert _shell(f"{ok} >&-").returncode == 0
+    assert _shell(f"{bad} 2>&-").returncode == 2
+    closed_stdin = _shell(f"{python} ce - {LABELS} <&-")
+    assert closed_stdin.returncode == 2
+    assert b"closed" in closed_stdin.stderr and b"terminal" not in closed_stdin.stderr
+    ascii_run = _shell(f"{ok} --per-sample", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_run.returncode == 0, ascii_run.stderr
+    help_head = _shell(f"{python} --help | head -1; exit ${{PIPESTATUS[0]}}")
+    assert help_head.returncode == 0, help_head.stderr
+    assert b"Traceback" not in help_head.stderr and b"Exception" not in help_head.stderr
+
+
+def test_environment_errors_name_the_variable():
+    done = run_process("ce", LOGITS, LABELS, env={**os.environ, "LOSSCLI_DEVICE": "tpu"})
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("losscli: error: LOSSCLI_DEVICE=tpu: ")
+
+
+def test_a_tripped_gate_says_so():
+    out = run_cli("ce", LOGITS, LABELS, "-f", "json", "--fail-above", "0.5")
+    assert out.exit_code == 1
+    value = json.loads(out.stdout)["value"]
+    assert value == pytest.approx(sample_ce(), rel=1e-6)
+    assert out.stderr == f"losscli: gate: loss {value!r} is above 0.5\n"
+    gate = json.loads(out.stdout)["gate"]
+    assert gate["tripped"] is True and gate["fail_above"] == 0.5
+    passed = run_cli("ce", LOGITS, LABELS, "-f", "json", "--fail-below", "0.5")
+    assert passed.exit_code == 0 and "gate" not in passed.stderr
+    assert json.loads(passed.stdout)["gate"]["tripped"] is False
+
+
+@pytest.mark.parametrize("decimals", [2, 3])
+def test_rounded_probabilities_given_to_ce_are_noticed(tmp_path, decimals):
+    rng = np.random.default_rng(decimals)
+    logits = rng.normal(size=(40, 7))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    path = tmp_path / "p.csv"
+    path.write_text(rows_text(np.round(probs, decimals).tolist()))
+    labels = tmp_path / "y.csv"
+    labels.write_text("\n".join(map(str, rng.integers(0, 7, size=40))) + "\n")
+    out = run_cli("ce", path, labels)
+    assert out.exit_code == 0
+    assert "look like probabilities" in out.stderr
+
+
+def test_ce_integer_one_hot_targets_are_class_probabilities(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, size=6)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "onehot.npy", np.eye(3, dtype=np.int64)[y])
+    out = run_cli(
+        "ce", tmp_path / "x.npy", tmp_path / "onehot.npy", "-f", "json", "--dtype", "float64"
+    )
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["targets"]["read_as"] == "class probabilities"
+    refused = run_cli("ce", tmp_path / "x.npy", tmp_path / "onehot.npy", "--ignore-index", "0")
+    assert_usage_error(refused, "--ignore-index", "class-probability targets")
+
+
+def test_class_names_in_messages_are_plain_text(tmp_path):
+    np.save(tmp_path / "y.npy", np.array(["cat", "emu"]))
+    np.save(tmp_path / "x.npy", np.zeros((2, 2)))
+    out = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--classes", "cat,dog")
+    assert_usage_error(out, "class name 'emu' is not a known class", "'cat', 'dog'")
+    assert "np.str_" not in out.stderr
+
+
+def test_classes_that_cannot_apply_are_said_to_be_unused(tmp_path):
+    out = run_cli("ce", LOGITS, LABELS, "--classes", "a,b,c,d,e")
+    assert out.exit_code == 0
+    assert "--classes is not used" in out.stderr
+
+
+def test_decimal_commas_are_pointed_out(tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_text("0,5\n1,25\n2,75\n")
+    out = run_cli("mse", path, path)
+    assert out.exit_code == 0
+    assert "decimal point" in out.stderr
+
+
+def test_a_counting_first_row_over_integers_is_pointed_out(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("0,1,2\n1,0,3\n2,2,1\n")
+    out = run_cli("mse", path, path, "-f", "json")
+    assert out.exit_code == 0
+    assert "may be a header of column numbers" in out.stderr and "?header=yes" in out.stderr

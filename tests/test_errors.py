@@ -3,6 +3,7 @@ nothing on stdout and no file written. Also exit codes 1, 70 and 130, and a clos
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pty
@@ -20,6 +21,7 @@ from tests.conftest import (
     run_cli,
     run_process,
     torch_cuda_available,
+    value_of,
 )
 
 LOGITS = str(SAMPLE / "logits.csv")
@@ -476,3 +478,201 @@ def test_bad_label_on_cuda_is_a_clear_error_not_a_device_assert(files):
     assert_usage_error(run_cli("ce", logits, labels, "--device", "cuda"), "class index 9")
     again = run_cli("ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "--device", "cuda")
     assert again.exit_code == 0
+
+
+# ------------------------------------------------------------ SPEC section 8: refusals
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "fmt"),
+    [
+        ([1.0, 1e39], "float32", "csv"),
+        ([1.0, 1e39], "float32", "npy"),
+        ([1.0, 1e5], "float16", "csv"),
+        ([1.0, 70000], "float16", "npy-int32"),
+        ([1.0, 3.4e38], "bfloat16", "npy"),
+    ],
+)
+def test_values_the_dtype_cannot_hold_are_refused_like_inf(tmp_path, values, dtype, fmt):
+    if fmt == "csv":
+        preds = tmp_path / "p.csv"
+        preds.write_text("\n".join(map(repr, values)) + "\n")
+    else:
+        preds = tmp_path / "p.npy"
+        np.save(preds, np.array(values, dtype=np.int32 if fmt == "npy-int32" else np.float64))
+    targets = tmp_path / "t.csv"
+    targets.write_text("1\n1\n")
+    out = run_cli("mse", preds, targets, "--dtype", dtype)
+    assert_usage_error(out, f"{dtype} cannot hold", "row 2", "--allow-nonfinite")
+    allowed = run_cli("mse", preds, targets, "--dtype", dtype, "--allow-nonfinite", "-f", "json")
+    assert allowed.exit_code == 0, allowed.stderr
+    data = json.loads(allowed.stdout)
+    assert data["value"] is None  # inf, written as null
+    assert any("cannot hold" in w for w in data["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            [
+                "hinge-embedding",
+                "sample_data/distances.csv",
+                "sample_data/signs.csv",
+                "--margin",
+                "nan",
+            ],
+            "--margin",
+        ),
+        (
+            ["huber", "sample_data/y_pred.csv", "sample_data/y_true.csv", "--delta", "inf"],
+            "--delta",
+        ),
+        (
+            [
+                "gaussian-nll",
+                "sample_data/y_pred.csv",
+                "sample_data/y_true.csv",
+                "sample_data/var.csv",
+                "--eps",
+                "nan",
+            ],
+            "--eps",
+        ),
+        (["ce", str(LOGITS), str(LABELS), "--label-smoothing", "nan"], "--label-smoothing"),
+        (["ce", str(LOGITS), str(LABELS), "--weight", "1,nan,1,1,1"], "--weight"),
+        (["ce", str(LOGITS), str(LABELS), "--fail-above", "nan"], "--fail-above"),
+        (["ce", str(LOGITS), str(LABELS), "--ignore-index", str(2**70)], "--ignore-index"),
+        (["ce", str(LOGITS), str(LABELS), "--delimiter", "ab"], "--delimiter"),
+        (
+            [
+                "ce",
+                "sample_data/scores_named.csv",
+                "sample_data/labels_named.csv",
+                "--classes",
+                "cat,cat,dog",
+            ],
+            "--classes",
+        ),
+        (["ce", str(LOGITS), f"{LABELS}:key"], ":key"),
+        (
+            [
+                "ctc",
+                "sample_data/ctc_log_probs.npy",
+                "sample_data/ctc_targets.csv",
+                "sample_data/ctc_input_lengths.csv",
+                "sample_data/ctc_target_lengths.csv",
+                "--blank",
+                str(-(2**64)),
+            ],
+            "--blank",
+        ),
+    ],
+)
+def test_option_values_outside_their_domain_are_usage_errors(args, fragment):
+    os.chdir(ROOT)
+    assert_usage_error(run_cli(*args), fragment)
+
+
+def test_corrupt_array_files_are_refused_without_allocating(tmp_path):
+    huge = tmp_path / "huge.npy"
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**11,)}
+    with open(huge, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        out.write(b"\0" * 64)
+    assert_usage_error(run_cli("mse", huge, huge), "not a valid NPY file", "promises")
+    import zipfile
+
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(odd, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+        archive.writestr("x.npy", b"\x93NUMPY garbage")
+    assert_usage_error(run_cli("mse", f"{odd}:notes.txt", f"{odd}:x"), "not an NPY array")
+    assert_usage_error(run_cli("mse", f"{odd}:x", f"{odd}:x"), "not a valid NPZ file")
+
+
+@pytest.mark.parametrize(
+    ("labels", "ignore"),
+    [
+        (np.array([2**64 - 1, 1], dtype=np.uint64), "-1"),
+        (np.array([2**64 - 1, 1], dtype=np.uint64), "-100"),
+        (np.array([1e19, 1.0]), str(-(2**63))),
+        (np.array([-(2.0**63), 1.0]), "-1"),
+    ],
+)
+def test_labels_beyond_int64_are_out_of_range_not_wrapped(tmp_path, labels, ignore):
+    np.save(tmp_path / "x.npy", np.array([[1.0, 2.0], [3.0, 5.0]]))
+    np.save(tmp_path / "y.npy", labels)
+    out = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--ignore-index", ignore)
+    assert_usage_error(out, "row 1", "out of range")
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"), [(65519.9999, "float16"), (3.39617745e38, "bfloat16"), (3.5e38, "float32")]
+)
+def test_values_that_round_to_inf_through_float32_are_refused(tmp_path, value, dtype):
+    np.save(tmp_path / "p.npy", np.array([value, 1.0]))
+    np.save(tmp_path / "t.npy", np.array([0.0, 1.0]))
+    assert_usage_error(
+        run_cli("mse", tmp_path / "p.npy", tmp_path / "t.npy", "--dtype", dtype), "cannot hold"
+    )
+
+
+@pytest.mark.parametrize("label", ["\u0661", "1_0", "0x1"])
+def test_class_labels_follow_the_number_syntax(tmp_path, label):
+    preds = tmp_path / "x.csv"
+    preds.write_text("cat,dog\n1,2\n3,4\n5,6\n")
+    labels = tmp_path / "y.csv"
+    labels.write_text(f"dog\ncat\n{label}\n")
+    assert_usage_error(run_cli("ce", preds, labels), f"class name {label!r} is not a known class")
+
+
+def test_lying_or_odd_array_files_are_clear_errors(tmp_path):
+    import zipfile
+
+    good = tmp_path / "t.npy"
+    np.save(good, np.zeros((3, 2)))
+    for shape in (b"(-1, 2)", b"(3, 2**60)", b"(3, 'x')"):
+        bad = tmp_path / "bad.npy"
+        bad.write_bytes(good.read_bytes().replace(b"(3, 2)", shape.ljust(6)))
+        assert_usage_error(run_cli("mse", bad, good), "not a valid NPY file")
+        done = run_process("mse", "-", good, input=bad.read_bytes())
+        assert done.returncode == 2 and b"not a valid NPY file" in done.stderr
+    colon = tmp_path / "colon.npz"
+    np.savez(colon, **{"a:b": np.ones(3), "c": np.zeros(3)})
+    assert value_of(run_cli("mse", f"{colon}:a:b", f"{colon}:c", "-f", "value")) == 1.0
+    twice = tmp_path / "twice.npz"
+    with zipfile.ZipFile(twice, "w") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        for fill in (1, 2):
+            buffer = __import__("io").BytesIO()
+            np.save(buffer, np.full(3, fill))
+            archive.writestr("x.npy", buffer.getvalue())
+    assert_usage_error(run_cli("mse", twice, twice), "two arrays named x")
+
+
+def test_a_column_named_index_that_holds_text_is_data_not_a_crash(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("index,p,t\nr1,0.5,1\nr2,0.2,0\n")
+    assert_usage_error(run_cli("mse", path, path), "found 'r1'")
+    got = value_of(run_cli("mse", path, "--pred-cols", "p", "--target-cols", "t", "-f", "value"))
+    assert got == pytest.approx(np.mean((np.array([0.5, 0.2]) - [1, 0]) ** 2))
+
+
+@pytest.mark.parametrize(
+    ("loss", "preds", "targets", "dtype"),
+    [
+        ("poisson-nll", "0.5\n0.2\n", "3\n100000\n", "float16"),
+        ("soft-margin", "0.5\n0.2\n", "1\n1e39\n", "float32"),
+        ("ce", "0.5,0.5\n0.2,0.8\n", "0.5,0.5\n1e39,0\n", "float32"),
+    ],
+)
+def test_targets_computed_in_the_dtype_are_checked_too(tmp_path, loss, preds, targets, dtype):
+    p, t = tmp_path / "p.csv", tmp_path / "t.csv"
+    p.write_text(preds)
+    t.write_text(targets)
+    assert_usage_error(run_cli(loss, p, t, "--dtype", dtype), "cannot hold", "row 2")
+
+
+def test_an_empty_axis_is_named_as_such(tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((3, 0)))
+    assert_usage_error(run_cli("mse", tmp_path / "e.npy", tmp_path / "e.npy"), "an empty axis")

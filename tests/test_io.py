@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from losscli import io as lio
-from losscli.errors import InputError, OptionError
-from tests.conftest import SAMPLE, read_back, run_cli, run_process
+from losscli.errors import InputError, OptionError, Terminated
+from tests import reference as ref
+from tests.conftest import (
+    ROOT,
+    SAMPLE,
+    assert_usage_error,
+    read_back,
+    rows_text,
+    run_cli,
+    run_process,
+    value_of,
+)
 
 FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
+
+LOGITS = str(SAMPLE / "logits.csv")
+LABELS = str(SAMPLE / "labels.csv")
 
 
 def test_csv_without_header_reads_as_float_table(files):
@@ -337,3 +358,603 @@ def test_a_value_beyond_float32_in_a_later_block_reads_as_the_small_parser_does(
     large = _read_outcome(data, False, np.float32)
     assert small[1].dtype == np.float64  # kept wide so that the check can name 1e39
     _same_outcome(small, large)
+
+
+# ------------------------------------------------------------ SPEC section 8 in the input layer
+
+
+@pytest.mark.parametrize(
+    "case", ["weight", "pos_weight", "input", "npz_key", "symlink", "hardlink", "tsv_alias"]
+)
+def test_grad_out_never_replaces_a_file_the_run_reads(tmp_path, case):
+    x, y = tmp_path / "x.csv", tmp_path / "y.csv"
+    x.write_text("0.2,0.8\n0.6,0.1\n")
+    y.write_text("1\n0\n")
+    weights = tmp_path / "w.csv"
+    weights.write_text("1\n2\n")
+    args = ["ce", x, y, "--weight", weights]
+    target = weights
+    if case == "pos_weight":
+        y.write_text("1,0\n0,1\n")
+        args = ["bce-logits", x, y, "--pos-weight", weights]
+    elif case == "input":
+        args, target = ["ce", x, y], x
+    elif case == "npz_key":
+        npz = tmp_path / "run.npz"
+        np.savez(npz, x=np.array([[0.2, 0.8], [0.6, 0.1]]), y=np.array([1, 0]))
+        args, target = ["ce", f"{npz}:x", f"{npz}:y"], npz
+    elif case == "symlink":
+        target = tmp_path / "link.csv"
+        target.symlink_to(x)
+        args = ["ce", x, y]
+    elif case == "hardlink":
+        target = tmp_path / "hard.csv"
+        os.link(x, target)
+        args = ["ce", x, y]
+    elif case == "tsv_alias":
+        args, target = ["ce", x, f"{y}?format=csv"], y
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    out = run_cli(*args, "--grad-out", target)
+    assert_usage_error(out, "--grad-out", "a file this run reads")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_grad_out_never_replaces_the_file_behind_stdin(tmp_path):
+    preds = tmp_path / "p.npy"
+    np.save(preds, np.array([0.5, 1.5, 2.0]))
+    targets = tmp_path / "t.npy"
+    np.save(targets, np.array([1.0, 1.0, 1.0]))
+    original = preds.read_bytes()
+    with open(preds, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "losscli", "mse", "-", targets, "--grad-out", preds],
+            stdin=stdin,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert b"a file this run reads" in done.stderr
+    assert preds.read_bytes() == original
+
+
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def big_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    rng = np.random.default_rng(7)
+    preds, targets = rng.normal(size=ROWS), rng.normal(size=ROWS)
+    p, t = folder / "p.csv", folder / "t.csv"
+    np.savetxt(p, preds, fmt="%.17g")
+    np.savetxt(t, targets, fmt="%.17g")
+    return p, t, float(np.mean((preds - targets) ** 2))
+
+
+def test_process_substitution_and_dev_stdin_are_read_whole(big_pair):
+    p, t, expected = big_pair
+    script = f'"{sys.executable}" -m losscli mse <(cat "{p}") <(cat "{t}") -f value --dtype float64'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+    done = run_process(
+        "mse", "/dev/stdin", t, "-f", "value", "--dtype", "float64", input=p.read_bytes()
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fifo_is_read_once_and_does_not_hang(big_pair, tmp_path):
+    p, t, expected = big_pair
+    fifo = tmp_path / "preds.fifo"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb") as out:
+            out.write(p.read_bytes())
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    done = run_process("mse", fifo, t, "-f", "value", "--dtype", "float64")
+    thread.join(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(expected, rel=1e-12)
+
+
+def test_stdin_named_twice_is_refused(big_pair):
+    p, t, _ = big_pair
+    done = run_process("mse", "-", "/dev/stdin", input=p.read_bytes())
+    assert done.returncode == 2
+    assert b"stdin" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_a_stream_is_never_memory_mapped(tmp_path):
+    array = np.arange(12.0).reshape(4, 3)
+    path = tmp_path / "a.npy"
+    np.save(path, array)
+    from_file = lio.read_input(str(path))
+    with open(path, "rb") as stream:
+        from_stream = lio.read_input("-", stdin=stream)
+    assert isinstance(from_file.array, np.memmap)
+    assert not isinstance(from_stream.array, np.memmap)
+    np.testing.assert_array_equal(from_stream.array, array)
+
+
+def test_a_wide_first_row_is_data_not_a_header(tmp_path):
+    """A first row wider than any byte prefix (cut on a '-') is still read as data."""
+    width = 9000
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(30, width)), 6)
+    x[0, :] = -np.abs(x[0, :]) - 1  # every cell of the first row starts with '-'
+    y = rng.normal(size=(30, width))
+    xp, yp = tmp_path / "x.csv", tmp_path / "y.csv"
+    xp.write_text(rows_text(x.tolist()))
+    yp.write_text(rows_text(y.tolist()))
+    assert xp.stat().st_size > 1 << 20
+    got = value_of(run_cli("mse", xp, yp, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(np.mean((x - y) ** 2), rel=1e-12)
+
+
+def _ce_at_size(tmp_path, size, classes, preds_head, label_text, *options):
+    """ce over logits and labels written by ``label_text(y)``, small or over 1 MiB, checked
+    against the NumPy formula; returns the JSON result."""
+    rows = 10 if size == "small" else 200_000
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, size=rows)
+    x = np.round(rng.normal(size=(rows, classes)), 6)
+    labels, preds = tmp_path / "labels.csv", tmp_path / "x.csv"
+    labels.write_text(label_text(y))
+    preds.write_text(preds_head + rows_text(x.tolist()))
+    assert (labels.stat().st_size > 1 << 20) == (size == "large")
+    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64", *options)
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    return data
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_blank_lines_and_headers_mean_the_same_at_any_size(tmp_path, size):
+    def text(y):
+        return "\n \nlabel\n" + "\n".join(f"{v:08d}" for v in y) + "\n\n"
+
+    data = _ce_at_size(tmp_path, size, 3, "a,b,c\n", text)
+    assert data["inputs"]["targets"]["header"] is True
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_boolean_words_are_class_names_at_any_size(tmp_path, size):
+    def text(y):
+        return "\n".join(np.where(y == 1, "True", "False")) + "\n"
+
+    data = _ce_at_size(tmp_path, size, 2, "", text, "--classes", "False,True")
+    assert data["inputs"]["targets"]["read_as"] == "class names, mapped to indices"
+
+
+def _pandas_csv(array, index=True) -> str:
+    """What pandas' DataFrame(array).to_csv() writes (index column, header of numbers)."""
+    array = np.atleast_2d(array.T).T if array.ndim == 1 else array
+    head = ([""] if index else []) + [str(i) for i in range(array.shape[1])]
+    lines = [",".join(head)]
+    for i, row in enumerate(array.tolist()):
+        lines.append(",".join(([str(i)] if index else []) + [repr(v) for v in row]))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("index", [True, False])
+def test_pandas_to_csv_files_read_as_their_data(tmp_path, index):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(12, 3))
+    y = rng.integers(0, 3, size=12)
+    preds, labels = tmp_path / "p.csv", tmp_path / "y.csv"
+    preds.write_text(_pandas_csv(x, index=index))
+    labels.write_text(_pandas_csv(y.astype(float), index=True))
+    out = run_cli("ce", preds, labels, "-f", "json", "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+    assert data["inputs"]["predictions"]["shape"] == [12, 3]
+    assert data["inputs"]["targets"]["index_column"] == ""
+    assert any("row index" in w for w in data["warnings"])
+    assert data["inputs"]["predictions"]["index_column"] == ("" if index else None)
+
+
+def test_numbered_header_above_a_series_is_hinted_and_can_be_named(tmp_path):
+    """pandas writes '0' above an unnamed Series: it cannot be told from a label, so the
+    shape error says how to name it a header, and ?header=yes does."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, size=6)
+    preds, labels = tmp_path / "p.csv", tmp_path / "y.csv"
+    preds.write_text(_pandas_csv(x, index=False))
+    labels.write_text("0\n" + "\n".join(map(str, y)) + "\n")
+    assert_usage_error(run_cli("ce", preds, labels), "shapes do not match", "?header=yes")
+    got = value_of(
+        run_cli("ce", preds, f"{labels}?header=yes", "-f", "value", "--dtype", "float64")
+    )
+    assert got == pytest.approx(ref.cross_entropy(x, y), rel=1e-12)
+
+
+def single_file_ce(table, pred_cols: str, target_cols: str) -> float:
+    args = ["--pred-cols", pred_cols, "--target-cols", target_cols, "-f", "value"]
+    return value_of(run_cli("ce", table, *args, "--dtype", "float64"))
+
+
+def test_column_tokens_are_names_or_indices_never_both(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text(",0,1,2,label\n0,0.5,1.5,2.5,2\n1,3.0,-1.0,0.5,0\n")
+    x = np.array([[0.5, 1.5, 2.5], [3.0, -1.0, 0.5]])
+    y = np.array([2, 0])
+    expected = ref.cross_entropy(x, y)
+    assert_usage_error(
+        run_cli("ce", table, "--pred-cols", "1,2,3", "--target-cols", "label"),
+        "ambiguous",
+        "name:1",
+        "index:1",
+    )
+    for cols in ("name:0,name:1,name:2", "index:1,index:2,index:3", "1:4"):
+        assert single_file_ce(table, cols, "label") == pytest.approx(expected, rel=1e-12), cols
+    assert_usage_error(
+        run_cli("ce", table, "--pred-cols", "name:7", "--target-cols", "label"), "'7'"
+    )
+
+
+def test_unselected_columns_may_hold_anything_and_names_work_in_one_file(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("id,cat,dog,label\nr1,2.0,0.5,dog\nr2 x,0.1,0.3,cat\n")
+    x = np.array([[2.0, 0.5], [0.1, 0.3]])
+    got = single_file_ce(table, "cat,dog", "label")
+    assert got == pytest.approx(ref.cross_entropy(x, np.array([1, 0])), rel=1e-12)
+
+
+def test_reading_options_apply_to_one_input(tmp_path):
+    preds = tmp_path / "p.txt"
+    preds.write_text("1;2\n3;4\n")
+    targets = tmp_path / "t.txt"
+    targets.write_text("a b\n1 1\n2 5\n")
+    expected = np.mean((np.array([[1, 2], [3, 4]]) - np.array([[1, 1], [2, 5]])) ** 2)
+    out = run_cli("mse", f"{preds}?delimiter=;", targets, "-f", "value")
+    assert value_of(out) == pytest.approx(expected)
+    out = run_cli("mse", preds, f"{targets}?header=yes", "--delimiter", ";", "--no-header")
+    assert out.exit_code == 2  # the global ';' does not split the targets' spaces
+    assert_usage_error(run_cli("mse", f"{preds}?colour=red", targets), "unknown reading option")
+
+
+def test_gradient_files_keep_every_column_and_read_back(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text('a,a,"b,c",y1,y2,y3\n1,2,3,0,1,0\n4,5,6,1,0,0\n')
+    x = np.array([[1.0, 2, 3], [4, 5, 6]])
+    y = np.array([[0.0, 1, 0], [1, 0, 0]])
+    expected = 2 * (x - y) / x.size
+    for suffix in (".parquet", ".csv"):
+        grad = tmp_path / f"g{suffix}"
+        out = run_cli(
+            "mse",
+            table,
+            "--pred-cols",
+            "0:3",
+            "--target-cols",
+            "3:6",
+            "--grad-out",
+            grad,
+            "--dtype",
+            "float64",
+        )
+        assert out.exit_code == 0, out.stderr
+        if suffix == ".parquet":
+            back = pq.read_table(grad)
+            assert back.column_names == ["a", "a.1", "b,c"]
+            values = np.column_stack([c.to_numpy() for c in back.columns])
+        else:
+            import csv
+
+            with open(grad, newline="") as handle:
+                rows = list(csv.reader(handle))
+            assert rows[0] == ["a", "a.1", "b,c"]
+            values = np.array(rows[1:], dtype=np.float64)
+        np.testing.assert_allclose(values, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_follow_umask_and_keep_an_existing_mode(tmp_path, mask):
+    grad = tmp_path / "g.npy"
+    previous = os.umask(mask)
+    try:
+        lio.write_array(grad, np.ones(3))
+        assert stat.S_IMODE(grad.stat().st_mode) == 0o666 & ~mask
+        grad.chmod(0o640)
+        lio.write_array(grad, np.zeros(3))
+        assert stat.S_IMODE(grad.stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)
+    np.testing.assert_array_equal(np.load(grad), np.zeros(3))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_the_write_leaves_no_temporary_file(tmp_path, monkeypatch, signum):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"old")
+
+    def interrupted(out, array):
+        out.write(b"partial")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    monkeypatch.setattr(np, "save", interrupted)
+    with pytest.raises((Terminated, KeyboardInterrupt)):
+        lio.write_array(grad, np.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npy"]
+    assert grad.read_bytes() == b"old"
+
+
+def test_parquet_with_repeated_column_names_reads_by_index_and_names_refuse(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "dup.parquet"
+    table = pa.Table.from_arrays(
+        [pa.array([1.0, 2.0]), pa.array([0.5, 1.0]), pa.array(["a", "b"])], names=["v", "v", "id"]
+    )
+    pq.write_table(table, path)
+    got = value_of(
+        run_cli("mse", path, "--pred-cols", "index:0", "--target-cols", "index:1", "-f", "value")
+    )
+    assert got == pytest.approx(np.mean((np.array([1.0, 2.0]) - [0.5, 1.0]) ** 2))
+    out = run_cli("mse", path, "--pred-cols", "v", "--target-cols", "index:1")
+    assert_usage_error(out, "2 columns are named 'v'", "index:N")
+
+
+def test_parquet_row_index_stored_by_pandas_is_not_data(tmp_path):
+    import pyarrow as pa
+
+    metadata = {b"pandas": json.dumps({"index_columns": ["__index_level_0__"]}).encode()}
+    for name, column, values in (("p", "y_hat", [0.5, 1.5, 2.5]), ("t", "y", [0.0, 1.0, 2.0])):
+        table = pa.table({column: values, "__index_level_0__": [3, 7, 9]})
+        pq.write_table(table.replace_schema_metadata(metadata), tmp_path / f"{name}.parquet")
+    out = run_cli("mse", tmp_path / "p.parquet", tmp_path / "t.parquet", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["value"] == pytest.approx(0.25)
+    assert data["inputs"]["predictions"]["shape"] == [3]
+    assert data["inputs"]["predictions"]["index_column"] == "__index_level_0__"
+    assert "row index pandas stored" in out.stderr
+
+
+def test_parquet_integers_beyond_float_precision_are_read(tmp_path):
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "p": pa.array([2**53 + 1, 2, 3], pa.int64()),
+            "u": pa.array([2**64 - 1, 1, 2], pa.uint64()),
+            "t": [0.0, 1.0, 2.0],
+        }
+    )
+    path = tmp_path / "big.parquet"
+    pq.write_table(table, path)
+    for column, values in (("p", [2.0**53, 2, 3]), ("u", [2.0**64, 1, 2])):
+        got = value_of(
+            run_cli(
+                "mse",
+                path,
+                "--pred-cols",
+                column,
+                "--target-cols",
+                "t",
+                "-f",
+                "value",
+                "--dtype",
+                "float64",
+            )
+        )
+        assert got == pytest.approx(np.mean((np.array(values) - [0, 1, 2]) ** 2), rel=1e-12)
+
+
+def test_grad_out_names_at_the_length_limit_and_unwritable_places(tmp_path):
+    preds = tmp_path / "p.csv"
+    preds.write_text("1\n2\n")
+    long_name = tmp_path / ("g" * 250 + ".csv")
+    out = run_cli("mse", preds, preds, "--grad-out", long_name, "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    np.testing.assert_array_equal(np.loadtxt(long_name), [0.0, 0.0])
+    assert_usage_error(
+        run_cli("mse", preds, preds, "--grad-out", "/proc/losscli.csv"), "cannot write"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.csv", long_name.name])
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_nul_byte_in_a_column_not_read_means_the_same_at_any_size(tmp_path, size):
+    rows = 20 if size == "small" else 120_000
+    lines = ["id,p,t"] + [f"id{i},{i % 7},{i % 5}" for i in range(rows)]
+    lines[-3] = "i\0d,1,2"
+    path = tmp_path / "t.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    assert (path.stat().st_size > 1 << 20) == (size == "large")
+    out = run_cli("mse", path, "--pred-cols", "p", "--target-cols", "t")
+    assert_usage_error(out, "NUL")
+
+
+def test_wide_and_blank_text_files_are_read_without_blowing_up(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(b"1," * 300_000 + b"1\n" + b"2," * 300_000 + b"2\n")
+    assert wide.stat().st_size > 1 << 20
+    assert value_of(run_cli("mse", wide, wide, "-f", "value")) == 0.0
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b"\n" * 3_000_000 + b"  \r\n" * 1000 + b"4\n5\n")
+    out = run_cli("mse", blank, blank, "--per-sample", "-f", "json")
+    assert out.exit_code == 0
+    data = json.loads(out.stdout)
+    assert data["value"] == 0.0 and data["inputs"]["predictions"]["shape"] == [2]
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\n" * 2_000_000 + b"1\nx\n")
+    assert_usage_error(run_cli("mse", bad, bad), "line 2000002", "'x'")
+
+
+def test_a_file_redirected_to_stdin_may_also_be_named(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("1\n2\n")
+    with open(path, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "losscli", "mse", path, "-", "-f", "value"],
+            stdin=stdin,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
+
+
+def test_a_lone_row_of_class_names_is_data(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[0.2, 1.0]]))
+    labels = tmp_path / "y.csv"
+    labels.write_text("dog\n")
+    out = run_cli(
+        "ce",
+        tmp_path / "x.npy",
+        labels,
+        "--classes",
+        "cat,dog",
+        "-f",
+        "value",
+        "--dtype",
+        "float64",
+    )
+    assert value_of(out) == pytest.approx(ref.cross_entropy(np.array([[0.2, 1.0]]), np.array([1])))
+
+
+def test_stdin_twice_through_reading_options_is_refused(tmp_path):
+    done = run_process("mse", "--", "-", "-?header=no", input=b"1\n2\n")
+    assert done.returncode == 2 and b"only one input can come from stdin" in done.stderr
+
+
+def test_gradient_csv_names_that_are_numbers_read_back(tmp_path):
+    preds = tmp_path / "p.csv"
+    preds.write_text("0,1,2\n1.5,0.25,2.5\n0.5,1.0,3.0\n")
+    grad = tmp_path / "g.csv"
+    out = run_cli("mse", preds, preds, "--grad-out", grad)
+    assert out.exit_code == 0, out.stderr
+    assert grad.read_text().splitlines()[0] == "grad_0,grad_1,grad_2"
+    np.testing.assert_array_equal(np.loadtxt(grad, delimiter=",", skiprows=1), np.zeros((2, 3)))
+
+
+def test_weight_files_follow_the_reading_options(tmp_path):
+    weights = tmp_path / "w.txt"
+    weights.write_text("1;2;1;1;0.5\n")
+    x = np.loadtxt(LOGITS, delimiter=",")
+    y = np.loadtxt(LABELS).astype(int)
+    out = run_cli(
+        "ce",
+        f"{LOGITS}?delimiter=,",
+        LABELS,
+        "--delimiter",
+        ";",
+        "--weight",
+        weights,
+        "-f",
+        "value",
+        "--dtype",
+        "float64",
+    )
+    assert value_of(out) == pytest.approx(ref.cross_entropy(x, y, [1, 2, 1, 1, 0.5]), rel=1e-12)
+
+
+def test_a_fifo_named_by_two_paths_is_read_once(tmp_path, big_pair):
+    p, t, expected = big_pair
+    fifo = tmp_path / "p.fifo"
+    os.mkfifo(fifo)
+    thread = threading.Thread(target=lambda: fifo.write_bytes(p.read_bytes()), daemon=True)
+    thread.start()
+    done = run_process("mse", fifo, f"{tmp_path}/./p.fifo", "-f", "value")
+    thread.join(timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
+
+
+def test_a_read_only_grad_out_file_is_refused(tmp_path):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"keep")
+    grad.chmod(0o444)
+    out = run_cli("mse", SAMPLE / "y_pred.csv", SAMPLE / "y_true.csv", "--grad-out", grad)
+    assert_usage_error(out, "read-only")
+    assert grad.read_bytes() == b"keep"
+
+
+def test_parquet_reads_booleans_and_decimals_and_says_what_it_skips(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table(
+            {
+                "p1": [1.0, 3.0],
+                "p2": pa.array(
+                    [decimal.Decimal("10.00"), decimal.Decimal("20.00")], pa.decimal128(5, 2)
+                ),
+                "flag": [True, False],
+                "id": ["a", "b"],
+            }
+        ),
+        tmp_path / "p.parquet",
+    )
+    pq.write_table(pa.table({"t": [[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]}), tmp_path / "nested.parquet")
+    np.save(tmp_path / "t.npy", np.zeros((2, 3)))
+    out = run_cli(
+        "mse", tmp_path / "p.parquet", tmp_path / "t.npy", "-f", "json", "--dtype", "float64"
+    )
+    assert out.exit_code == 0, out.stderr
+    expected = np.mean(np.array([[1.0, 10.0, 1.0], [3.0, 20.0, 0.0]]) ** 2)
+    assert json.loads(out.stdout)["value"] == pytest.approx(expected)
+    assert "'id' (string)" in out.stderr
+    assert_usage_error(
+        run_cli("mse", tmp_path / "nested.parquet", tmp_path / "t.npy"), "--pred-cols"
+    )
+
+
+@pytest.mark.parametrize(
+    ("preds", "labels"),
+    [('"1.5"\n2\n3\n', '"1"\n2\n4\n'), ("1.5\n2\n3\n", '"1"\n"2"\n"4"\n')],
+)
+def test_a_one_column_csv_is_still_csv(tmp_path, preds, labels):
+    p, t = tmp_path / "p.csv", tmp_path / "t.csv"
+    p.write_text(preds)
+    t.write_text(labels)
+    got = value_of(run_cli("mse", p, t, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(np.mean((np.array([1.5, 2, 3]) - [1, 2, 4]) ** 2))
+    names = tmp_path / "names.csv"
+    names.write_text('"big dog"\ncat\n')
+    x = tmp_path / "x.csv"
+    x.write_text("cat,big dog\n1,2\n3,4\n")
+    got = value_of(run_cli("ce", x, names, "-f", "value", "--dtype", "float64"))
+    assert got == pytest.approx(ref.cross_entropy(np.array([[1.0, 2], [3, 4]]), np.array([1, 0])))
+
+
+def test_a_zero_dimensional_gradient_keeps_its_shape(tmp_path):
+    np.save(tmp_path / "x.npy", np.array(2.0))
+    np.save(tmp_path / "y.npy", np.array(1.0))
+    out = run_cli("mse", tmp_path / "x.npy", tmp_path / "y.npy", "--grad-out", tmp_path / "g.npy")
+    assert out.exit_code == 0, out.stderr
+    grad = np.load(tmp_path / "g.npy")
+    assert grad.shape == () and float(grad) == pytest.approx(2.0)
+
+
+def test_what_reading_a_weight_file_decided_is_said(tmp_path):
+    weights = tmp_path / "w.csv"
+    weights.write_text(",w\n0,1\n1,2\n2,1\n3,1\n4,0.5\n")
+    out = run_cli("ce", LOGITS, LABELS, "--weight", weights, "-f", "json", "--dtype", "float64")
+    assert out.exit_code == 0, out.stderr
+    data = json.loads(out.stdout)
+    x, y = np.loadtxt(LOGITS, delimiter=","), np.loadtxt(LABELS).astype(int)
+    assert data["value"] == pytest.approx(ref.cross_entropy(x, y, [1, 2, 1, 1, 0.5]), rel=1e-12)
+    assert any("row index" in w for w in data["warnings"])
+
+
+def test_a_replaced_file_never_keeps_setuid_bits(tmp_path):
+    grad = tmp_path / "g.npy"
+    grad.write_bytes(b"old")
+    grad.chmod(0o4755)
+    lio.write_array(grad, np.ones(2))
+    assert stat.S_IMODE(grad.stat().st_mode) == 0o755
