@@ -12,22 +12,16 @@ __version__ = "0.1.0"
 __all__ = ["compute", "compute_files", "__version__"]
 
 
-def compute(
-    loss: str,
-    *inputs: Any,
-    reduction: str = "mean",
-    device: str = "cpu",
-    dtype: str = "float32",
-    grad: bool = True,
-    **options: Any,
-):
+def compute(loss: str, *inputs: Any, **settings_and_options: Any):
     """Compute ``loss`` (a command name such as ``"ce"``) on NumPy arrays or array-likes.
 
-    Inputs come in the order of the torch loss's ``forward``; ``options`` are the loss's
-    options by their torch names (``weight``, ``ignore_index``, ``label_smoothing``, ...),
-    plus ``allow_nonfinite`` and ``classes``. Returns a Result: ``.value``, ``.gradients``
-    (full NumPy arrays by input name, or None with ``grad=False``), and ``.to_dict()``, the
-    JSON object the CLI prints. Bad input raises ``losscli.errors.LossCliError``.
+    Inputs come in the order of the torch loss's ``forward``. Settings: ``reduction``
+    ("mean"), ``device`` ("cpu"), ``dtype`` ("float32"), ``grad`` (True),
+    ``allow_nonfinite`` (False), ``classes`` (names of class-name targets); the loss's
+    options go by their torch names (``weight``, ``ignore_index``, ``label_smoothing``, ...).
+    Returns a Result: ``.value``, ``.gradients`` (full NumPy arrays by input name, or None
+    with ``grad=False``), and ``.to_dict()``, the JSON object the CLI prints. Bad input raises
+    ``losscli.errors.LossCliError``.
 
     >>> import losscli
     >>> losscli.compute("mse", [1.0, 2.0], [1.0, 4.0]).value
@@ -35,9 +29,7 @@ def compute(
     """
     from losscli.pipeline import compute as _compute
 
-    return _compute(
-        loss, *inputs, reduction=reduction, device=device, dtype=dtype, grad=grad, **options
-    )
+    return _compute(loss, *inputs, **settings_and_options)
 
 
 def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: Any):

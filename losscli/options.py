@@ -127,9 +127,6 @@ class Common:
     ] = False
 
 
-COMMON_NAMES = frozenset(field.name for field in dataclasses.fields(Common))
-
-
 @functools.cache
 def _common_hints() -> dict:
     return typing.get_type_hints(Common, include_extras=True)
