@@ -5,11 +5,12 @@ reports the ratio of median wall times (and of peak RSS where it matters). Nothi
 time: every figure is relative to a baseline measured in the same run.
 
     python benchmarks/run.py            # every case
-    python benchmarks/run.py help small # chosen cases
+    python benchmarks/run.py help small # chosen cases (help small csv npy batch)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -89,6 +90,30 @@ def make_data() -> None:
     write_csv(DATA / "big_labels.csv", np.load(DATA / "big_labels.npy"), "%d")
 
 
+SAMPLE = HERE.parent / "sample_data"
+SAMPLE_JOBS = [
+    ("ce", ["logits.csv", "labels.csv"], {}),
+    ("nll", ["log_probs.csv", "labels.csv"], {}),
+    ("mse", ["y_pred.csv", "y_true.csv"], {}),
+    ("l1", ["y_pred.csv", "y_true.csv"], {}),
+    ("bce", ["bce_probs.csv", "bce_targets.csv"], {}),
+    ("huber", ["y_pred.csv", "y_true.csv"], {"delta": 0.5}),
+    ("kl-div", ["log_probs.csv", "target_probs.csv"], {"reduction": "batchmean"}),
+    ("bce-logits", ["bce_logits.csv", "bce_targets.csv"], {"pos_weight": "1,2,2,1"}),
+    ("multi-margin", ["logits.csv", "labels.csv"], {}),
+    ("triplet-margin", ["emb1.csv", "emb2.csv", "emb3.csv"], {}),
+]
+
+
+def write_jobs(path: Path, count: int) -> None:
+    """``count`` jobs cycling through the sample_data examples."""
+    with open(path, "w") as out:
+        for n in range(count):
+            loss, inputs, options = SAMPLE_JOBS[n % len(SAMPLE_JOBS)]
+            job = {"loss": loss, "inputs": [str(SAMPLE / i) for i in inputs], "options": options}
+            out.write(json.dumps({**job, "id": n}) + "\n")
+
+
 def ce_commands(logits: str, labels: str, script: str) -> tuple[list[str], list[str]]:
     """``losscli ce`` on two data files, and a baseline script on the same files."""
     files = [str(DATA / logits), str(DATA / labels)]
@@ -115,6 +140,13 @@ def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
         out.append(("time <= 1.0x", 1.0, r))
         rss = {**r, "case": "1Mx10 CSV peak RSS vs pandas", "ratio": r["rss_ratio"]}
         out.append(("peak RSS <= 1.0x", 1.0, rss))
+    if not selected or "batch" in selected:
+        jobs = DATA / "jobs.ndjson"
+        write_jobs(jobs, 50)
+        ours = [*LOSSCLI, "batch", str(jobs)]
+        base = [PY, str(BASE / "separate_calls.py"), str(jobs)]
+        r = compare("50 sample jobs: batch vs 50 separate calls", ours, base, 1)
+        out.append(("time <= 0.1x", 0.1, r))
     if not selected or "npy" in selected:
         ours, base = ce_commands("big_logits.npy", "big_labels.npy", "ce_npload.py")
         r = compare("1Mx10 NPY ce vs np.load script", ours, base, 7)

@@ -215,6 +215,49 @@ def explain(
         raise typer.Exit(code)
 
 
+@app.command("batch")
+def batch(
+    jobs: Annotated[
+        str, typer.Argument(help="A file of jobs, one JSON object a line, or '-' for stdin.")
+    ],
+    workers: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="How many jobs run at a time.")
+    ] = 1,
+) -> None:
+    """Run many loss jobs in one process: one JSON job a line in, one JSON result a line out.
+
+    A job: {"loss": "ce", "inputs": ["a.csv", "b.csv"], "options": {"reduction": "sum"},
+    "id": "run-1"}. The exit code is the highest of the jobs'.
+
+    Example: losscli batch jobs.ndjson --jobs 2
+    """
+    from losscli import output
+    from losscli.batch import parse_jobs, run_batch
+
+    def run() -> int:
+        return run_batch(parse_jobs(_read_jobs(jobs), jobs), workers, output.write_stdout)
+
+    code = _guarded(False, run)
+    if code:
+        raise typer.Exit(code)
+
+
+def _read_jobs(path: str) -> str:
+    from losscli.io import ReadOptions, SourceSet, parse_source
+    from losscli.io.sources import stdin_fd
+
+    stdin = stdin_fd()
+    if stdin is None and getattr(sys.stdin, "buffer", None) is not None:
+        stdin = sys.stdin.buffer  # a stdin without a descriptor (an embedding or test runner)
+    with SourceSet(stdin_fd=stdin) as sources:
+        source = sources.open(parse_source(path, ReadOptions()))
+        data = source.file.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LossCliError(f"{source.label}: not UTF-8 text (byte {error.start})") from None
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
 

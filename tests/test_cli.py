@@ -618,3 +618,99 @@ def test_a_counting_first_row_over_integers_is_pointed_out(tmp_path):
     out = run_cli("mse", path, path, "-f", "json")
     assert out.exit_code == 0
     assert "may be a header of column numbers" in out.stderr and "?header=yes" in out.stderr
+
+
+# ------------------------------------------------------------ batch
+
+
+def _readme_jobs() -> list[dict]:
+    """Every README example on sample_data (code lines and table cells) as a batch job."""
+    jobs = []
+    lines = [line.strip() for line in README.splitlines() if line.strip().startswith("losscli ")]
+    lines += re.findall(r"`(losscli [^`]*)`", README)
+    for line in dict.fromkeys(lines):
+        if "sample_data/" not in line or "|" in line or "\\" in line:
+            continue
+        words = shlex.split(line.split("#")[0])[1:]
+        if words[0] in ("list", "explain") or words[-1].endswith("\\"):
+            continue
+        inputs = [w for w in words[1:] if w.startswith("sample_data/")]
+        rest = words[1 + len(inputs) :]
+        options, i = {}, 0
+        while i < len(rest):
+            name = rest[i]
+            if i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+                options[name] = rest[i + 1]
+                i += 2
+            else:
+                options[name] = True
+                i += 1
+        jobs.append({"loss": words[0], "inputs": inputs, "options": options})
+    return jobs
+
+
+def _typed(options: dict) -> dict:
+    aliases = {"-r": "reduction", "-f": "format", "-d": "device"}
+    typed = {}
+    for name, value in options.items():
+        key = aliases.get(name, name.lstrip("-").replace("-", "_"))
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        elif isinstance(value, str) and value.replace(".", "", 1).lstrip("-").isdigit():
+            value = float(value)
+        typed[key] = value
+    return typed
+
+
+def test_batch_gives_each_command_lines_json_result_in_order(tmp_path):
+    jobs = _readme_jobs()
+    assert len(jobs) >= 20
+    lines = []
+    for n, job in enumerate(jobs):
+        skipped = ("format", "steps", "per_sample", "grad_out")
+        options = {k: v for k, v in _typed(job["options"]).items() if k not in skipped}
+        if options.get("weight") is not None or options.get("pos_weight") is not None:
+            options = {
+                k: (str(v) if k in ("weight", "pos_weight") else v) for k, v in options.items()
+            }
+        lines.append(json.dumps({**job, "options": options, "id": f"job-{n}"}))
+    path = tmp_path / "jobs.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    out = run_cli("batch", path, "--jobs", "2")
+    assert out.exit_code == 0, [r for r in out.stdout.splitlines() if '"error"' in r]
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["id"] for r in results] == [f"job-{n}" for n in range(len(jobs))]
+    for job, result in zip(jobs, results):
+        args = [*job["inputs"]]
+        for name, value in job["options"].items():
+            if name in ("-f", "--steps", "--per-sample", "--grad-out"):
+                continue
+            args += [name] if value is True else [name, value]
+        alone = json.loads(run_cli(job["loss"], *args, "-f", "json").stdout)
+        assert result["value"] == alone["value"], job
+        assert result["gradient"] == alone["gradient"]
+
+
+def test_batch_keeps_going_past_bad_jobs_and_exits_with_the_highest_code(tmp_path):
+    good = {"loss": "mse", "inputs": ["sample_data/y_pred.csv", "sample_data/y_true.csv"]}
+    jobs = [
+        json.dumps({**good, "id": "gate", "options": {"fail_above": 0.0}}),
+        "{not json",
+        json.dumps({"loss": "mse", "inputs": ["missing.csv", "sample_data/y_true.csv"]}),
+        json.dumps({**good, "options": {"delta": 1.0}, "id": "wrong option"}),
+        json.dumps({**good, "inputs": ["-", "sample_data/y_true.csv"], "id": "stdin"}),
+        json.dumps({**good, "id": "fine", "options": {"reduction": "sum", "dtype": "float64"}}),
+    ]
+    out = run_cli("batch", "-", input="\n".join(jobs) + "\n")
+    assert out.exit_code == 2
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["id"] for r in results] == ["gate", 2, 3, "wrong option", "stdin", "fine"]
+    assert results[0]["gate"]["tripped"] is True
+    assert [r["error"]["exit"] for r in results[1:5]] == [2, 2, 2, 2]
+    assert "missing.csv" in results[2]["error"]["message"]
+    assert "no option delta" in results[3]["error"]["message"]
+    x = np.loadtxt(SAMPLE / "y_pred.csv", delimiter=",")
+    y = np.loadtxt(SAMPLE / "y_true.csv", delimiter=",")
+    assert results[5]["value"] == pytest.approx(np.sum((x - y) ** 2), rel=1e-12)
+    only_gate = run_cli("batch", "-", input=jobs[0] + "\n")
+    assert only_gate.exit_code == 1
