@@ -104,6 +104,7 @@ def _requests(spec: LossSpec, settings: Common):
 def read_inputs(spec: LossSpec, args: list, sources, settings: Common) -> dict:
     """Read every input; inputs that name one argument (single-file mode) share one read."""
     from losscli.io import read_source
+    from losscli.io.shards import join_shards, shard_args
 
     requests = _requests(spec, settings)
     groups: dict[int, list[int]] = {}
@@ -111,8 +112,17 @@ def read_inputs(spec: LossSpec, args: list, sources, settings: Common) -> dict:
         groups.setdefault(id(arg), []).append(position)
     result = {}
     for positions in groups.values():
-        opened = sources.open(args[positions[0]])
-        arrays = read_source(opened, [requests[p] for p in positions])
+        arg = args[positions[0]]
+        wanted = [requests[p] for p in positions]
+        shards = shard_args(arg)
+        if shards is None:
+            arrays = read_source(sources.open(arg), wanted)
+        else:  # one read per shard, joined per request
+            per_shard = [read_source(sources.open(shard), wanted) for shard in shards]
+            arrays = [
+                join_shards(arg.path, list(parts), request.columns)
+                for parts, request in zip(zip(*per_shard), wanted)
+            ]
         for position, array in zip(positions, arrays):
             result[spec.inputs[position].name] = array
     return result
@@ -164,6 +174,7 @@ def run_files(
         read_vector,
         write_array,
     )
+    from losscli.io.shards import shard_args
     from losscli.io.sources import delimiter_option, format_option
     from losscli.validate import Context
 
@@ -187,7 +198,8 @@ def run_files(
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
         for arg in args:
-            sources.open(arg)
+            for shard in shard_args(arg) or [arg]:
+                sources.open(shard)
         options = dict(options)
         for name in VECTOR_OPTIONS:
             if name in options and options[name] is not None:
@@ -354,6 +366,7 @@ def _input_summary(inp: InputArray, targets_kind, input_spec, shape) -> dict[str
     if input_spec.name == "targets" and targets_kind:
         read_as = targets_kind
     summary = {"source": inp.source, "shape": shape, "read_as": read_as}
+    summary["shards"] = inp.info.get("shards", 1)
     for key in ("format", "header", "index_column"):
         if key in inp.info:
             summary[key] = inp.info[key]

@@ -85,7 +85,7 @@ def test_json_output_matches_spec_shape():
     x, y = sample_logits()
     assert data["loss"] == "ce" and data["torch"] == "CrossEntropyLoss"
     assert data["value"] == pytest.approx(ref.cross_entropy(x, y), rel=1e-6)
-    text = {"format": "csv", "header": False, "index_column": None}
+    text = {"format": "csv", "header": False, "index_column": None, "shards": 1}
     assert data["inputs"] == {
         "predictions": {"source": LOGITS, "shape": [10, 5], "read_as": "values", **text},
         "targets": {"source": LABELS, "shape": [10], "read_as": "class indices", **text},

@@ -33,8 +33,9 @@ def test_missing_file_names_path_and_os_reason(tmp_path):
     assert_usage_error(run_cli("ce", missing, LABELS), str(missing), "No such file or directory")
 
 
-def test_directory_as_input(tmp_path):
-    assert_usage_error(run_cli("ce", tmp_path, LABELS), str(tmp_path), "Is a directory")
+def test_an_empty_directory_as_input_names_it(tmp_path):
+    """A folder is a sharded input (SPEC section 9); one without data files is refused."""
+    assert_usage_error(run_cli("ce", tmp_path, LABELS), str(tmp_path), "holds no data files")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

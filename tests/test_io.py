@@ -958,3 +958,69 @@ def test_a_replaced_file_never_keeps_setuid_bits(tmp_path):
     grad.chmod(0o4755)
     lio.write_array(grad, np.ones(2))
     assert stat.S_IMODE(grad.stat().st_mode) == 0o755
+
+
+# ------------------------------------------------------------ sharded inputs
+
+
+@pytest.fixture
+def shards(tmp_path, rng):
+    """Logits and labels split into uneven shards as CSV, Parquet and NPY."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = rng.normal(size=(30, 4))
+    y = rng.integers(0, 4, size=30)
+    for name in ("csv_x", "csv_y", "pq", "npy_x", "npy_y"):
+        (tmp_path / name).mkdir()
+    for i, part in enumerate([slice(0, 7), slice(7, 25), slice(25, 30)]):
+        np.savetxt(tmp_path / "csv_x" / f"part-{i}.csv", x[part], delimiter=",", fmt="%.17g")
+        np.savetxt(tmp_path / "csv_y" / f"part-{i}.csv", y[part], fmt="%d")
+        table = pa.table({**{f"x{j}": x[part, j] for j in range(4)}, "y": y[part]})
+        pq.write_table(table, tmp_path / "pq" / f"part-{i}.parquet")
+        np.save(tmp_path / "npy_x" / f"part-{i}.npy", x[part])
+        np.save(tmp_path / "npy_y" / f"part-{i}.npy", y[part])
+    (tmp_path / "csv_x" / "_SUCCESS").write_text("")
+    (tmp_path / "pq" / ".part-0.parquet.crc").write_text("junk")
+    return tmp_path, ref_ce(x, y)
+
+
+def ref_ce(x, y) -> float:
+    from tests import reference
+
+    return reference.cross_entropy(x, y)
+
+
+def test_a_folder_or_pattern_is_one_input_in_sorted_order(shards):
+    root, expected = shards
+    cases = [
+        [root / "csv_x", root / "csv_y"],
+        [f"{root}/csv_x/part-*.csv", root / "npy_y"],
+        [root / "npy_x", f"{root}/npy_y/*.npy"],
+        [root / "pq", "--pred-cols", "0:4", "--target-cols", "y"],
+    ]
+    for args in cases:
+        out = run_cli("ce", *args, "-f", "json", "--dtype", "float64")
+        assert out.exit_code == 0, (args, out.stderr)
+        data = json.loads(out.stdout)
+        assert data["value"] == pytest.approx(expected, rel=1e-12)
+        assert data["inputs"]["predictions"]["shards"] == 3
+        assert data["inputs"]["predictions"]["shape"] == [30, 4]
+
+
+def test_shards_that_do_not_agree_are_refused(shards):
+    root, _ = shards
+    np.save(root / "npy_x" / "part-3.npy", np.zeros((2, 5)))
+    assert_usage_error(run_cli("ce", root / "npy_x", root / "npy_y"), "part-3.npy", "[2, 5]")
+    empty = root / "empty"
+    empty.mkdir()
+    assert_usage_error(run_cli("mse", empty, empty), "holds no data files")
+
+
+def test_grad_out_never_replaces_a_shard(shards):
+    root, _ = shards
+    shard = root / "csv_x" / "part-1.csv"
+    before = shard.read_bytes()
+    out = run_cli("ce", root / "csv_x", root / "csv_y", "--grad-out", shard)
+    assert_usage_error(out, "a file this run reads")
+    assert shard.read_bytes() == before

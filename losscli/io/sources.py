@@ -114,6 +114,12 @@ def _query_options(text: str, query: str, defaults: ReadOptions) -> ReadOptions:
     return options
 
 
+def _matches(pattern: str) -> bool:
+    import glob
+
+    return any(ch in pattern for ch in "*?[") and bool(glob.glob(pattern))
+
+
 def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
     """Take a source argument apart. A name that exists as written is always a plain path."""
     if text == STDIN or os.path.lexists(text):
@@ -121,7 +127,7 @@ def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
     base, options = text, defaults
     if "?" in base:
         head, query = base.rsplit("?", 1)
-        if head == STDIN or os.path.lexists(head) or ":" in head:
+        if head == STDIN or os.path.lexists(head) or ":" in head or _matches(head):
             base, options = head, _query_options(text, query, defaults)
     key = None
     if base != STDIN and not os.path.lexists(base):
