@@ -112,6 +112,14 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def classes(rng):
+    """Logits of 32 samples over 6 classes and their class indices."""
+    x = rng.normal(size=(32, 6)) * 2
+    y = rng.integers(0, 6, size=32)
+    return x, y
+
+
 def read_back(path: Path) -> np.ndarray:
     """A written array file read with NumPy or pyarrow (not with the code under test)."""
     suffix = path.suffix

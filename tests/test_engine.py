@@ -21,13 +21,6 @@ LOGITS = str(SAMPLE / "logits.csv")
 LABELS = str(SAMPLE / "labels.csv")
 
 
-@pytest.fixture
-def classes(rng):
-    x = rng.normal(size=(32, 6)) * 2
-    y = rng.integers(0, 6, size=32)
-    return x, y
-
-
 def test_result_to_dict_has_exactly_the_spec_keys(classes):
     x, y = classes
     data = losscli.compute("ce", x, y).to_dict()

@@ -318,13 +318,6 @@ def test_cuda_equals_cpu(case):
 # ------------------------------------------------------------------ beyond the formulas
 
 
-@pytest.fixture
-def classes(rng):
-    x = rng.normal(size=(32, 6)) * 2
-    y = rng.integers(0, 6, size=32)
-    return x, y
-
-
 def test_ce_matches_sklearn_log_loss(classes):
     x, y = classes
     probs = np.exp(ref.log_softmax(x))
