@@ -5,6 +5,7 @@ shell completion stay fast.
 """
 
 import inspect
+import os
 import sys
 from typing import Annotated
 
@@ -232,30 +233,36 @@ def batch(
     Example: losscli batch jobs.ndjson --jobs 2
     """
     from losscli import output
-    from losscli.batch import parse_jobs, run_batch
+    from losscli.batch import job_lines, run_batch
 
     def run() -> int:
-        return run_batch(parse_jobs(_read_jobs(jobs), jobs), workers, output.write_stdout)
+        with _jobs_stream(jobs) as stream:
+            return run_batch(job_lines(stream, jobs), jobs, workers, output.write_stdout)
 
     code = _guarded(False, run)
     if code:
         raise typer.Exit(code)
 
 
-def _read_jobs(path: str) -> str:
-    from losscli.io import ReadOptions, SourceSet, parse_source
-    from losscli.io.sources import stdin_fd
+def _jobs_stream(path: str):
+    """The jobs file, or stdin, as a binary stream read line by line."""
+    import contextlib
 
-    stdin = stdin_fd()
-    if stdin is None and getattr(sys.stdin, "buffer", None) is not None:
-        stdin = sys.stdin.buffer  # a stdin without a descriptor (an embedding or test runner)
-    with SourceSet(stdin_fd=stdin) as sources:
-        source = sources.open(parse_source(path, ReadOptions()))
-        data = source.file.read()
+    from losscli.errors import InputError
+    from losscli.io.sources import os_error
+
+    if path == "-":
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            raise InputError("'-' reads the jobs from stdin, but stdin is closed")
+        if sys.stdin.isatty():
+            raise InputError("'-' reads the jobs from stdin, but stdin is a terminal; pipe them in")
+        return contextlib.nullcontext(sys.stdin.buffer)
+    if os.path.isdir(path):
+        raise InputError(f"{path}: cannot read: Is a directory")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise LossCliError(f"{source.label}: not UTF-8 text (byte {error.start})") from None
+        return open(path, "rb")  # noqa: SIM115 (closed by the caller's with)
+    except OSError as error:
+        raise os_error(path, error) from None
 
 
 def _raise_terminated(signum, frame) -> None:

@@ -35,7 +35,7 @@ def explain_text(spec: LossSpec) -> str:
     if spec.options:
         lines.append("")
         lines.append("Options (torch defaults)")
-        lines += [f"  {o.flag} (default {o.default}): {o.help}" for o in spec.options]
+        lines += [f"  {o.flag} (default {o.default}): {o.described}" for o in spec.options]
     lines += ["", "Steps"]
     lines += [f"  {n}. {s}" for n, s in enumerate(spec.explain.procedure, start=1)]
     lines += ["", "Common mistakes"]

@@ -170,7 +170,7 @@ def loss_parameter(option: OptionSpec) -> inspect.Parameter:
     """The command-line parameter of one loss option, from its declaration."""
     flags = f"{option.flag}/--no-{option.flag[2:]}" if option.kind == SWITCH else option.flag
     extra = {"metavar": "W1,W2,..|PATH"} if option.kind == VECTOR else {}
-    info = typer.Option(flags, help=option.help, rich_help_panel=LOSS_PANEL, **extra)
+    info = typer.Option(flags, help=option.described, rich_help_panel=LOSS_PANEL, **extra)
     return inspect.Parameter(
         option.name,
         inspect.Parameter.KEYWORD_ONLY,

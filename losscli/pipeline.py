@@ -10,6 +10,7 @@ read; validate on the CPU; compute; write the gradient atomically; evaluate the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -21,12 +22,10 @@ import numpy as np
 from losscli.errors import EXIT_GATE, DeviceError, InputError, OptionError
 from losscli.io import InputArray
 from losscli.options import Common
-from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, LossSpec, get_spec
+from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, VECTOR, LossSpec, get_spec
 from losscli.result import Result
 from losscli.validate import Context, check_representable
 
-# Loss options that take a comma-separated list or a file.
-VECTOR_OPTIONS = ("weight", "pos_weight")
 READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
@@ -201,10 +200,10 @@ def run_files(
             for shard in shard_args(arg) or [arg]:
                 sources.open(shard)
         options = dict(options)
-        for name in VECTOR_OPTIONS:
-            if name in options and options[name] is not None:
-                flag = f"--{name.replace('_', '-')}"
-                options[name] = read_vector(flag, options[name], sources, defaults, notes)
+        for option in spec.options:  # vectors given as files are sources too
+            if option.kind == VECTOR and options.get(option.name) is not None:
+                value = options[option.name]
+                options[option.name] = read_vector(option.flag, value, sources, defaults, notes)
         grad_out = None
         if settings.grad_out is not None:
             grad_out = check_output_path("--grad-out", settings.grad_out, sources.identities)
@@ -265,14 +264,83 @@ def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: 
     import os
 
     spec = get_spec(loss)
-    common = {k: v for k, v in settings_and_options.items() if k in Common.__dataclass_fields__}
-    options = {k: v for k, v in settings_and_options.items() if k not in common}
-    for name in ("pred_cols", "target_cols", "classes"):
-        if isinstance(common.get(name), (list, tuple)):  # a list of names, as Python gives it
-            common[name] = ",".join(map(str, common[name]))
+    settings, options, _ = split_settings(spec, settings_and_options)
     texts = [os.fspath(source) for source in sources]
-    result, _ = run_files(spec, texts, options, Common(**common), stdin=stdin)
+    result, _ = run_files(spec, texts, options, settings, stdin=stdin)
     return result
+
+
+def split_settings(
+    spec: LossSpec, values: dict[str, Any], environment: dict[str, str] | None = None
+) -> tuple[Common, dict[str, Any], dict[str, str]]:
+    """Common settings and loss options from ``{long name: value}``, as the Python API and
+    batch jobs give them: dashes or underscores, a leading ``--`` or not, ``no-NAME: true``
+    for an off switch, lists for column and class names, numbers as numbers or text.
+    ``environment`` supplies LOSSCLI_DEVICE as the command line does. Returns the settings,
+    the loss options and ``{option: variable}`` for options taken from the environment."""
+    import typing
+
+    from losscli.options import _common_hints
+
+    fields = {f.name for f in dataclasses.fields(Common)}
+    own = {option.name for option in spec.options}
+    named: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name not in fields | own and name.startswith("no_") and isinstance(value, bool):
+            name, value = name[3:], not value
+        named[name] = value
+    unknown = sorted(set(named) - fields - own)
+    if unknown:
+        raise OptionError(
+            f"{spec.name} has no option {', '.join(unknown)}; its options: "
+            f"{', '.join(sorted(own)) or 'none'}; common options: {', '.join(sorted(fields))}"
+        )
+    common = {}
+    for name in sorted(set(named) & fields):
+        common[name] = _common_value(name, named[name], _common_hints()[name], typing)
+    from_environment = {}
+    device = (environment or {}).get("LOSSCLI_DEVICE")
+    if "device" not in common and device:
+        common["device"], from_environment["device"] = device, "LOSSCLI_DEVICE"
+    options = {name: named[name] for name in named if name in own}
+    return Common(**common), options, from_environment
+
+
+def _common_value(name: str, value: Any, hint, typing) -> Any:
+    """A common option's value in its declared type (the checks Typer makes on the CLI)."""
+    flag = f"--{name.replace('_', '-')}"
+    if name in ("pred_cols", "target_cols", "classes") and isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    kinds = [k for k in typing.get_args(typing.get_args(hint)[0]) or [typing.get_args(hint)[0]]]
+    allowed = [
+        a for k in kinds if typing.get_origin(k) is typing.Literal for a in typing.get_args(k)
+    ]
+    if value is None and type(None) in kinds:
+        return None
+    if allowed:
+        if name != "reduction" and value not in allowed:  # reductions: checked per loss
+            raise OptionError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
+        return value
+    if bool in kinds:
+        if not isinstance(value, bool):
+            raise OptionError(f"{flag} {value!r} is not true or false")
+        return value
+    if float in kinds or int in kinds:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(f"{flag} {value!r} is not a number") from None
+        if int in kinds:
+            if not number.is_integer() or number < 1:
+                raise OptionError(f"{flag} {value!r} is not a whole number >= 1")
+            return int(number)
+        return number
+    if not isinstance(value, str):
+        raise OptionError(f"{flag} {value!r} is not text")
+    return value
 
 
 def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> dict[str, Any]:

@@ -48,12 +48,30 @@ class OptionSpec:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def domain(self) -> str | None:
+        """The valid values in words (``> 0``, ``[0, 1]``, ``1 or 2``), or None."""
+        if self.choices:
+            return " or ".join(map(str, self.choices))
+        if self.low is not None and self.high is not None:
+            return f"[{self.low}, {self.high}]"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return None
+
+    @property
+    def described(self) -> str:
+        """The help text with the domain, as --help and explain show it."""
+        return f"{self.help} Valid: {self.domain}." if self.domain else self.help
+
     def convert(self, value: Any) -> Any:
         """``value`` in this option's type, or OptionError naming the option and its domain."""
         import math
 
         from losscli.errors import OptionError
 
+        if getattr(value, "ndim", None) == 0:
+            value = value.item()  # a NumPy scalar or 0-d array, as Python code passes them
         if self.kind in (FLAG, SWITCH):
             if not isinstance(value, bool):
                 raise OptionError(f"{self.flag} {value!r} is not true or false")
@@ -72,17 +90,20 @@ class OptionSpec:
             if isinstance(value, bool):
                 raise TypeError
             number = float(value)
-        except (TypeError, ValueError):
-            raise OptionError(f"{self.flag} {value!r} is not a number") from None
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(f"{self.flag} {value!r} is not a finite number") from None
         if not math.isfinite(number):
             raise OptionError(f"{self.flag} {value} is not a finite number")
         if self.kind == INTEGER:
-            if not number.is_integer() or not INT64[0] <= int(value) <= INT64[1]:
+            whole = int(value) if isinstance(value, int) else None
+            if whole is None and not number.is_integer():
+                raise OptionError(f"{self.flag} {value!r} is not an integer")
+            whole = int(number) if whole is None else whole
+            if not INT64[0] <= whole <= INT64[1]:
                 raise OptionError(f"{self.flag} {value} is out of range; valid: a 64-bit integer")
-            number = int(value)
+            number = whole
         if self.choices and number not in self.choices:
-            valid = " or ".join(map(str, self.choices))
-            raise OptionError(f"{self.flag} {value} is out of range; valid: {valid}")
+            raise OptionError(f"{self.flag} {value} is out of range; valid: {self.domain}")
         self._check_domain(number, number)
         return number
 
@@ -93,12 +114,8 @@ class OptionSpec:
             lowest <= self.low if self.open_low else lowest < self.low
         )
         if below or (self.high is not None and highest > self.high):
-            if self.high is not None:
-                valid = f"[{self.low}, {self.high}]"
-            else:
-                valid = f"{'>' if self.open_low else '>='} {self.low}"
             shown = lowest if below else highest
-            raise OptionError(f"{self.flag} {shown} is out of range; valid: {valid}")
+            raise OptionError(f"{self.flag} {shown} is out of range; valid: {self.domain}")
 
 
 @dataclass(frozen=True)

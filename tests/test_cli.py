@@ -714,3 +714,35 @@ def test_batch_keeps_going_past_bad_jobs_and_exits_with_the_highest_code(tmp_pat
     assert results[5]["value"] == pytest.approx(np.sum((x - y) ** 2), rel=1e-12)
     only_gate = run_cli("batch", "-", input=jobs[0] + "\n")
     assert only_gate.exit_code == 1
+
+
+def test_batch_reads_jobs_as_the_python_api_reads_options(tmp_path):
+    good = {"loss": "mse", "inputs": ["sample_data/y_pred.csv", "sample_data/y_true.csv"]}
+    lines = [
+        json.dumps({**good, "id": "ok"}),
+        json.dumps(good)[:-1] + ', "id": NaN}',
+        json.dumps({**good, "options": {"--no-header": True, "fail_above": "0.1"}}),
+        json.dumps(
+            {
+                "loss": "multi-margin",
+                "inputs": ["sample_data/logits.csv", "sample_data/labels.csv"],
+                "options": {"p": "2.0"},
+            }
+        ),
+        json.dumps({**good, "inputs": ["-:a", "sample_data/y_true.csv"]}),
+        '{"loss": "mse", "inputs": ["a\u2028b.csv", "sample_data/y_true.csv"], "id": "sep"}',
+        "[" * 100_000,
+    ]
+    jobs = tmp_path / "jobs.ndjson"
+    jobs.write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode())
+    out = run_cli("batch", jobs, "--jobs", "3")
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["id"] for r in results] == ["ok", 2, 3, 4, 5, "sep", 7]
+    assert results[0]["value"] == results[2]["value"]
+    assert results[2]["gate"]["tripped"] is True
+    assert results[3]["options"]["p"] == 2
+    assert "NaN is not JSON" in results[1]["error"]["message"]
+    assert "cannot read stdin" in results[4]["error"]["message"]
+    assert "a\u2028b.csv" in results[5]["error"]["message"]
+    assert results[6]["error"]["exit"] == 2
+    assert out.exit_code == 2

@@ -215,7 +215,7 @@ BCE_LOGITS = LossSpec(
             "pos_weight",
             None,
             VECTOR,
-            "Weight of positive examples, one per class (column), >= 0.",
+            "Weight of positive examples, one per class (column).",
             low=0.0,
         ),
     ),

@@ -243,7 +243,7 @@ CE = LossSpec(
             "label_smoothing",
             0.0,
             NUMBER,
-            "Smoothing in [0,1] mixed into the targets.",
+            "Smoothing mixed into the targets.",
             low=0.0,
             high=1.0,
         ),

@@ -295,7 +295,7 @@ MULTI_MARGIN = LossSpec(
         InputSpec("targets", INDEX, "class indices (N) in [0,C)"),
     ),
     options=(
-        OptionSpec("p", 1, INTEGER, "Exponent of the hinge: 1 or 2.", choices=(1, 2)),
+        OptionSpec("p", 1, INTEGER, "Exponent of the hinge.", choices=(1, 2)),
         margin_option(1.0),
         WEIGHT,
     ),
@@ -426,9 +426,9 @@ TRIPLET_MARGIN = LossSpec(
     options=(
         margin_option(1.0, low=0.0, open_low=True),
         OptionSpec(
-            "p", 2.0, NUMBER, "Degree of the pairwise distance norm (> 0).", low=0.0, open_low=True
+            "p", 2.0, NUMBER, "Degree of the pairwise distance norm.", low=0.0, open_low=True
         ),
-        OptionSpec("eps", 1e-6, NUMBER, "Added to differences before the norm (>= 0).", low=0.0),
+        OptionSpec("eps", 1e-6, NUMBER, "Added to differences before the norm.", low=0.0),
         OptionSpec("swap", False, FLAG, "Use the positive-negative distance when it is smaller."),
     ),
     prepare=_prepare_triplet,

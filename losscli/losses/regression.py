@@ -220,7 +220,7 @@ HUBER = LossSpec(
             "delta",
             1.0,
             NUMBER,
-            "Where the loss turns from quadratic to linear (> 0).",
+            "Where the loss turns from quadratic to linear.",
             low=0.0,
             open_low=True,
         ),
@@ -253,9 +253,7 @@ SMOOTH_L1 = LossSpec(
     summary="squared error divided by beta near the target, absolute error beyond beta",
     inputs=PAIR,
     options=(
-        OptionSpec(
-            "beta", 1.0, NUMBER, "Where the loss turns from quadratic to linear (>= 0).", low=0.0
-        ),
+        OptionSpec("beta", 1.0, NUMBER, "Where the loss turns from quadratic to linear.", low=0.0),
     ),
     prepare=prepare_same_shape,
     steps_table=_steps_smooth_l1,
@@ -293,7 +291,7 @@ POISSON_NLL = LossSpec(
             "eps",
             1e-8,
             NUMBER,
-            "Added to rates before the log with --no-log-input (>= 0).",
+            "Added to rates before the log with --no-log-input.",
             low=0.0,
         ),
     ),
@@ -335,7 +333,7 @@ GAUSSIAN_NLL = LossSpec(
     ),
     options=(
         OptionSpec("full", False, FLAG, "Add the constant 0.5 log(2 pi)."),
-        OptionSpec("eps", 1e-6, NUMBER, "Variances are clamped below at eps (>= 0).", low=0.0),
+        OptionSpec("eps", 1e-6, NUMBER, "Variances are clamped below at eps.", low=0.0),
     ),
     prepare=_prepare_gaussian,
     steps_table=_steps_gaussian,
