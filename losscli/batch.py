@@ -55,8 +55,19 @@ def parse_job(line: str, number: int, source: str) -> dict[str, Any]:
     return data
 
 
-def run_job(line: str, number: int, source: str) -> tuple[dict[str, Any], int]:
-    """One job's output object and exit code; never raises."""
+def _identity(path: str | int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(path) if isinstance(path, int) else os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def run_job(
+    line: str, number: int, source: str, protected: dict[tuple[int, int], str]
+) -> tuple[dict[str, Any], int]:
+    """One job's output object and exit code; never raises. ``protected``: files the batch
+    itself reads (its jobs file, stdin), which a job may neither read nor replace."""
     from losscli import pipeline
 
     job_id: Any = number
@@ -64,10 +75,13 @@ def run_job(line: str, number: int, source: str) -> tuple[dict[str, Any], int]:
         job = parse_job(line, number, source)
         job_id = job.get("id", number)
         spec = get_spec(job["loss"])
-        if any(parse_source(i, ReadOptions()).path == "-" for i in job["inputs"]):
-            raise OptionError(
-                "a batch job cannot read stdin ('-'): the jobs share one process; name a file"
-            )
+        for text in job["inputs"]:
+            path = parse_source(text, ReadOptions()).path
+            if path == "-" or _identity(path) in protected:
+                raise OptionError(
+                    f"a batch job cannot read stdin or the jobs file ({text}): the jobs share "
+                    "one process; name another file"
+                )
         values = {
             k: v
             for k, v in job.get("options", {}).items()
@@ -75,7 +89,7 @@ def run_job(line: str, number: int, source: str) -> tuple[dict[str, Any], int]:
         }
         settings, options, env = pipeline.split_settings(spec, values, dict(os.environ))
         result, gate = pipeline.run_files(
-            spec, job["inputs"], options, settings, stdin=None, env=env
+            spec, job["inputs"], options, settings, stdin=None, env=env, also_read=protected
         )
         return {**result.to_dict(), "id": job_id}, pipeline.exit_code(gate)
     except LossCliError as error:
@@ -110,11 +124,16 @@ def job_lines(stream, source: str):
             yield number, text
 
 
-def run_batch(lines, source: str, workers: int, write) -> int:
+def run_batch(lines, source: str, workers: int, write, stream=None) -> int:
     """Run the jobs (``workers`` at a time), writing each result line in job order as soon as
     it and the ones before it are done; at most ``2 * workers`` jobs wait for the writer."""
     pool = ThreadPoolExecutor(max_workers=workers)
     results: queue.Queue = queue.Queue(maxsize=2 * workers)
+    protected = {
+        identity: label
+        for identity, label in ((_identity(0), "stdin"), (_stream_identity(stream), source))
+        if identity is not None
+    }
     outcome = {"highest": 0, "error": None}
 
     def writer() -> None:
@@ -137,7 +156,7 @@ def run_batch(lines, source: str, workers: int, write) -> int:
             if text is None:
                 results.put(_done(_error(number, f"{source}, line {number}: not UTF-8", 2)))
             else:
-                results.put(pool.submit(run_job, text, number, source))
+                results.put(pool.submit(run_job, text, number, source, protected))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C, SIGTERM
         outcome["error"] = outcome["error"] or KeyboardInterrupt()
@@ -149,6 +168,13 @@ def run_batch(lines, source: str, workers: int, write) -> int:
     if outcome["error"] is not None:
         raise outcome["error"]
     return outcome["highest"]
+
+
+def _stream_identity(stream) -> tuple[int, int] | None:
+    try:
+        return _identity(stream.fileno()) if stream is not None else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _done(value):

@@ -237,7 +237,7 @@ def batch(
 
     def run() -> int:
         with _jobs_stream(jobs) as stream:
-            return run_batch(job_lines(stream, jobs), jobs, workers, output.write_stdout)
+            return run_batch(job_lines(stream, jobs), jobs, workers, output.write_stdout, stream)
 
     code = _guarded(False, run)
     if code:

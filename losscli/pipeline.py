@@ -159,8 +159,11 @@ def run_files(
     stdin=0,
     env: dict[str, str] | None = None,
     progress=None,
+    also_read: dict[tuple[int, int], str] | None = None,
 ):
-    """Read the sources, compute, write --grad-out; returns (Result, Gate or None)."""
+    """Read the sources, compute, write --grad-out; returns (Result, Gate or None).
+    ``also_read``: identities of other files the run reads (a batch's jobs file), which
+    --grad-out must not replace either."""
     import contextlib
 
     from losscli import engine
@@ -206,7 +209,8 @@ def run_files(
                 options[option.name] = read_vector(option.flag, value, sources, defaults, notes)
         grad_out = None
         if settings.grad_out is not None:
-            grad_out = check_output_path("--grad-out", settings.grad_out, sources.identities)
+            read = {**(also_read or {}), **sources.identities}
+            grad_out = check_output_path("--grad-out", settings.grad_out, read)
         started = time.perf_counter()
         with progress(f"reading {', '.join(dict.fromkeys(texts))}"):
             inputs = read_inputs(spec, args, sources, settings)

@@ -746,3 +746,26 @@ def test_batch_reads_jobs_as_the_python_api_reads_options(tmp_path):
     assert "a\u2028b.csv" in results[5]["error"]["message"]
     assert results[6]["error"]["exit"] == 2
     assert out.exit_code == 2
+
+
+def test_a_batch_job_reads_neither_stdin_nor_the_jobs_file(tmp_path):
+    good = {"loss": "mse", "inputs": ["sample_data/y_pred.csv", "sample_data/y_true.csv"]}
+    jobs = tmp_path / "jobs.ndjson"
+    jobs.write_text(
+        json.dumps({**good, "options": {"grad_out": str(jobs)}, "id": "over"})
+        + "\n"
+        + json.dumps({**good, "inputs": [str(jobs), "sample_data/y_true.csv"], "id": "in"})
+        + "\n"
+    )
+    before = jobs.read_bytes()
+    out = run_cli("batch", jobs)
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert "a file this run reads" in results[0]["error"]["message"]
+    assert "jobs file" in results[1]["error"]["message"]
+    assert jobs.read_bytes() == before
+    piped = [json.dumps({**good, "inputs": ["/dev/stdin", "sample_data/y_true.csv"], "id": 0})]
+    piped += [json.dumps({**good, "id": n}) for n in range(1, 200)]
+    done = run_process("batch", "-", input=("\n".join(piped) + "\n").encode())
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [r["id"] for r in lines] == list(range(200))
+    assert "cannot read stdin" in lines[0]["error"]["message"]

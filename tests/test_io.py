@@ -1024,3 +1024,25 @@ def test_grad_out_never_replaces_a_shard(shards):
     out = run_cli("ce", root / "csv_x", root / "csv_y", "--grad-out", shard)
     assert_usage_error(out, "a file this run reads")
     assert shard.read_bytes() == before
+
+
+def test_shards_must_name_the_same_columns_in_the_same_order(tmp_path):
+    preds, targets = tmp_path / "p", tmp_path / "t"
+    preds.mkdir()
+    targets.mkdir()
+    (preds / "1.csv").write_text("a,b\n1,0\n1,0\n")
+    (preds / "2.csv").write_text("b,a\n0,1\n0,1\n")
+    for name in ("1.csv", "2.csv"):
+        (targets / name).write_text("a,b\n1,0\n1,0\n")
+    assert_usage_error(run_cli("mse", preds, targets), "2.csv", "same columns")
+    (preds / "2.csv").write_text("a,b\n1,0\n1,0\n")
+    (preds / "3.csv").symlink_to(preds / "1.csv")
+    assert_usage_error(run_cli("mse", preds, targets), "same file")
+
+
+def test_npz_keys_apply_to_every_shard_of_a_pattern(tmp_path):
+    for i in range(2):
+        np.savez(tmp_path / f"run-{i}.npz", x=np.full(3, float(i)), y=np.zeros(3))
+    pattern = f"{tmp_path}/run-*.npz"
+    got = value_of(run_cli("mse", f"{pattern}:x", f"{pattern}:y", "-f", "value"))
+    assert got == pytest.approx(0.5)

@@ -50,6 +50,16 @@ def shard_args(arg: SourceArg) -> list[SourceArg] | None:
         return None
     if not paths:
         raise InputError(f"{arg.path}: the {where} holds no data files")
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        info = os.stat(path)
+        identity = (info.st_dev, info.st_ino)
+        if identity in seen:
+            raise InputError(
+                f"{arg.path}: shards {seen[identity]} and {path} are the same file; "
+                "its rows would be read twice"
+            )
+        seen[identity] = path
     return [replace(arg, text=path, path=path) for path in paths]
 
 
@@ -58,6 +68,11 @@ def join_shards(label: str, parts: list[InputArray], columns: tuple | None) -> I
     first axis."""
     first = parts[0]
     for part in parts[1:]:
+        if part.header != first.header:
+            raise InputError(
+                f"{label}: shard {part.source} has the columns {part.header}, but {first.source} "
+                f"has {first.header}; shards must have the same columns in the same order"
+            )
         if part.array.shape[1:] != first.array.shape[1:] or part.array.ndim != first.array.ndim:
             raise InputError(
                 f"{label}: shard {part.source} has shape {list(part.array.shape)}, but "

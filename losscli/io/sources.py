@@ -134,7 +134,7 @@ def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
         # The first ':' whose left part exists splits PATH:KEY (keys may hold ':' too).
         for at in (i for i, ch in enumerate(base) if ch == ":"):
             head = base[:at]
-            if head == STDIN or os.path.lexists(head):
+            if head == STDIN or os.path.lexists(head) or _matches(head):
                 base, key = head, base[at + 1 :]
                 break
     return SourceArg(text, base, key, options)
