@@ -16,18 +16,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.common import InputArray
-from losscli.io.sources import STDIN, SourceArg
-
-GLOB_CHARACTERS = "*?["
-
-
-def is_pattern(path: str) -> bool:
-    """Whether ``path`` is a glob pattern that matches something (and is not itself a file)."""
-    return (
-        any(ch in path for ch in GLOB_CHARACTERS)
-        and not os.path.lexists(path)
-        and bool(glob.glob(path))
-    )
+from losscli.io.sources import STDIN, SourceArg, is_pattern
 
 
 def shard_args(arg: SourceArg) -> list[SourceArg] | None:

@@ -114,10 +114,11 @@ def _query_options(text: str, query: str, defaults: ReadOptions) -> ReadOptions:
     return options
 
 
-def _matches(pattern: str) -> bool:
+def is_pattern(path: str) -> bool:
+    """Whether ``path`` is a glob pattern that matches something (and is not itself a file)."""
     import glob
 
-    return any(ch in pattern for ch in "*?[") and bool(glob.glob(pattern))
+    return any(ch in path for ch in "*?[") and not os.path.lexists(path) and bool(glob.glob(path))
 
 
 def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
@@ -127,14 +128,14 @@ def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
     base, options = text, defaults
     if "?" in base:
         head, query = base.rsplit("?", 1)
-        if head == STDIN or os.path.lexists(head) or ":" in head or _matches(head):
+        if head == STDIN or os.path.lexists(head) or ":" in head or is_pattern(head):
             base, options = head, _query_options(text, query, defaults)
     key = None
     if base != STDIN and not os.path.lexists(base):
         # The first ':' whose left part exists splits PATH:KEY (keys may hold ':' too).
         for at in (i for i, ch in enumerate(base) if ch == ":"):
             head = base[:at]
-            if head == STDIN or os.path.lexists(head) or _matches(head):
+            if head == STDIN or os.path.lexists(head) or is_pattern(head):
                 base, key = head, base[at + 1 :]
                 break
     return SourceArg(text, base, key, options)
