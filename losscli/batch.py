@@ -82,12 +82,9 @@ def run_job(
                     f"a batch job cannot read stdin or the jobs file ({text}): the jobs share "
                     "one process; name another file"
                 )
-        values = {
-            k: v
-            for k, v in job.get("options", {}).items()
-            if str(k).lstrip("-").replace("-", "_") not in OUTPUT_ONLY
-        }
-        settings, options, env = pipeline.split_settings(spec, values, dict(os.environ))
+        settings, options, env = pipeline.split_settings(
+            spec, job.get("options", {}), dict(os.environ), OUTPUT_ONLY
+        )
         result, gate = pipeline.run_files(
             spec, job["inputs"], options, settings, stdin=None, env=env, also_read=protected
         )

@@ -275,12 +275,16 @@ def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: 
 
 
 def split_settings(
-    spec: LossSpec, values: dict[str, Any], environment: dict[str, str] | None = None
+    spec: LossSpec,
+    values: dict[str, Any],
+    environment: dict[str, str] | None = None,
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[Common, dict[str, Any], dict[str, str]]:
     """Common settings and loss options from ``{long name: value}``, as the Python API and
     batch jobs give them: dashes or underscores, a leading ``--`` or not, ``no-NAME: true``
     for an off switch, lists for column and class names, numbers as numbers or text.
-    ``environment`` supplies LOSSCLI_DEVICE as the command line does. Returns the settings,
+    ``environment`` supplies LOSSCLI_DEVICE as the command line does; names in ``ignored``
+    are dropped (a batch's output options). Returns the settings,
     the loss options and ``{option: variable}`` for options taken from the environment."""
     import typing
 
@@ -293,7 +297,8 @@ def split_settings(
         name = str(key).lstrip("-").replace("-", "_")
         if name not in fields | own and name.startswith("no_") and isinstance(value, bool):
             name, value = name[3:], not value
-        named[name] = value
+        if name not in ignored:
+            named[name] = value
     unknown = sorted(set(named) - fields - own)
     if unknown:
         raise OptionError(
