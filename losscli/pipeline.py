@@ -22,7 +22,19 @@ import numpy as np
 from losscli.errors import EXIT_GATE, DeviceError, InputError, OptionError
 from losscli.io import InputArray
 from losscli.options import Common
-from losscli.registry import FLOAT, INDEX, LABEL, LENGTH, VECTOR, LossSpec, get_spec
+from losscli.registry import (
+    FLAG,
+    FLOAT,
+    INDEX,
+    INTEGER,
+    LABEL,
+    LENGTH,
+    NUMBER,
+    VECTOR,
+    LossSpec,
+    OptionSpec,
+    get_spec,
+)
 from losscli.result import Result
 from losscli.validate import Context, check_representable
 
@@ -331,22 +343,13 @@ def _common_value(name: str, value: Any, hint, typing) -> Any:
         if name != "reduction" and value not in allowed:  # reductions: checked per loss
             raise OptionError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
         return value
+    # Flags and numbers convert as loss options do (the only integer, --limit, is >= 1).
     if bool in kinds:
-        if not isinstance(value, bool):
-            raise OptionError(f"{flag} {value!r} is not true or false")
-        return value
-    if float in kinds or int in kinds:
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise OptionError(f"{flag} {value!r} is not a number") from None
-        if int in kinds:
-            if not number.is_integer() or number < 1:
-                raise OptionError(f"{flag} {value!r} is not a whole number >= 1")
-            return int(number)
-        return number
+        return OptionSpec(name, None, FLAG, "").convert(value)
+    if int in kinds:
+        return OptionSpec(name, None, INTEGER, "", low=1).convert(value)
+    if float in kinds:
+        return OptionSpec(name, None, NUMBER, "").convert(value)
     if not isinstance(value, str):
         raise OptionError(f"{flag} {value!r} is not text")
     return value
