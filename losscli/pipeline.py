@@ -79,10 +79,6 @@ def check_settings(settings: Common) -> list[str] | None:
 def input_sources(spec: LossSpec, sources: list[str], settings: Common) -> list[str]:
     """One source per input; in single-file mode the first file gives predictions and targets."""
     count = len(spec.inputs)
-    if sources.count("-") > 1:
-        raise OptionError(
-            "only one input can come from stdin ('-'); write the others to files first"
-        )
     single_file = settings.pred_cols is not None and settings.target_cols is not None
     if single_file and len(sources) == count - 1:
         sources = [sources[0], *sources]
@@ -195,19 +191,19 @@ def run_files(
     progress = progress or (lambda text: contextlib.nullcontext())
     env = env or {}
     classes = check_settings(settings)
-    texts = input_sources(spec, source_texts, settings)
-    if settings.grad_out is not None and settings.no_grad:
-        raise OptionError("--grad-out needs the gradient; drop --no-grad")
     defaults = ReadOptions(
         format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
     )
     # An argument named twice (single-file mode, or by hand) is one source, read once.
-    parsed: dict[str, Any] = {}
-    args = [parsed.setdefault(t, parse_source(t, defaults)) for t in texts]
-    if len({arg.text for arg in args if arg.path == "-"}) > 1:
+    parsed = {text: parse_source(text, defaults) for text in source_texts}
+    if sum(parsed[text].path == "-" for text in source_texts) > 1:  # '-', '-?header=no'...
         raise OptionError(
             "only one input can come from stdin ('-'); write the others to files first"
         )
+    texts = input_sources(spec, source_texts, settings)
+    if settings.grad_out is not None and settings.no_grad:
+        raise OptionError("--grad-out needs the gradient; drop --no-grad")
+    args = [parsed[text] for text in texts]
     notes: list[str] = []  # what reading decided about option files (a header, an index)
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
