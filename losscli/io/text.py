@@ -91,10 +91,11 @@ def _breaks(segment: bytes) -> int:
     return segment.count(b"\n") + segment.count(b"\r") - segment.count(b"\r\n")
 
 
-def nonblank_lines(data: bytes, first_number: int = 1):
-    """(line number, line) for every line of ``data`` that is not blank. Runs of blank lines
-    are skipped by byte searches, so a file of blank lines costs no Python loop per line."""
-    pos, number, size = 0, first_number - 1, len(data)
+def nonblank_lines(data: bytes, first_number: int = 1, start: int = 0):
+    """(line number, line, end offset, whether a line break ends it) for every line of
+    ``data[start:]`` that is not blank. Runs of blank lines are skipped by byte searches, so a
+    file of blank lines costs no Python loop per line."""
+    pos, number, size = start, first_number - 1, len(data)
     while True:
         found = NONBLANK.search(data, pos)
         if found is None:
@@ -106,22 +107,21 @@ def nonblank_lines(data: bytes, first_number: int = 1):
         number += _breaks(data[pos:line_start]) + 1
         end = LINE_BREAK.search(data, found.start())
         stop, pos = (end.start(), end.end()) if end else (size, size)
-        yield number, data[line_start:stop]
+        yield number, data[line_start:stop], pos, end is not None
 
 
 def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]], bool]:
     """The first ``count`` non-blank lines, whole, as (line number, end offset, text).
 
-    Reads as far as needed to have whole lines, however long they are; blank runs are
-    skipped by byte search. Also says whether the file starts with a UTF-8 byte order mark.
+    Reads as far as needed to have whole lines, however long they are (each read doubles
+    what is held). Also says whether the file starts with a UTF-8 byte order mark.
     """
     handle = source.file
     handle.seek(0)
     buffer = handle.read(FIRST_CHUNK)
     bom = buffer.startswith(BOM)
-    pos, number, lines = (len(BOM) if bom else 0), 0, []
     eof, checked = False, 0
-    while len(lines) < count:
+    while True:
         zero = buffer.find(b"\0", checked)
         checked = len(buffer)
         if zero >= 0:
@@ -130,33 +130,20 @@ def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]]
                 f"{source.label}, line {line}: not text (a NUL byte) and not "
                 "an NPY, NPZ or Parquet file"
             )
-        found = NONBLANK.search(buffer, pos)
-        if found is not None:
-            line_start = max(
-                buffer.rfind(b"\n", pos, found.start()), buffer.rfind(b"\r", pos, found.start())
-            )
-            line_start = pos if line_start < 0 else line_start + 1
-            end = LINE_BREAK.search(buffer, found.start())
-            # A final "\r" may be the first half of "\r\n": wait for the next byte.
-            complete = end is not None and not (end.group() == b"\r" and end.end() == len(buffer))
-            if complete or eof:
-                number += _breaks(buffer[pos:line_start]) + 1
-                stop, pos = (end.start(), end.end()) if end is not None else (len(buffer),) * 2
-                lines.append((number, pos, _decode(buffer[line_start:stop], source.label, number)))
-                continue
-        elif eof:
-            break
-        else:  # only blank bytes so far: count them and drop them
-            number += _breaks(buffer[pos:])
-            if buffer.endswith(b"\r"):
-                number -= 1  # counted again with the byte that follows
-                pos = len(buffer) - 1
-            else:
-                pos = len(buffer)
+        lines = []
+        for number, raw, end, ended in nonblank_lines(buffer, start=len(BOM) if bom else 0):
+            # A line is whole when a break ends it; a final "\r" may be the first half of
+            # "\r\n", so it waits for the next byte (unless the file ends there).
+            if not eof and (not ended or (end == len(buffer) and buffer.endswith(b"\r"))):
+                break
+            lines.append((number, end, _decode(raw, source.label, number)))
+            if len(lines) == count:
+                return lines, bom
+        if eof:
+            return lines, bom
         chunk = handle.read(max(FIRST_CHUNK, len(buffer)))
         eof = not chunk
         buffer += chunk
-    return lines, bom
 
 
 def split_row(line: str, delimiter: str | None, where: str) -> list[str]:
@@ -260,7 +247,7 @@ def _line_mapper(source: Source, header_line: int):
         if "lines" not in cache:
             source.file.seek(0)
             data = source.file.read()
-            cache["lines"] = [n for n, _ in nonblank_lines(data) if n > header_line]
+            cache["lines"] = [n for n, *_ in nonblank_lines(data) if n > header_line]
         lines = cache["lines"]
         return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else 1)
 
@@ -336,7 +323,7 @@ def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
     text: dict[int, list[str]] = {index: [] for index in columns.names}
     first: dict[int, tuple[int, str]] = {}
     # Data starts on the line after the header (line 1 without one).
-    for number, raw in nonblank_lines(data, layout.header_line + 1):
+    for number, raw, *_ in nonblank_lines(data, layout.header_line + 1):
         if b"\0" in raw:
             raise InputError(
                 f"{label}, line {number}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
