@@ -387,6 +387,7 @@ def compute_inputs(
             check_representable(input_spec.name, inp, ctx)
     shapes = {n: list(inputs[n].array.shape) for n in spec.input_names}
     prepared = spec.prepare(inputs, options, ctx)
+    ctx.finish()
     engine.resolve_device(device)  # an unusable device is refused before any computation
     with warnings.catch_warnings():
         # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli where

@@ -34,9 +34,33 @@ class Context:
     classes: list[str] | None = None
     dtype: str = "float32"
     warnings: list[str] = field(default_factory=list)
+    # Facts about the whole input gathered block by block: key -> (fact, render).
+    facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        """A warning, said once however many blocks of rows give it."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def gather(self, key: str, fact: tuple, render, first_wins: int = 0) -> None:
+        """A warning about the whole input, built from one fact per block of rows: the facts
+        of every block are summed element by element (the first ``first_wins`` elements keep
+        the first block's value: a position), and ``render(fact)`` gives the message, or
+        None, once every block has been seen (``finish``)."""
+        if key in self.facts:
+            known = self.facts[key][0]
+            fact = known[:first_wins] + tuple(
+                a + b for a, b in zip(known[first_wins:], fact[first_wins:])
+            )
+        self.facts[key] = (fact, render)
+
+    def finish(self) -> None:
+        """Say the warnings gathered from every block (see ``gather``)."""
+        for fact, render in self.facts.values():
+            message = render(fact)
+            if message:
+                self.warn(message)
+        self.facts.clear()
 
 
 @dataclass
@@ -70,12 +94,26 @@ def check_finite(name: str, inp: InputArray, ctx: Context) -> None:
     if finite.all():
         return
     bad = np.argwhere(~finite)
-    first = inp.where(tuple(bad[0]))
-    message = f"{describe(name, inp)}: {len(bad)} NaN/inf value(s), first at {first}"
+    _nonfinite(
+        f"{describe(name, inp)}: ",
+        "NaN/inf value(s)",
+        f"first at {inp.where(tuple(bad[0]))}",
+        len(bad),
+        ctx,
+        "fix the data or pass --allow-nonfinite",
+        "let through by --allow-nonfinite",
+    )
+
+
+def _nonfinite(prefix, what, first, count, ctx: Context, refused: str, allowed: str) -> None:
+    """Refuse values that are not finite, naming the first (an error stops at the first block
+    that has one, so it gives no count); with --allow-nonfinite, warn with the count over
+    every block."""
     if not ctx.allow_nonfinite:
-        raise InputError(message + "; fix the data or pass --allow-nonfinite")
-    if message + "; let through by --allow-nonfinite" not in ctx.warnings:
-        ctx.warn(message + "; let through by --allow-nonfinite")
+        raise InputError(f"{prefix}{what}, {first}; {refused}")
+    ctx.gather(
+        prefix + what, (first, count), lambda f: f"{prefix}{f[1]} {what}, {f[0]}; {allowed}", 1
+    )
 
 
 def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
@@ -93,13 +131,15 @@ def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
         return
     bad = np.argwhere(over)
     where = tuple(bad[0])
-    message = (
-        f"{describe(name, inp)}: {len(bad)} value(s) that {ctx.dtype} cannot hold (it rounds "
-        f"them to inf), first {shown(array[where])} at {inp.where(where)}"
+    _nonfinite(
+        f"{describe(name, inp)}: ",
+        f"value(s) that {ctx.dtype} cannot hold (it rounds them to inf)",
+        f"first {shown(array[where])} at {inp.where(where)}",
+        len(bad),
+        ctx,
+        "use a wider --dtype, or pass --allow-nonfinite",
+        "let through as inf by --allow-nonfinite",
     )
-    if not ctx.allow_nonfinite:
-        raise InputError(message + "; use a wider --dtype, or pass --allow-nonfinite")
-    ctx.warn(message + "; let through as inf by --allow-nonfinite")
 
 
 def _rounds_to_inf(array: np.ndarray, limit: float) -> np.ndarray:
@@ -127,10 +167,7 @@ def same_shape(
     shapes = {a.array.shape, b.array.shape}
     n = a.array.shape[0] if a.array.ndim else None
     if a.array.ndim and shapes == {(n,), (n, 1)}:
-        ctx.warn(
-            f"{name_b} shape {list(b.array.shape)} treated as {list(a.array.shape)} to match "
-            f"{name_a}"
-        )
+        ctx.warn(f"{name_b} shape {b.shape} treated as {a.shape} to match {name_a}")
         return b.array.reshape(a.array.shape)
     raise shape_error(first, second, accepts)
 
@@ -142,9 +179,8 @@ def shape_error(a: tuple[str, InputArray], b: tuple[str, InputArray], accepts: s
     """The error for two inputs whose shapes this loss cannot pair."""
     (name_a, inp_a), (name_b, inp_b) = a, b
     return InputError(
-        f"shapes do not match: {describe(name_a, inp_a)} is {list(inp_a.array.shape)}, "
-        f"{describe(name_b, inp_b)} is {list(inp_b.array.shape)}; {accepts}"
-        + header_hint(inp_a, inp_b)
+        f"shapes do not match: {describe(name_a, inp_a)} is {inp_a.shape}, "
+        f"{describe(name_b, inp_b)} is {inp_b.shape}; {accepts}" + header_hint(inp_a, inp_b)
     )
 
 
@@ -345,7 +381,25 @@ def not_log_probabilities(array: np.ndarray, axis: int = 1) -> str | None:
     return None
 
 
+def warn_unless_log_probabilities(
+    ctx: Context, array: np.ndarray, axis: int, message: str, rows: bool = True
+):
+    """Warn with ``message`` (its ``{reason}`` filled in) when ``array`` is not
+    log-probabilities along ``axis``, judged over every block of rows: positive values in
+    any block come first, as in one look at the whole array. ``rows=False`` checks only the
+    values (a 1-D distribution split into blocks has no whole row in any of them)."""
+    reason = not_log_probabilities(array, axis) if rows else None
+    if not rows and array.size and array.max() > 1e-6:
+        reason = "positive values"
+    reasons = ("positive values", "rows whose logsumexp is not 0")
+    ctx.gather(
+        message,
+        tuple(int(reason == r) for r in reasons),
+        lambda fact: any(fact) and message.format(reason=reasons[0] if fact[0] else reasons[1]),
+    )
+
+
 def require_2d(name: str, inp: InputArray, what: str) -> None:
     """Refuse an input that is not a 2-D (N,C) or (N,D) table."""
     if inp.array.ndim != 2:
-        raise InputError(f"{name} ({inp.source}) have shape {list(inp.array.shape)}; {what}")
+        raise InputError(f"{name} ({inp.source}) have shape {inp.shape}; {what}")

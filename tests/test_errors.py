@@ -167,14 +167,18 @@ def test_bce_out_of_range_suggests_bce_logits(files):
     assert_usage_error(run_cli("bce", good, bad_targets), "row 2", "target value 2.0")
 
 
-def test_nan_and_inf_are_counted_and_located(files):
+def test_nan_and_inf_are_located_and_counted_when_let_through(files):
     preds = files.text("p.csv", "1,2\nnan,3\n4,inf\n")
     targets = files.text("y.csv", "1,2\n3,4\n5,6\n")
     out = run_cli("mse", preds, targets)
-    assert_usage_error(out, "2 NaN/inf", "row 2 (line 2, column 1)", "--allow-nonfinite")
+    assert_usage_error(out, "NaN/inf value(s), first at", "row 2 (line 2, column 1)", "--allow")
     allowed = run_cli("mse", preds, targets, "--allow-nonfinite", "-f", "json")
     assert allowed.exit_code == 0
+    assert "2 NaN/inf value(s), first at" in allowed.stderr
     assert "let through by --allow-nonfinite" in allowed.stderr
+    # Counted over every block of rows, the first position kept.
+    blocks = run_cli("mse", preds, targets, "--allow-nonfinite", "--block-rows", "1", "-f", "json")
+    assert blocks.stderr == allowed.stderr
     assert '"value": null' in allowed.stdout
     assert "NaN or inf values are written as null" in allowed.stdout
 

@@ -7,17 +7,18 @@ single-file mode, from one read); ``read_input`` does both for one source argume
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
 from losscli.errors import InputError, OptionError
-from losscli.io.arrays import read_npy, read_npz
+from losscli.io.arrays import npy_blocks, npz_blocks
 from losscli.io.columns import parse_columns, resolve_columns
-from losscli.io.common import InputArray, ReadOptions, Request
-from losscli.io.parquet import read_parquet
+from losscli.io.common import InputArray, ReadOptions, Request, narrow
+from losscli.io.parquet import parquet_blocks
 from losscli.io.sources import Source, SourceSet, parse_source
-from losscli.io.text import is_number, read_text, to_number
+from losscli.io.text import is_number, text_blocks, to_number
 from losscli.io.write import check_output_path, check_output_shape, write_array
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "SourceSet",
     "check_output_path",
     "check_output_shape",
+    "join_blocks",
+    "open_blocks",
     "parse_columns",
     "parse_source",
     "read_input",
@@ -37,56 +40,117 @@ __all__ = [
 ]
 
 
-def read_source(source: Source, requests: list[Request]) -> list[InputArray]:
-    """One InputArray per request, all from one read of ``source``."""
+def open_blocks(source: Source, requests: list[Request], block_rows: int | None = None):
+    """Yield one InputArray per request for each block of at most ``block_rows`` rows of
+    ``source``, read once (None: the whole source, in as few blocks as its reader makes).
+    Each block knows its first row (``row_offset``) and, where the format says, the rows of
+    the whole source (``rows``)."""
     fmt = source.format()
     options = source.arg.options
     if fmt == "parquet":
-        results = read_parquet(source, requests)
+        blocks = parquet_blocks(source, requests, block_rows)
     elif fmt in ("npy", "npz"):
-        results = _read_array_file(source, fmt, requests)
+        blocks = _array_blocks(source, fmt, requests, block_rows)
     else:
         delimiter = options.delimiter
         if delimiter is None and fmt == "tsv":
             delimiter = "\t"
         # A .csv with one column is still comma-separated: its cells may be quoted.
         single = "," if fmt == "csv" else None
-        results = read_text(
-            source, requests, delimiter=delimiter, header=options.header, one_column=single
+        blocks = text_blocks(
+            source, requests, delimiter, options.header, one_column=single, block_rows=block_rows
         )
-    for result in results:
-        if result.array.size == 0:
-            empty_rows = not result.array.shape or result.array.shape[0] == 0
-            what = "no data rows" if empty_rows else "an empty axis"
-            raise InputError(f"{result.source}: has {what} (shape {list(result.array.shape)})")
-    return results
+    first = True
+    for results in blocks:
+        if first:
+            for result in results:
+                if result.array.size == 0:
+                    empty_rows = not result.array.shape or result.array.shape[0] == 0
+                    what = "no data rows" if empty_rows else "an empty axis"
+                    raise InputError(f"{result.source}: has {what} (shape {result.shape})")
+            first = False
+        yield results
 
 
-def _read_array_file(source: Source, fmt: str, requests: list[Request]) -> list[InputArray]:
+def read_source(source: Source, requests: list[Request]) -> list[InputArray]:
+    """One InputArray per request, all from one read of ``source``."""
+    joined = join_blocks(list(open_blocks(source, requests)))
+    return [
+        item.with_array(narrow(item.array, request.float_dtype))
+        for item, request in zip(joined, requests)
+    ]
+
+
+def join_blocks(blocks: list[list[InputArray]], label: str | None = None) -> list[InputArray]:
+    """One InputArray per request from consecutive blocks of rows: arrays joined along the
+    first axis, row numbers and lines still those of each block's source. ``label`` names
+    the joined input (a folder of shards); blocks from several sources keep theirs in
+    messages."""
+    joined = []
+    for parts in zip(*blocks):
+        first = parts[0]
+        if len(parts) == 1 and label is None:
+            rows = len(first.array) if first.array.ndim else None
+            joined.append(dataclasses.replace(first, rows=rows, row_offset=0))
+            continue
+        arrays = [part.array for part in parts]
+        if any(a.dtype.kind == "U" for a in arrays):  # class names in some blocks only
+            arrays = [a if a.dtype.kind == "U" else np.char.mod("%.17g", a) for a in arrays]
+        array = np.concatenate(arrays)
+        starts = np.cumsum([0] + [len(a) for a in arrays])
+        joined.append(
+            InputArray(
+                label or first.source,
+                array,
+                first.header,
+                first.info,
+                None,
+                first.file_columns,
+                rows=len(array),
+                locate=_locator(parts, starts),
+            )
+        )
+    return joined
+
+
+def _locator(parts, starts):
+    """row of the joined array -> (the block's InputArray, row within that block)."""
+
+    def locate(row: int):
+        block = min(max(int(np.searchsorted(starts, row, side="right")) - 1, 0), len(parts) - 1)
+        return parts[block], row - int(starts[block])
+
+    return locate
+
+
+def _array_blocks(source: Source, fmt: str, requests: list[Request], block_rows: int | None):
     names = any(r.names for r in requests)
     if fmt == "npy":
-        array, label = read_npy(source, names), source.label
+        blocks = ((*block, None) for block in npy_blocks(source, names, block_rows))
     else:
-        array, key = read_npz(source, names)
-        label = f"{source.label}:{key}"
-    results = []
-    for request in requests:
-        if array.dtype.kind in "US" and not request.names:
-            raise InputError(f"{label}: array has dtype {array.dtype}; expected numbers")
-        info = {"format": fmt, "header": None, "index_column": None, "notes": []}
-        if request.columns is None:
-            results.append(InputArray(label, array, None, info))
-            continue
-        if array.ndim != 2:
-            raise OptionError(
-                f"{label}: column selection needs a 2-D table; this array has shape "
-                f"{list(array.shape)}"
+        blocks = npz_blocks(source, names, block_rows)
+    info = {"format": fmt, "header": None, "index_column": None, "notes": []}
+    for array, start, rows, key in blocks:
+        label = source.label if key is None else f"{source.label}:{key}"
+        results = []
+        for request in requests:
+            if array.dtype.kind in "US" and not request.names:
+                raise InputError(f"{label}: array has dtype {array.dtype}; expected numbers")
+            if request.columns is None:
+                results.append(InputArray(label, array, None, info, row_offset=start, rows=rows))
+                continue
+            if array.ndim != 2:
+                raise OptionError(
+                    f"{label}: column selection needs a 2-D table; this array has shape "
+                    f"{[rows, *array.shape[1:]] if array.ndim else []}"
+                )
+            chosen = resolve_columns(request.columns, None, array.shape[1], label)
+            selected = array[:, chosen[0]] if len(chosen) == 1 else array[:, chosen]
+            shown = f"{label}[{','.join(request.columns)}]"
+            results.append(
+                InputArray(shown, selected, None, info, None, chosen, row_offset=start, rows=rows)
             )
-        chosen = resolve_columns(request.columns, None, array.shape[1], label)
-        selected = array[:, chosen[0]] if len(chosen) == 1 else array[:, chosen]
-        shown = f"{label}[{','.join(request.columns)}]"
-        results.append(InputArray(shown, selected, None, info, None, chosen))
-    return results
+        yield results
 
 
 def read_vector(

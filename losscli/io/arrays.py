@@ -59,8 +59,10 @@ def _expected_bytes(shape, dtype) -> int:
     return count * dtype.itemsize
 
 
-def read_npy(source: Source, names: bool = False) -> np.ndarray:
-    """An NPY source as an array (memory-mapped for a regular file)."""
+def npy_blocks(source: Source, names: bool = False, block_rows: int | None = None):
+    """An NPY source's rows in blocks of at most ``block_rows`` (None: the whole array,
+    memory-mapped for a regular file). Blocks of a regular file are read into memory of
+    their own, so that what stays resident does not grow with the file."""
     label, handle = source.label, source.file
     handle.seek(0)
     shape, fortran, dtype = _header(handle, label, "NPY")
@@ -78,10 +80,31 @@ def read_npy(source: Source, names: bool = False) -> np.ndarray:
         buffer = handle.getbuffer()
         flat = np.frombuffer(buffer, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
         array = flat.reshape(shape, order=order)
-    return checked_dtype(array, label, "NPY", names)
+    rows = shape[0] if shape else None
+    if block_rows is None or not shape or rows <= block_rows or not source.regular or fortran:
+        # One block, or views of an array already in memory (a stream, a Fortran-order file).
+        step = block_rows or max(rows or 1, 1)
+        for start in range(0, max(rows or 1, 1), step) if shape else [0]:
+            part = array[start : start + step] if shape else array
+            yield checked_dtype(part, label, "NPY", names), start, rows
+        return
+    del array
+    row_bytes = _expected_bytes(shape[1:], dtype)
+    for start in range(0, rows, block_rows):
+        count = min(block_rows, rows - start)
+        block = np.empty((count, *shape[1:]), dtype=dtype)
+        view = memoryview(block.reshape(-1).view(np.uint8))
+        handle.seek(offset + start * row_bytes)
+        done = 0
+        while done < len(view):
+            got = handle.readinto(view[done:])
+            if not got:
+                raise invalid(label, "NPY", "the file became shorter while it was read")
+            done += got
+        yield checked_dtype(block, label, "NPY", names), start, rows
 
 
-def _member_array(archive: zipfile.ZipFile, member: str, label: str, names: bool) -> np.ndarray:
+def _member_blocks(archive, member: str, label: str, names: bool, block_rows: int | None):
     info = archive.getinfo(member)
     with archive.open(member) as stream:
         shape, fortran, dtype = _header(stream, label, "NPZ")
@@ -94,20 +117,36 @@ def _member_array(archive: zipfile.ZipFile, member: str, label: str, names: bool
                 f"its header promises {needed} bytes of data, the member holds "
                 f"{max(info.file_size - offset, 0)}",
             )
-        data = stream.read(needed)
-    if len(data) < needed:
-        raise invalid(label, "NPZ", "the member is truncated")
-    order = "F" if fortran else "C"
-    array = (
-        np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
-        if needed
-        else np.empty(shape, dtype=dtype, order=order)
-    )
-    return checked_dtype(array, label, "NPZ", names)
+        order = "F" if fortran else "C"
+        rows = shape[0] if shape else None
+        if block_rows is None or not shape or rows <= block_rows or fortran or not needed:
+            data = stream.read(needed)
+            if len(data) < needed:
+                raise invalid(label, "NPZ", "the member is truncated")
+            array = (
+                np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+                if needed
+                else np.empty(shape, dtype=dtype, order=order)
+            )
+            step = block_rows or max(rows or 1, 1)
+            for start in range(0, max(rows or 1, 1), step) if shape else [0]:
+                part = array[start : start + step] if shape else array
+                yield checked_dtype(part, label, "NPZ", names), start, rows
+            return
+        row_bytes = _expected_bytes(shape[1:], dtype)
+        for start in range(0, rows, block_rows):
+            count = min(block_rows, rows - start)
+            data = stream.read(count * row_bytes)
+            if len(data) < count * row_bytes:
+                raise invalid(label, "NPZ", "the member is truncated")
+            block = np.frombuffer(data, dtype=dtype).reshape((count, *shape[1:]))
+            yield checked_dtype(block, label, "NPZ", names), start, rows
 
 
-def read_npz(source: Source, names: bool = False) -> tuple[np.ndarray, str]:
-    """The array of an NPZ source (the one it holds, or the one its ``:key`` names)."""
+def npz_blocks(source: Source, names: bool = False, block_rows: int | None = None):
+    """The array of an NPZ source (the one it holds, or the one its ``:key`` names), in
+    blocks of rows read from the member as it is decompressed; yields (block, first row,
+    rows, key)."""
     label, key = source.label, source.arg.key
     source.file.seek(0)
     try:
@@ -132,10 +171,14 @@ def read_npz(source: Source, names: bool = False) -> tuple[np.ndarray, str]:
             others = [m for m in archive.namelist() if m == key]
             what = "is not an NPY array" if others else "does not exist"
             raise InputError(f"{label}: member {key!r} {what}; arrays: {', '.join(keys) or 'none'}")
-        try:
-            array = _member_array(archive, members[key], f"{label}:{key}", names)
-        except InputError:
-            raise
-        except Exception as error:  # zipfile and zlib raise several unrelated types
-            raise invalid(label, "NPZ", error) from None
-    return array, key
+        blocks = _member_blocks(archive, members[key], f"{label}:{key}", names, block_rows)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                return
+            except InputError:
+                raise
+            except Exception as error:  # zipfile and zlib raise several unrelated types
+                raise invalid(label, "NPZ", error) from None
+            yield (*block, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ class InputArray:
     ``info`` holds the reading decisions reported in JSON (format, header, index column);
     ``line_of_row`` turns a 0-based data row of a text input into its 1-based line number;
     ``file_columns`` maps the array's columns to the columns of the file (for messages).
+    A block of a larger input starts at data row ``row_offset`` of its source (messages
+    count rows from the source's first); ``rows`` is the source's row count where known.
     """
 
     source: str
@@ -49,12 +52,28 @@ class InputArray:
     info: dict[str, Any] = field(default_factory=dict)
     line_of_row: Callable[[int], int] | None = field(default=None, repr=False)
     file_columns: list[int] | None = None
+    row_offset: int = 0
+    rows: int | None = None
+    # For blocks joined into one array: row -> (the block's InputArray, row in that block).
+    locate: Callable[[int], tuple[Any, int]] | None = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> list:
+        """The input's shape as messages show it: the whole source's where its row count is
+        known, else the block's with "N" rows (a block cannot say how many rows follow)."""
+        shape = list(self.array.shape)
+        if shape and (self.row_offset or self.rows != shape[0]):
+            shape[0] = self.rows if self.rows is not None else "N"
+        return shape
 
     def where(self, index) -> str:
         """Where element ``index`` (an int row or a tuple) is, for error messages."""
         index = tuple(int(i) for i in np.atleast_1d(index))
         row = index[0] if index else 0
-        text = f"{self.source}, row {row + 1}"
+        if self.locate is not None:
+            block, local = self.locate(row)
+            return block.where((local, *index[1:]))
+        text = f"{self.source}, row {row + self.row_offset + 1}"
         if self.line_of_row is not None:
             text += f" (line {self.line_of_row(row)}"
             if len(index) > 1 or self.file_columns is not None:
@@ -69,9 +88,7 @@ class InputArray:
 
     def with_array(self, array: np.ndarray) -> InputArray:
         """A copy of this input holding ``array`` (the reading decisions stay)."""
-        return InputArray(
-            self.source, array, self.header, self.info, self.line_of_row, self.file_columns
-        )
+        return dataclasses.replace(self, array=array)
 
 
 def invalid(label: str, kind: str, error: Exception | str | None = None) -> InputError:

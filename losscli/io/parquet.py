@@ -27,8 +27,9 @@ def _kind(pa, arrow_type) -> str:
     return "other"
 
 
-def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
-    """Read a Parquet source once and give one InputArray per request."""
+def parquet_blocks(source: Source, requests: list[Request], block_rows: int | None = None):
+    """Read a Parquet source once, in record batches of at most ``block_rows`` rows (None:
+    the whole table), and yield one InputArray per request for each."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -58,18 +59,10 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
                 )
         selections.append(chosen)
     wanted = sorted({i for chosen in selections for i in chosen})
-    try:
-        if all(names.count(names[i]) == 1 for i in wanted):
-            table = parquet.read(columns=[names[i] for i in wanted], use_threads=True)
-            by_index = dict(zip(wanted, table.columns))
-        else:
-            table = parquet.read(use_threads=True)
-            by_index = {i: table.column(i) for i in wanted}
-    except (pa.ArrowException, OSError, ValueError) as error:
-        raise invalid(label, "Parquet", error) from None
-    finally:
+    unique = all(names.count(names[i]) == 1 for i in wanted)
+    rows = parquet.metadata.num_rows
+    if rows == 0:
         parquet.close()
-    if table.num_rows == 0:
         raise InputError(f"{label}: has no data rows")
     dropped = [names[i] for i in index_columns] if any(r.columns is None for r in requests) else []
     notes = [
@@ -87,21 +80,57 @@ def read_parquet(source: Source, requests: list[Request]) -> list[InputArray]:
             notes.append(
                 f"{label}: columns that are not numbers are not read: {', '.join(skipped)}"
             )
-    results = []
-    for request, chosen in zip(requests, selections):
-        shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"
-        arrays = [
-            _column_values(pa, by_index[i], names[i], shown, request, len(chosen)) for i in chosen
-        ]
-        if any(a.dtype.kind == "U" for a in arrays):
-            array = arrays[0]
+    infos = [
+        {
+            "format": "parquet",
+            "header": True,
+            "index_column": ", ".join(dropped) if dropped and request.columns is None else None,
+            "notes": notes,
+        }
+        for request in requests
+    ]
+    start = 0
+    try:
+        for by_index in _batches(pa, parquet, label, names, wanted, unique, block_rows):
+            count = len(next(iter(by_index.values())))
+            results = []
+            for request, chosen, info in zip(requests, selections, infos):
+                shown = (
+                    label if request.columns is None else f"{label}[{','.join(request.columns)}]"
+                )
+                arrays = [
+                    _column_values(pa, by_index[i], names[i], shown, request, len(chosen), start)
+                    for i in chosen
+                ]
+                if any(a.dtype.kind == "U" for a in arrays):
+                    array = arrays[0]
+                else:
+                    array = arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
+                    array = narrow(array, request.float_dtype)
+                header = [names[i] for i in chosen]
+                results.append(InputArray(shown, array, header, info, row_offset=start, rows=rows))
+            yield results
+            start += count
+    finally:
+        parquet.close()
+
+
+def _batches(pa, parquet, label, names, wanted, unique, block_rows):
+    """{column index: Arrow array} for each batch of rows (one batch without ``block_rows``)."""
+    columns = [names[i] for i in wanted] if unique else None
+    try:
+        if block_rows is None:
+            table = parquet.read(columns=columns, use_threads=True)
+            batches = [table]
         else:
-            array = arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
-            array = narrow(array, request.float_dtype)
-        index_name = ", ".join(dropped) if dropped and request.columns is None else None
-        info = {"format": "parquet", "header": True, "index_column": index_name, "notes": notes}
-        results.append(InputArray(shown, array, [names[i] for i in chosen], info))
-    return results
+            batches = parquet.iter_batches(batch_size=block_rows, columns=columns, use_threads=True)
+        for batch in batches:
+            if unique:
+                yield dict(zip(wanted, batch.columns))
+            else:
+                yield {i: batch.column(i) for i in wanted}
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise invalid(label, "Parquet", error) from None
 
 
 def _pandas_index_columns(schema, names: list[str]) -> set[int]:
@@ -111,9 +140,10 @@ def _pandas_index_columns(schema, names: list[str]) -> set[int]:
     return {i for i, name in enumerate(names) if name in stored}
 
 
-def _column_values(pa, column, name, shown, request: Request, count: int) -> np.ndarray:
+def _column_values(pa, column, name, shown, request: Request, count: int, start: int):
     if column.null_count:
-        raise InputError(f"{shown}: column {name!r} has {column.null_count} missing values")
+        first = start + column.is_null().to_pylist().index(True) + 1
+        raise InputError(f"{shown}: column {name!r} has a missing value, the first at row {first}")
     kind = _kind(pa, column.type)
     if kind == "number":
         values = np.empty(len(column), dtype=np.float64)

@@ -33,7 +33,7 @@ LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 # Tables wider than this are parsed in Python: pyarrow's cost per column outgrows the data.
 ARROW_MAX_COLUMNS = 4096
-# Bytes of text pyarrow parses per block: bounds its working memory.
+# Bytes of text read and parsed at a time (whole lines): bounds the reader's working memory.
 ARROW_BLOCK_BYTES = 1 << 24
 # Rows the Python parser gathers before turning them into one float block.
 PYTHON_BLOCK_ROWS = 1 << 16
@@ -238,92 +238,66 @@ def _layout(
     return Layout(delimiter, names, len(first), data_offset, header_line, index_column, notes)
 
 
-def _line_mapper(source: Source, header_line: int):
-    """row -> line number, by scanning the file again through its one descriptor; used only
-    to place an error, so a large file pays for it only when something is wrong."""
-    cache: dict[str, list[int]] = {}
+def _chunks(source: Source, offset: int, first_line: int, size: int):
+    """(bytes, number of its first line) for runs of whole lines from ``offset`` on, each
+    about ``size`` bytes (longer where one line is longer). A chunk ends after a line break,
+    never between the two bytes of "\\r\\n"."""
+    handle = source.file
+    handle.seek(offset)
+    carry, line = b"", first_line
+    while True:
+        data = handle.read(max(size, 1))
+        if not data:
+            if carry:
+                yield carry, line
+            return
+        data = carry + data if carry else data
+        cut = max(data.rfind(b"\n") + 1, data.rfind(b"\r", 0, len(data) - 1) + 1)
+        if cut <= 0:
+            carry = data  # one line longer than a chunk: read on to its end
+            continue
+        chunk, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+        yield chunk, line
+        line += _breaks(chunk)
 
-    def line_of_row(row: int) -> int:
-        if "lines" not in cache:
-            source.file.seek(0)
-            data = source.file.read()
-            cache["lines"] = [n for n, *_ in nonblank_lines(data) if n > header_line]
-        lines = cache["lines"]
-        return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else 1)
 
-    return line_of_row
+@dataclass
+class _Parsed:
+    """The rows of one chunk: a float64 block (NaN where a cell is text) over the wanted
+    columns, the cells of name columns that hold text, and the first text cell of every
+    column that has one, as (row, cell)."""
 
+    block: np.ndarray
+    text: dict[int, np.ndarray]
+    first_text: dict[int, tuple[int, str]]
+    chunk: bytes
+    first_line: int
+    _lines: list[int] | None = None
 
-class _Columns:
-    """The parsed data columns that were asked for (``wanted``, by file index), in row blocks.
-
-    Numbers are in 2-D blocks, one column per wanted column, kept in float32 when every
-    request wants float32 and the block holds no value beyond float32's range (else float64).
-    Columns that may hold class names (``names``) also keep their cells as text; for every
-    column, the first cell that is not a number is remembered.
-    """
-
-    def __init__(self, wanted: list[int], float32: bool, names: set[int]):
-        self.wanted = wanted
-        self.position = {index: j for j, index in enumerate(wanted)}
-        self.float32 = float32
-        self.names = names
-        self.rows = 0
-        self.blocks: list[np.ndarray] = []
-        self.text: dict[int, list[np.ndarray]] = {}
-        # For a column that is not all numbers: (row, cell) of the first cell that is not.
-        self.first_text: dict[int, tuple[int, str]] = {}
-
-    def add(self, block: np.ndarray, text: dict[int, list[str]], first: dict) -> None:
-        """Add a float64 block of rows (NaN where a cell is text), the cells of the name
-        columns, and (block row, cell) of the first text cell of each column that has one."""
-        for index, (row, cell) in first.items():
-            self.first_text.setdefault(index, (self.rows + row, cell))
-        for index, cells in text.items():
-            self.text.setdefault(index, []).append(np.array(cells, dtype=str))
-        self.blocks.append(narrow(block, np.float32) if self.float32 else block)
-        self.rows += len(block)
-
-    def column(self, index: int) -> np.ndarray:
-        if index in self.first_text:
-            parts = self.text[index]
-        else:
-            parts = [block[:, self.position[index]] for block in self.blocks]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def table(self, chosen: list[int], float_dtype) -> np.ndarray:
-        """The numbers of ``chosen`` as one (rows, len(chosen)) array."""
-        narrow_all = float_dtype == np.float32 and all(b.dtype == np.float32 for b in self.blocks)
-        dtype = np.float32 if narrow_all else np.float64
-        if len(self.blocks) == 1 and chosen == self.wanted:
-            return self.blocks[0].astype(dtype, copy=False)
-        columns = [self.position[i] for i in chosen]
-        out = np.empty((self.rows, len(chosen)), dtype=dtype)
-        start = 0
-        for block in self.blocks:
-            out[start : start + len(block)] = block if chosen == self.wanted else block[:, columns]
-            start += len(block)
-        return out
+    def line(self, row: int) -> int:
+        """The line number of data row ``row`` of this chunk."""
+        if self._lines is None:
+            self._lines = [n for n, *_ in nonblank_lines(self.chunk, self.first_line)]
+        lines = self._lines
+        return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else self.first_line)
 
 
 def _first_text(cells: list[str]) -> tuple[int, str] | None:
     return next(((r, c) for r, c in enumerate(cells) if not is_number(c)), None)
 
 
-def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
-    """Parse every data row in Python, converting cells as it goes into float blocks of
+def _parse_python(
+    chunk: bytes, first_line: int, label: str, layout: Layout, wanted: list[int], names: set[int]
+) -> _Parsed:
+    """Parse a chunk's rows in Python, converting cells as it goes into float blocks of
     PYTHON_BLOCK_ROWS rows (no table of strings or of Python floats is kept)."""
-    label = source.label
-    source.file.seek(layout.data_offset)
-    data = source.file.read()
-    wanted, width = columns.wanted, layout.width
+    width = layout.width
     blocks: list[np.ndarray] = []
     rows: list[list[float]] = []
-    count = 0
-    text: dict[int, list[str]] = {index: [] for index in columns.names}
+    text: dict[int, list[str]] = {index: [] for index in names}
     first: dict[int, tuple[int, str]] = {}
-    # Data starts on the line after the header (line 1 without one).
-    for number, raw, *_ in nonblank_lines(data, layout.header_line + 1):
+    lines = []
+    for count, (number, raw, *_) in enumerate(nonblank_lines(chunk, first_line)):
         if b"\0" in raw:
             raise InputError(
                 f"{label}, line {number}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
@@ -344,29 +318,21 @@ def _parse_python(source: Source, layout: Layout, columns: _Columns) -> None:
         for index, kept in text.items():
             kept.append(cells[index])
         rows.append(values)
-        count += 1
+        lines.append(number)
         if len(rows) == PYTHON_BLOCK_ROWS:
             blocks.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted)))
             rows = []
-    if not count:
-        only = " (only a header)" if layout.names is not None else ""
-        raise InputError(f"{label}: has no data rows{only}")
-    if rows:
+    if rows or not blocks:
         blocks.append(np.array(rows, dtype=np.float64).reshape(len(rows), len(wanted)))
-    if columns.float32 and any(narrow(b, np.float32).dtype == np.float64 for b in blocks):
-        columns.float32 = False  # a value beyond float32's range: the table keeps float64
-    texts = {i: cells for i, cells in text.items() if i in first}
-    for block in blocks:
-        columns.add(block, {}, {})
-    columns.text = {i: [np.array(cells, dtype=str)] for i, cells in texts.items()}
-    columns.first_text = first
+    block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    texts = {i: np.array(cells, dtype=str) for i, cells in text.items() if i in first}
+    return _Parsed(block, texts, first, chunk, first_line, lines)
 
 
 def _parse_arrow(
-    source: Source, layout: Layout, wanted: list[int], float32: bool, names_ok: set[int]
-) -> _Columns | None:
-    """The data rows parsed by pyarrow, block by block; None where the Python parser must
-    read the file instead."""
+    chunk: bytes, first_line: int, layout: Layout, wanted: list[int], names_ok: set[int]
+) -> _Parsed | None:
+    """A chunk's rows parsed by pyarrow; None where the Python parser must read it instead."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -378,21 +344,18 @@ def _parse_arrow(
         if attempt == "names" and not names_ok:
             return None
         # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
-        # character, its rows are the Python parser's; a quote anywhere sends the file to
+        # character, its rows are the Python parser's; a quote anywhere sends the chunk to
         # the Python parser: in a number cell it fails to convert, and the columns not asked
         # for are read as text to be searched for one.
         types = {name: pa.string() for name in column_names}
         for index in wanted:
             as_text = attempt == "names" and index in names_ok
             types[column_names[index]] = pa.string() if as_text else pa.float64()
-        source.file.seek(layout.data_offset)
-        parsed = _Columns(wanted, float32, names_ok)
-        reader = None
         try:
-            reader = pacsv.open_csv(
-                source.file,
+            table = pacsv.read_csv(
+                pa.py_buffer(chunk),
                 read_options=pacsv.ReadOptions(
-                    column_names=column_names, block_size=ARROW_BLOCK_BYTES
+                    column_names=column_names, block_size=max(1 << 20, len(chunk) // 8 + 1)
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
@@ -409,52 +372,42 @@ def _parse_arrow(
                     quoted_strings_can_be_null=False,
                 ),
             )
-            for batch in reader:
-                if not _add_batch(pa, batch, parsed, whitespace):
-                    return None
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             continue
         finally:
-            if reader is not None:
-                reader.close()
             pa.default_memory_pool().release_unused()
-        if not parsed.rows:
+        if not table.num_rows:
             return None
-        if float32 and len({block.dtype for block in parsed.blocks}) > 1:
-            # A block beyond float32's range after narrowed ones: keep float64 throughout,
-            # as the Python parser does.
-            return _parse_arrow(source, layout, wanted, False, names_ok)
-        return parsed
+        return _from_table(pa, table, chunk, first_line, wanted, whitespace)
     return None
 
 
-def _add_batch(pa, batch, columns: _Columns, whitespace: bool) -> bool:
-    """Add one record batch; False where the Python parser must read the file instead."""
+def _from_table(pa, table, chunk, first_line, wanted, whitespace) -> _Parsed | None:
+    """A parsed chunk from pyarrow's table; None where the Python parser must read it."""
     import pyarrow.compute as pc
 
-    for column in batch.columns:
+    for column in table.columns:
         if pa.types.is_string(column.type) and (
             pc.any(pc.match_substring(column, '"')).as_py()
             or pc.any(pc.match_substring(column, "\0")).as_py()
         ):
-            return False  # quoting is the Python parser's job, and so is a NUL byte
-    block = np.empty((batch.num_rows, len(columns.wanted)), dtype=np.float64)
+            return None  # quoting is the Python parser's job, and so is a NUL byte
+    block = np.empty((table.num_rows, len(wanted)), dtype=np.float64)
     text, first = {}, {}
-    for j, index in enumerate(columns.wanted):
-        column = batch.column(index)
+    for j, index in enumerate(wanted):
+        column = table.column(index)
         if pa.types.is_floating(column.type):
             fill_from_arrow(block[:, j], column)
             continue
         cells = [c.strip() for c in column.to_pylist()]
         if any(c == "" or (whitespace and len(c.split()) != 1) for c in cells):
-            return False
+            return None
         block[:, j] = [to_number(c) if is_number(c) else math.nan for c in cells]
-        text[index] = cells
         found = _first_text(cells)
         if found is not None:
             first[index] = found
-    columns.add(block, text, first)
-    return True
+            text[index] = np.array(cells, dtype=str)
+    return _Parsed(block, text, first, chunk, first_line)
 
 
 _ARROW_NUMPY = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
@@ -477,15 +430,17 @@ def fill_from_arrow(out: np.ndarray, column) -> None:
         start += len(chunk)
 
 
-def read_text(
+def text_blocks(
     source: Source,
     requests: list[Request],
     delimiter: str | None = None,
     header: bool | None = None,
     one_column: str | None = None,
-) -> list[InputArray]:
-    """Read a text table once and give one InputArray per request. ``one_column`` is the
-    delimiter of a file whose first row shows none (a .csv of one column is still CSV)."""
+    block_rows: int | None = None,
+):
+    """Read a text table once, in chunks of whole lines, and yield one InputArray per request
+    for each block of at most ``block_rows`` rows (None: chunks as parsed). ``one_column`` is
+    the delimiter of a file whose first row shows none (a .csv of one column is still CSV)."""
     layout = _layout(source, delimiter, header, any(r.names for r in requests), one_column)
     label = source.label
     selections = []
@@ -500,86 +455,129 @@ def read_text(
     if dropping and layout.names[layout.index_column] != "":
         wanted = sorted({*wanted, layout.index_column})  # to check that it holds 0..N-1
     names_ok = {i for request, chosen in zip(requests, selections) if request.names for i in chosen}
-    wide = {
-        i
-        for request, chosen in zip(requests, selections)
-        if request.float_dtype != np.float32
-        for i in chosen
-    }
-    float32 = not wide and not (dropping and layout.index_column in wanted)
-    columns = None
-    if source.size > LARGE_TEXT_BYTES:
-        columns = _parse_arrow(source, layout, wanted, float32, names_ok)
-        if columns is not None and _has_error(columns, requests, selections):
-            columns = None  # the Python parser finds and places the first error
-    if columns is None:
-        columns = _Columns(wanted, float32, names_ok)
-        _parse_python(source, layout, columns)
-    notes = list(layout.notes)
-    index_name = None
-    if dropping and _is_row_index(layout, columns):
-        index_name = layout.names[layout.index_column]
-        notes.append(
-            f"{label}: column 1 ({index_name!r}) is a row index (a pandas to_csv file) and is "
-            "not read as data; select columns with --pred-cols/--target-cols to read it"
-        )
-    else:
-        selections = [
-            chosen
-            if request.columns is not None or layout.index_column is None
-            else list(range(layout.width))
-            for request, chosen in zip(requests, selections)
-        ]
-    line_of_row = _line_mapper(source, layout.header_line)
+    large = source.size > LARGE_TEXT_BYTES
     info = {
         "format": source.format(),
         "header": layout.names is not None,
-        "index_column": index_name,
+        "index_column": None,
+        "notes": list(layout.notes),
     }
-    results = []
-    for request, chosen in zip(requests, selections):
-        array = _assemble(columns, chosen, request, layout, label, line_of_row)
-        shown = label if request.columns is None else f"{label}[{','.join(request.columns)}]"
-        header_names = [layout.names[i] for i in chosen] if layout.names else None
-        # File columns differ from array columns after a selection or a dropped index.
-        mapped = chosen if request.columns is not None or index_name is not None else None
-        item = InputArray(shown, array, header_names, dict(info), line_of_row, mapped)
-        item.info["notes"] = notes
-        results.append(item)
-    return results
+    position = {index: j for j, index in enumerate(wanted)}
+    rows = 0
+    index_name, mapped = None, None
+    for chunk, first_line in _chunks(
+        source, layout.data_offset, layout.header_line + 1, ARROW_BLOCK_BYTES
+    ):
+        parsed = None
+        if large or len(chunk) > LARGE_TEXT_BYTES:
+            parsed = _parse_arrow(chunk, first_line, layout, wanted, names_ok)
+            if parsed is not None and _has_error(parsed, requests, selections):
+                parsed = None  # the Python parser finds and places the first error
+        if parsed is None:
+            parsed = _parse_python(chunk, first_line, label, layout, wanted, names_ok)
+        count = len(parsed.block)
+        if not count:
+            continue
+        if rows == 0:  # what the first rows decide about a pandas index column
+            if dropping and _is_row_index(layout, parsed, position, 0):
+                index_name = layout.names[layout.index_column]
+                info["index_column"] = index_name
+                info["notes"].append(
+                    f"{label}: column 1 ({index_name!r}) is a row index (a pandas to_csv file) "
+                    "and is not read as data; select columns with --pred-cols/--target-cols "
+                    "to read it"
+                )
+            else:
+                selections = [
+                    chosen
+                    if request.columns is not None or layout.index_column is None
+                    else list(range(layout.width))
+                    for request, chosen in zip(requests, selections)
+                ]
+            # File columns differ from array columns after a selection or a dropped index.
+            mapped = [
+                chosen if request.columns is not None or index_name is not None else None
+                for request, chosen in zip(requests, selections)
+            ]
+        elif index_name and not _is_row_index(layout, parsed, position, rows):
+            raise InputError(
+                f"{label}, line {parsed.line(0)}: column 1 ({index_name!r}) held the row "
+                f"numbers 0, 1, 2, ... in the first {rows} rows and was dropped as a pandas "
+                "row index, but it does not go on counting here; select the columns with "
+                "--pred-cols/--target-cols"
+            )
+        arrays = [
+            # Whole reads are narrowed once joined: a value beyond float32 in one chunk keeps
+            # the whole input in float64, as one block would.
+            _assemble(parsed, position, chosen, request, layout, label, block_rows is not None)
+            for request, chosen in zip(requests, selections)
+        ]
+        step = block_rows or count
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            items = []
+            for request, chosen, array, columns in zip(requests, selections, arrays, mapped):
+                shown = (
+                    label if request.columns is None else f"{label}[{','.join(request.columns)}]"
+                )
+                names = [layout.names[i] for i in chosen] if layout.names else None
+                item = InputArray(
+                    shown,
+                    array[start:stop],
+                    names,
+                    info,
+                    _local_lines(parsed, start),
+                    columns,
+                    row_offset=rows + start,
+                )
+                items.append(item)
+            yield items
+        rows += count
+    if not rows:
+        only = " (only a header)" if layout.names is not None else ""
+        raise InputError(f"{label}: has no data rows{only}")
 
 
-def _has_error(columns: _Columns, requests: list[Request], selections) -> bool:
+def _local_lines(parsed: _Parsed, start: int):
+    return lambda row: parsed.line(start + row)
+
+
+def _has_error(parsed: _Parsed, requests: list[Request], selections) -> bool:
     """Whether assembling the requests would fail on a cell that is not a number."""
     for request, chosen in zip(requests, selections):
-        texts = [i for i in chosen if i in columns.first_text]
+        texts = [i for i in chosen if i in parsed.first_text]
         if texts and not (request.names and len(chosen) == 1):
             return True
     return False
 
 
-def _is_row_index(layout: Layout, columns: _Columns) -> bool:
-    """An unnamed first column is an index; one named like an index must hold 0..N-1."""
+def _is_row_index(layout: Layout, parsed: _Parsed, position: dict, start: int) -> bool:
+    """An unnamed first column is an index; one named like an index must hold the row
+    numbers (from ``start``, the number of rows before this chunk)."""
     if layout.names[layout.index_column] == "":
         return True
-    if layout.index_column in columns.first_text:
+    if layout.index_column in parsed.first_text:
         return False
-    values = columns.column(layout.index_column)
-    return values.dtype.kind == "f" and np.array_equal(values, np.arange(columns.rows))
+    values = parsed.block[:, position[layout.index_column]]
+    return bool(np.array_equal(values, np.arange(start, start + len(values))))
 
 
-def _assemble(columns: _Columns, chosen, request: Request, layout: Layout, label, line_of_row):
-    if request.names and len(chosen) == 1 and chosen[0] in columns.first_text:
-        return columns.column(chosen[0])
+def _assemble(parsed: _Parsed, position: dict, chosen, request: Request, layout, label, narrowed):
+    if request.names and len(chosen) == 1 and chosen[0] in parsed.first_text:
+        return parsed.text[chosen[0]]
     for index in chosen:
-        if index in columns.first_text:
-            row, cell = columns.first_text[index]
+        if index in parsed.first_text:
+            row, cell = parsed.first_text[index]
             name = f" ({layout.names[index]})" if layout.names else ""
             raise InputError(
-                f"{label}, line {line_of_row(row)}, column {index + 1}{name}: found "
+                f"{label}, line {parsed.line(row)}, column {index + 1}{name}: found "
                 f"{_cell_text(cell)}; expected a number"
             )
-    array = columns.table(chosen, request.float_dtype)
-    if request.float_dtype == np.float32:
-        array = narrow(array, np.float32)
+    block = parsed.block
+    if [position[i] for i in chosen] == list(range(block.shape[1])):
+        array = block
+    else:
+        array = block[:, [position[i] for i in chosen]]
+    if narrowed:
+        array = narrow(array, request.float_dtype)
     return array[:, 0] if len(chosen) == 1 else array

@@ -28,12 +28,15 @@ def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
     target_array = probability_targets(inputs, ctx, "bce")
     in_unit_interval("prediction", preds, "bce needs probabilities; for logits use bce-logits")
     p = preds.array
-    exact = int(((p == 0) | (p == 1)).sum())
-    if exact:
-        ctx.warn(
-            f"{exact} bce prediction(s) are exactly 0 or 1: torch clamps log(p) and log(1-p) "
+    ctx.gather(
+        "bce exact",
+        (int(((p == 0) | (p == 1)).sum()),),
+        lambda fact: (
+            fact[0]
+            and f"{fact[0]} bce prediction(s) are exactly 0 or 1: torch clamps log(p) and log(1-p) "
             "at -100, so such a loss is capped at 100 per element"
-        )
+        ),
+    )
     weight, per_row = element_weight("--weight", options["weight"], p.shape)
     prepared = Prepared({"predictions": p, "targets": target_array}, {"weight": weight})
     if per_row:
@@ -104,11 +107,17 @@ def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
     preds = inputs["predictions"]
     target_array = probability_targets(inputs, ctx, "bce-logits")
     logits = preds.array
-    if logits.size > 1 and logits.min() >= 0 and logits.max() <= 1:
-        ctx.warn(
-            "bce-logits predictions all lie in [0,1], so they look like probabilities; "
+    inside = bool(logits.min() >= 0 and logits.max() <= 1)
+    ctx.gather(  # (blocks inside [0,1], blocks, elements): said when every block is
+        "bce-logits unit",
+        (int(inside), 1, logits.size),
+        lambda fact: (
+            fact[0] == fact[1]
+            and fact[2] > 1
+            and "bce-logits predictions all lie in [0,1], so they look like probabilities; "
             "BCEWithLogitsLoss applies the sigmoid itself: pass logits, or use bce"
-        )
+        ),
+    )
     weight, per_row = element_weight("--weight", options["weight"], logits.shape)
     pos_weight, pos_per_row = element_weight(
         "--pos-weight", options["pos_weight"], logits.shape[-1:]

@@ -30,7 +30,7 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
 
     if preds.array.ndim < 2:
         raise InputError(
-            f"predictions ({preds.source}) have shape {list(preds.array.shape)}; {name} needs "
+            f"predictions ({preds.source}) have shape {preds.shape}; {name} needs "
             "one score per class: (N,C) or (N,C,d1,...)"
         )
     shape = preds.array.shape
@@ -40,7 +40,7 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     target_shape = targets.array.shape
     if target_shape != expected:
         if len(shape) == 2 and target_shape == (shape[0], 1):
-            ctx.warn(f"targets shape {list(target_shape)} treated as {list(expected)}")
+            ctx.warn(f"targets shape {targets.shape} treated as {targets.shape[:1]}")
             targets = targets.with_array(targets.array.reshape(expected))
         else:
             raise shape_error(("predictions", preds), ("targets", targets), CLASS_SHAPES)
@@ -48,12 +48,15 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     indices = class_indices(
         "target", targets, num_classes, ctx, ignore_index, class_names=preds.header
     )
-    ignored = int((indices == ignore_index).sum())
-    if ignored == indices.size:
-        ctx.warn(
-            f"every target ({ignored} of {indices.size}) equals the ignore index {ignore_index}: "
+    ctx.gather(
+        "all ignored",
+        (int((indices == ignore_index).sum()), indices.size),
+        lambda fact: (
+            fact[0] == fact[1]
+            and f"every target ({fact[0]} of {fact[1]}) equals the ignore index {ignore_index}: "
             "the mean loss is NaN"
-        )
+        ),
+    )
     kind = "class names, mapped to indices" if named else "class indices"
     return indices, kind
 
@@ -73,7 +76,7 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
         if ignore_index != -100:
             raise OptionError(
                 f"--ignore-index {ignore_index} cannot apply to class-probability targets "
-                f"({targets.source}, shape {list(targets.array.shape)}): torch ignores only "
+                f"({targets.source}, shape {targets.shape}): torch ignores only "
                 "class indices; drop --ignore-index, or give class indices"
             )
         targets = targets.with_array(targets.array.astype(np.float64, copy=False))
@@ -83,9 +86,15 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
         sums = targets.array.sum(axis=1)
         if not np.allclose(sums, 1.0, atol=1e-4):
             row = tuple(np.argwhere(~np.isclose(sums, 1.0, atol=1e-4))[0])
-            ctx.warn(
-                f"class-probability targets ({targets.source}) have rows that do not sum to 1, "
-                f"first at row {row[0] + 1} (sum {sums[row]:.6g})"
+            first = f"first at row {row[0] + targets.row_offset + 1} (sum {sums[row]:.6g})"
+            ctx.gather(
+                "targets sum",
+                (first,),
+                lambda fact: (
+                    f"class-probability targets ({targets.source}) have rows that do "
+                    f"not sum to 1, {fact[0]}"
+                ),
+                first_wins=1,
             )
         arrays = {"predictions": logits, "targets": targets.array}
         kind = "class probabilities"
@@ -93,11 +102,16 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
         check_finite("targets", targets, ctx)
         indices, kind = _class_targets("ce", preds, targets, weight, ignore_index, ctx)
         arrays = {"predictions": logits, "targets": indices}
-    if logits.ndim >= 2 and logits.size and _looks_like_probabilities(logits):
-        ctx.warn(
-            "ce predictions look like probabilities (rows in [0,1] summing to 1); "
-            "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
-            "log-probabilities"
+    if logits.ndim >= 2 and logits.size:
+        ctx.gather(  # (blocks that look like probabilities, blocks): said when every block does
+            "ce probabilities",
+            (int(_looks_like_probabilities(logits)), 1),
+            lambda fact: (
+                fact[0] == fact[1]
+                and "ce predictions look like probabilities (rows in [0,1] summing to 1); "
+                "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
+                "log-probabilities"
+            ),
         )
     return Prepared(arrays, dict(options), kind)
 
@@ -119,7 +133,7 @@ def _looks_like_probabilities(scores) -> bool:
 
 
 def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
-    from losscli.validate import Prepared, check_finite, not_log_probabilities
+    from losscli.validate import Prepared, check_finite, warn_unless_log_probabilities
 
     preds, targets = inputs["predictions"], inputs["targets"]
     weight, ignore_index = options["weight"], options["ignore_index"]
@@ -127,12 +141,13 @@ def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
     check_finite("targets", targets, ctx)
     indices, kind = _class_targets("nll", preds, targets, weight, ignore_index, ctx)
     logp = preds.array
-    reason = not_log_probabilities(logp)
-    if reason:
-        ctx.warn(
-            f"nll predictions are not log-probabilities ({reason}); pass log_softmax output, "
-            "or use ce on logits"
-        )
+    warn_unless_log_probabilities(
+        ctx,
+        logp,
+        1,
+        "nll predictions are not log-probabilities ({reason}); pass log_softmax output, "
+        "or use ce on logits",
+    )
     return Prepared({"predictions": logp, "targets": indices}, dict(options), kind)
 
 

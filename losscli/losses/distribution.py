@@ -21,8 +21,8 @@ def _prepare_kl(inputs, options, ctx: Context) -> Prepared:
         Prepared,
         at_least,
         check_finite,
-        not_log_probabilities,
         same_shape,
+        warn_unless_log_probabilities,
     )
 
     preds = inputs["predictions"]
@@ -39,14 +39,24 @@ def _prepare_kl(inputs, options, ctx: Context) -> Prepared:
             0.0,
             "kl-div targets are probabilities (pass --log-target for log-probabilities)",
         )
-    reason = not_log_probabilities(preds.array, _class_axis(preds.array))
-    if reason:
-        ctx.warn(
-            f"kl-div predictions are not log-probabilities ({reason}); KLDivLoss expects "
-            "log_softmax output as its input"
+    # A 1-D input is one distribution: its rows add up only when the block is all of it.
+    whole = preds.array.ndim != 1 or preds.shape[0] == len(preds.array)
+    warn_unless_log_probabilities(
+        ctx,
+        preds.array,
+        _class_axis(preds.array),
+        "kl-div predictions are not log-probabilities ({reason}); KLDivLoss expects "
+        "log_softmax output as its input",
+        whole,
+    )
+    if log_target:
+        warn_unless_log_probabilities(
+            ctx,
+            targets.array,
+            _class_axis(targets.array),
+            "--log-target is set, but the targets are not log-probabilities",
+            whole,
         )
-    if log_target and not_log_probabilities(targets.array, _class_axis(targets.array)):
-        ctx.warn("--log-target is set, but the targets are not log-probabilities")
     if ctx.reduction == "mean":
         ctx.warn(
             "kl-div with --reduction mean divides by every element, not by the batch size; "
