@@ -147,6 +147,132 @@ def _option_tensors(torch, prepared: Prepared, rows: slice, device, dtype) -> di
     return kwargs
 
 
+class BlockRun:
+    """One loss computed over blocks of rows given one by one (``add``): keeps the float64
+    (sum, denominator), the first ``keep_rows`` per-sample losses and the time spent, and
+    returns each block's gradients of the sum, to be scaled by ``factor`` once every block
+    has been seen. A whole input is the one-block case."""
+
+    def __init__(
+        self,
+        spec: LossSpec,
+        *,
+        reduction: str = "mean",
+        device: str = "cpu",
+        dtype: str = "float32",
+        grad: bool = True,
+        keep_rows: int = 0,
+        chunk_elements: int = CHUNK_ELEMENTS,
+    ):
+        self.torch = torch = import_torch()
+        self.spec = spec
+        self.reduction, self.dtype, self.keep_rows = reduction, dtype, keep_rows
+        self.chunk_elements = chunk_elements
+        self.device = resolve_device(device)
+        self.torch_dtype = _torch_dtype(torch, dtype)
+        self.mean = reduction in ("mean", "batchmean")
+        self.differentiable = [i.name for i in spec.inputs if i.differentiable] if grad else []
+        self.float_inputs = {i.name for i in spec.inputs if i.role in (FLOAT, LABEL)}
+        # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        self.grad_dtype = np.float64 if dtype == "float64" else np.float32
+        self.total, self.denominator = 0.0, 0.0
+        self.kept: list[np.ndarray] = []
+        self.kept_rows = 0
+        self.compute_s = 0.0
+
+    def add(self, prepared: Prepared) -> dict[str, np.ndarray]:
+        """Compute one block; returns the gradients of its sum (empty without gradients)."""
+        torch, spec = self.torch, self.spec
+        started = time.perf_counter()
+        arrays = prepared.arrays
+        chunks = _chunks(spec, prepared, self.chunk_elements)
+        gradients = {}
+        if len(chunks) > 1:
+            gradients = {
+                n: np.empty(arrays[n].shape, dtype=self.grad_dtype) for n in self.differentiable
+            }
+        scale = spec.mean_scale(arrays, prepared.options) if self.mean and spec.mean_scale else None
+        device, dtype = self.device, self.torch_dtype
+        with torch.set_grad_enabled(bool(self.differentiable)):
+            for rows in chunks:
+                options = _option_tensors(torch, prepared, rows, device, dtype)
+                loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
+                chunk = {n: arrays[n][rows] for n in spec.input_names}
+                tensors = {
+                    n: _to_tensor(torch, a, device, dtype, n in self.float_inputs)
+                    for n, a in chunk.items()
+                }
+                for name in self.differentiable:
+                    tensors[name].requires_grad_(True)
+                try:
+                    elements = loss_fn(*(tensors[n] for n in spec.input_names))
+                    summed = elements
+                    if scale is not None:
+                        summed = elements * _to_tensor(torch, scale[rows], device, dtype)
+                    chunk_sum = summed.sum(dtype=self.sum_dtype)
+                    if self.differentiable:
+                        chunk_sum.backward()
+                except (RuntimeError, NotImplementedError) as error:
+                    if "not implemented for" not in str(error):
+                        raise
+                    raise OptionError(
+                        f"--dtype {self.dtype} is not supported by {spec.torch_class} on "
+                        f"{device.type} in this torch build ({str(error).splitlines()[0]})"
+                    ) from None
+                self.total += float(chunk_sum.item())
+                if self.mean:
+                    self.denominator += float(
+                        spec.mean_denominator(
+                            chunk, prepared.options, self.reduction, elements.numel()
+                        )
+                        if spec.mean_denominator
+                        else elements.numel()
+                    )
+                for name in self.differentiable:
+                    host = tensors[name].grad.to(
+                        torch.float64 if self.dtype == "float64" else torch.float32
+                    )
+                    if len(chunks) > 1:
+                        gradients[name][rows] = host.cpu().numpy()
+                    else:
+                        gradients[name] = host.cpu().numpy()
+                wanted = None if self.reduction == "none" else self.keep_rows - self.kept_rows
+                if wanted is None or wanted > 0:
+                    values = np.atleast_1d(elements.detach()[:wanted].double().cpu().numpy())
+                    self.kept.append(values)
+                    self.kept_rows += len(values)
+        self.compute_s += time.perf_counter() - started
+        return gradients
+
+    @property
+    def factor(self) -> float:
+        """What every gradient of a sum is multiplied by: 1/denominator for a mean. A mean
+        over nothing (every target ignored, or zero total weight) is NaN, as in torch; its
+        gradient is 0 (torch's too where every target is ignored)."""
+        if not self.mean:
+            return 1.0
+        return 1.0 / self.denominator if self.denominator else 0.0
+
+    @property
+    def value(self) -> float:
+        if not self.mean:
+            return self.total
+        return self.total / self.denominator if self.denominator else math.nan
+
+    def output(self, gradients: dict[str, np.ndarray] | None) -> EngineOutput:
+        elements = np.concatenate(self.kept) if self.kept else np.empty(0)
+        return EngineOutput(
+            value=elements if self.reduction == "none" else self.value,
+            total=self.total,
+            denominator=self.denominator if self.mean else math.nan,
+            gradients=gradients,
+            elements=elements,
+            device=str(self.device),
+            compute_s=self.compute_s,
+        )
+
+
 def run(
     spec: LossSpec,
     prepared: Prepared,
@@ -158,106 +284,60 @@ def run(
     keep_rows: int = 0,
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> EngineOutput:
-    """Compute the loss (and the gradients of its float inputs) chunk by chunk."""
-    torch = import_torch()
-    torch_device = resolve_device(device)
-    torch_dtype = _torch_dtype(torch, dtype)
-    started = time.perf_counter()
-    arrays = prepared.arrays
-    mean = reduction in ("mean", "batchmean")
-    differentiable = [i.name for i in spec.inputs if i.differentiable] if grad else []
-    float_inputs = {i.name for i in spec.inputs if i.role in (FLOAT, LABEL)}
-    # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
-    sum_dtype = torch.float32 if torch_device.type == "mps" else torch.float64
-    grad_dtype = np.float64 if dtype == "float64" else np.float32
-    chunks = _chunks(spec, prepared, chunk_elements)
-    gradients = {}
-    if len(chunks) > 1:
-        gradients = {n: np.empty(arrays[n].shape, dtype=grad_dtype) for n in differentiable}
-    scale = spec.mean_scale(arrays, prepared.options) if mean and spec.mean_scale else None
-    total, denominator, kept, kept_rows = 0.0, 0.0, [], 0
-    with torch.set_grad_enabled(bool(differentiable)):
-        for rows in chunks:
-            options = _option_tensors(torch, prepared, rows, torch_device, torch_dtype)
-            loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
-            chunk = {n: arrays[n][rows] for n in spec.input_names}
-            tensors = {
-                n: _to_tensor(torch, a, torch_device, torch_dtype, n in float_inputs)
-                for n, a in chunk.items()
-            }
-            for name in differentiable:
-                tensors[name].requires_grad_(True)
-            try:
-                elements = loss_fn(*(tensors[n] for n in spec.input_names))
-                summed = elements
-                if scale is not None:
-                    summed = elements * _to_tensor(torch, scale[rows], torch_device, torch_dtype)
-                chunk_sum = summed.sum(dtype=sum_dtype)
-                if differentiable:
-                    chunk_sum.backward()
-            except (RuntimeError, NotImplementedError) as error:
-                if "not implemented for" not in str(error):
-                    raise
-                raise OptionError(
-                    f"--dtype {dtype} is not supported by {spec.torch_class} on "
-                    f"{torch_device.type} in this torch build ({str(error).splitlines()[0]})"
-                ) from None
-            total += float(chunk_sum.item())
-            if mean:
-                denominator += float(
-                    spec.mean_denominator(chunk, prepared.options, reduction, elements.numel())
-                    if spec.mean_denominator
-                    else elements.numel()
-                )
-            for name in differentiable:
-                host = tensors[name].grad.to(torch.float64 if dtype == "float64" else torch.float32)
-                if len(chunks) > 1:
-                    gradients[name][rows] = host.cpu().numpy()
-                else:
-                    gradients[name] = host.cpu().numpy()
-            wanted = None if reduction == "none" else keep_rows - kept_rows
-            if wanted is None or wanted > 0:
-                values = np.atleast_1d(elements.detach()[:wanted].double().cpu().numpy())
-                kept.append(values)
-                kept_rows += len(values)
-    if mean:
-        # A mean over nothing (every target ignored, or zero total weight) is NaN, as in
-        # torch; its gradient is 0 (torch's too where every target is ignored).
-        value = total / denominator if denominator else math.nan
-        factor = 1.0 / denominator if denominator else 0.0
+    """Compute the loss (and the gradients of its float inputs) of one whole input."""
+    block_run = BlockRun(
+        spec,
+        reduction=reduction,
+        device=device,
+        dtype=dtype,
+        grad=grad,
+        keep_rows=keep_rows,
+        chunk_elements=chunk_elements,
+    )
+    gradients = block_run.add(prepared)
+    factor = block_run.factor
+    if factor != 1.0:
         for g in gradients.values():
             np.multiply(g, factor, out=g)
-    else:
-        value = total
-    elements_out = np.concatenate(kept) if kept else np.empty(0)
-    return EngineOutput(
-        value=elements_out if reduction == "none" else value,
-        total=total,
-        denominator=denominator if mean else math.nan,
-        gradients=gradients if grad else None,
-        elements=elements_out,
-        device=str(torch_device),
-        compute_s=time.perf_counter() - started,
-    )
+    return block_run.output(gradients if grad else None)
 
 
-def gradient_summary(gradient: np.ndarray, block: int = 1 << 20) -> dict:
+class GradientStats:
+    """Count, sum, sum of squares, min and max of a gradient, accumulated in float64 block by
+    block; ``summary`` scales them by the factor the gradients of a sum are multiplied by."""
+
+    def __init__(self, shape: list) -> None:
+        self.shape = shape
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, gradient: np.ndarray, block: int = 1 << 20) -> None:
+        flat = gradient.reshape(-1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for start in range(0, flat.size, block):
+                part = flat[start : start + block].astype(np.float64)
+                self.squares += float(np.dot(part, part))
+                self.total += float(part.sum())
+                self.low = float(np.minimum(self.low, part.min()))  # NaN propagates
+                self.high = float(np.maximum(self.high, part.max()))
+        self.count += flat.size
+
+    def summary(self, factor: float = 1.0) -> dict:
+        """Shape, L2 norm, mean, min and max of the gradient times ``factor`` (>= 0)."""
+        count = self.count
+        with np.errstate(invalid="ignore", over="ignore"):
+            low, high = self.low * factor, self.high * factor
+        return {
+            "shape": list(self.shape),
+            "norm": math.sqrt(self.squares) * factor,
+            "mean": self.total * factor / count if count else math.nan,
+            "min": low if count else math.nan,
+            "max": high if count else math.nan,
+        }
+
+
+def gradient_summary(gradient: np.ndarray) -> dict:
     """Shape, L2 norm, mean, min and max of a gradient, accumulated in float64 by blocks."""
-    flat = gradient.reshape(-1)
-    squares = total = 0.0
-    low, high = math.inf, -math.inf
-    with np.errstate(invalid="ignore", over="ignore"):
-        for start in range(0, flat.size, block):
-            part = flat[start : start + block].astype(np.float64)
-            squares += float(np.dot(part, part))
-            total += float(part.sum())
-            low = float(np.minimum(low, part.min()))  # NaN propagates, as it should
-            high = float(np.maximum(high, part.max()))
-    count = flat.size
-    return {
-        "shape": list(gradient.shape),
-        "norm": math.sqrt(squares),
-        "mean": total / count if count else math.nan,
-        "min": low if count else math.nan,
-        "max": high if count else math.nan,
-    }
+    stats = GradientStats(list(gradient.shape))
+    stats.add(gradient)
+    return stats.summary()

@@ -70,6 +70,15 @@ class Common:
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20
+    block_rows: Annotated[
+        int | None,
+        _common(
+            "--block-rows",
+            min=1,
+            metavar="N",
+            help="Rows read and computed at a time (default: 4M values of the widest input).",
+        ),
+    ] = None
     fail_above: Annotated[
         float | None,
         _common("--fail-above", metavar="X", help="Exit 1 when the loss is above X (or NaN)."),

@@ -78,13 +78,62 @@ def silence_stdout() -> None:
 
 
 def progress(text: str, quiet: bool):
-    """A transient spinner on stderr while a step runs, only where a person watches it."""
+    """A transient progress bar on stderr while a run reads and computes (rows done, rows/s,
+    and the time left where the row count is known), only where a person watches it: never
+    in a pipe, never with -q. A context manager giving ``start(total)`` and ``advance(rows)``."""
     if quiet or sys.stderr is None or not sys.stderr.isatty():
-        return contextlib.nullcontext()
-    from rich.console import Console
+        from losscli.pipeline import NO_PROGRESS
 
-    console = Console(stderr=True, markup=False, emoji=False, highlight=False)
-    return console.status(escape(text), spinner="dots")
+        return NO_PROGRESS
+    return _RowProgress(text)
+
+
+class _RowProgress:
+    def __init__(self, text: str):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Rows(ProgressColumn):
+            def render(self, task) -> Text:
+                done = f"{int(task.completed):,}"
+                total = f" of {int(task.total):,}" if task.total is not None else ""
+                speed = f", {task.speed:,.0f} rows/s" if task.speed else ""
+                return Text(f"{done}{total} rows{speed}")
+
+        console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn(escape(text).replace("[", "\\[")),
+            BarColumn(),
+            Rows(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.bar.add_task(text, total=None)
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def start(self, total: int | None) -> None:
+        self.bar.update(self.task, total=total)
+
+    def advance(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
 
 
 def write_stdout(text: str) -> None:

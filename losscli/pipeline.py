@@ -11,6 +11,7 @@ read; validate on the CPU; compute; write the gradient atomically; evaluate the 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 import warnings
@@ -108,31 +109,30 @@ def _requests(spec: LossSpec, settings: Common):
     return requests
 
 
-def read_inputs(spec: LossSpec, args: list, sources, settings: Common) -> dict:
-    """Read every input; inputs that name one argument (single-file mode) share one read."""
-    from losscli.io import read_source
-    from losscli.io.shards import join_shards, shard_args
+def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=None):
+    """Every input as blocks of rows in lockstep ({input name: InputArray} per block);
+    inputs that name one argument (single-file mode) share one read. ``blocks`` None reads
+    each input whole (in as few blocks as its reader makes)."""
+    from losscli.io import open_blocks
+    from losscli.io.shards import shard_args, shard_blocks
+    from losscli.stream import lockstep
 
     requests = _requests(spec, settings)
-    groups: dict[int, list[int]] = {}
+    positions_of: dict[int, list[int]] = {}
     for position, arg in enumerate(args):
-        groups.setdefault(id(arg), []).append(position)
-    result = {}
-    for positions in groups.values():
+        positions_of.setdefault(id(arg), []).append(position)
+    groups = []
+    for positions in positions_of.values():
         arg = args[positions[0]]
         wanted = [requests[p] for p in positions]
+        names = [spec.inputs[p].name for p in positions]
         shards = shard_args(arg)
         if shards is None:
-            arrays = read_source(sources.open(arg), wanted)
-        else:  # one read per shard, joined per request
-            per_shard = [read_source(sources.open(shard), wanted) for shard in shards]
-            arrays = [
-                join_shards(arg.path, list(parts), request.columns)
-                for parts, request in zip(zip(*per_shard), wanted)
-            ]
-        for position, array in zip(positions, arrays):
-            result[spec.inputs[position].name] = array
-    return result
+            source = sources.open(arg)
+            groups.append((names, source.label, open_blocks(source, wanted, blocks)))
+        else:
+            groups.append((names, arg.path, shard_blocks(arg, shards, sources, wanted, blocks)))
+    return lockstep(groups)
 
 
 def _gate(values: list[float], settings: Common) -> Gate | None:
@@ -168,27 +168,26 @@ def run_files(
     env: dict[str, str] | None = None,
     progress=None,
     also_read: dict[tuple[int, int], str] | None = None,
+    keep_gradients: bool = False,
 ):
-    """Read the sources, compute, write --grad-out; returns (Result, Gate or None).
-    ``also_read``: identities of other files the run reads (a batch's jobs file), which
-    --grad-out must not replace either."""
-    import contextlib
-
+    """Read the sources block by block, compute, write --grad-out; returns (Result, Gate or
+    None). ``progress(text)`` is a context manager giving an object with ``start(total)`` and
+    ``advance(rows)``. ``also_read``: identities of other files the run reads (a batch's jobs
+    file), which --grad-out must not replace either. ``keep_gradients`` keeps the whole
+    gradients in the Result (the Python API), which memory then holds."""
     from losscli import engine
     from losscli.io import (
+        Blocks,
         ReadOptions,
         SourceSet,
         check_output_path,
-        check_output_shape,
         parse_source,
         read_vector,
-        write_array,
     )
     from losscli.io.shards import shard_args
     from losscli.io.sources import delimiter_option, format_option
-    from losscli.validate import Context
 
-    progress = progress or (lambda text: contextlib.nullcontext())
+    progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
     classes = check_settings(settings)
     defaults = ReadOptions(
@@ -219,29 +218,21 @@ def run_files(
         if settings.grad_out is not None:
             read = {**(also_read or {}), **sources.identities}
             grad_out = check_output_path("--grad-out", settings.grad_out, read)
-        started = time.perf_counter()
-        with progress(f"reading {', '.join(dict.fromkeys(texts))}"):
-            inputs = read_inputs(spec, args, sources, settings)
-        read_s = time.perf_counter() - started
-        # Sources stay open while validation locates errors (line numbers of text rows).
-        first_float = spec.float_inputs[0]
-        if grad_out is not None:
-            check_output_shape("--grad-out", grad_out, inputs[first_float].array.shape)
         ctx = Context(
             reduction=settings.reduction,
             allow_nonfinite=settings.allow_nonfinite,
             classes=classes,
             dtype=settings.dtype,
         )
-        for message in [*notes, *(n for item in inputs.values() for n in item.info["notes"])]:
-            if message not in ctx.warnings:
-                ctx.warn(message)
+        for message in notes:
+            ctx.warn(message)
         table = settings.format == "table"
+        blocks = Blocks(settings.block_rows)
         try:
-            with progress(f"computing {spec.torch_class} on {settings.device}"):
-                result = compute_inputs(
+            with progress(f"{spec.name} on {settings.device}") as tracker:
+                result = compute_blocks(
                     spec,
-                    inputs,
+                    read_inputs(spec, args, sources, settings, blocks),
                     options,
                     ctx,
                     device=settings.device,
@@ -249,15 +240,14 @@ def run_files(
                     grad=not settings.no_grad,
                     keep_rows=settings.limit if settings.per_sample and table else 0,
                     steps_limit=settings.limit if settings.steps and table else 0,
-                    read_s=read_s,
+                    grad_out=grad_out,
+                    keep_gradients=keep_gradients,
+                    tracker=tracker,
                 )
         except DeviceError as error:
             if "device" in env:
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
             raise
-    if grad_out is not None:
-        gradient = result.gradients[first_float]
-        write_array(grad_out, gradient, inputs[first_float].header)
     gate = _gate(result.values(), settings)
     result.gate = gate.to_dict() if gate else None
     return result, gate
@@ -278,7 +268,7 @@ def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: 
     spec = get_spec(loss)
     settings, options, _ = split_settings(spec, settings_and_options)
     texts = [os.fspath(source) for source in sources]
-    result, _ = run_files(spec, texts, options, settings, stdin=stdin)
+    result, _ = run_files(spec, texts, options, settings, stdin=stdin, keep_gradients=True)
     return result
 
 
@@ -360,9 +350,55 @@ def check_options(spec: LossSpec, options: dict[str, Any], reduction: str) -> di
     return spec.convert_options(options)
 
 
+class _NoProgress:
+    """The progress of a run nobody watches."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def start(self, total: int | None) -> None:
+        return None
+
+    def advance(self, rows: int) -> None:
+        return None
+
+
+NO_PROGRESS = _NoProgress()
+
+
 def compute_inputs(
     spec: LossSpec,
     inputs: dict[str, InputArray],
+    options: dict[str, Any],
+    ctx: Context,
+    **settings: Any,
+) -> Result:
+    """Validate whole ``inputs`` on the CPU, compute on the device, describe it in a Result
+    (with the whole gradients)."""
+    return compute_blocks(spec, iter([inputs]), options, ctx, keep_gradients=True, **settings)
+
+
+def _needs_whole(spec: LossSpec, first: dict[str, InputArray], options: dict[str, Any]) -> bool:
+    """Whether a loss needs its inputs whole rather than by blocks of rows: CTC (its inputs
+    do not share rows), and 1-D predictions with a weight vector (it may hold one weight per
+    row)."""
+    if not spec.chunkable:
+        return True
+    if first[spec.inputs[0].name].array.ndim == 1:
+        return any(
+            isinstance(options.get(o.name), np.ndarray) and options[o.name].size > 1
+            for o in spec.options
+            if o.kind == VECTOR
+        )
+    return False
+
+
+def compute_blocks(
+    spec: LossSpec,
+    blocks,
     options: dict[str, Any],
     ctx: Context,
     *,
@@ -371,70 +407,153 @@ def compute_inputs(
     grad: bool = True,
     keep_rows: int = 0,
     steps_limit: int = 0,
-    read_s: float = 0.0,
+    grad_out=None,
+    keep_gradients: bool = False,
+    tracker=NO_PROGRESS,
 ) -> Result:
-    """Validate ``inputs`` on the CPU, compute on ``device``, and describe it all in a Result."""
+    """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
+    of the first float input to ``grad_out`` block by block, and describe the run in a
+    Result. ``blocks`` yields {input name: InputArray}; warnings about the whole input are
+    said once every block has been seen."""
     from losscli import engine
+    from losscli.io import check_output_shape
+    from losscli.io.write import BlockWriter
+    from losscli.stream import whole
 
+    started = time.perf_counter()
     options = check_options(spec, options, ctx.reduction)
-    for input_spec in spec.inputs:
-        inp = inputs[input_spec.name]
-        if inp.array.size == 0:
-            raise InputError(
-                f"{input_spec.name} ({inp.source}): has no data (shape {list(inp.array.shape)})"
-            )
-        if input_spec.role in (FLOAT, LABEL):  # the inputs the engine computes in --dtype
-            check_representable(input_spec.name, inp, ctx)
-    shapes = {n: list(inputs[n].array.shape) for n in spec.input_names}
-    prepared = spec.prepare(inputs, options, ctx)
-    ctx.finish()
-    engine.resolve_device(device)  # an unusable device is refused before any computation
-    with warnings.catch_warnings():
-        # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli where
-        # they matter; none reaches stderr.
-        warnings.simplefilter("ignore")
-        output = engine.run(
-            spec,
-            prepared,
-            reduction=ctx.reduction,
-            device=device,
-            dtype=dtype,
-            grad=grad,
-            keep_rows=keep_rows,
-        )
+    first = next(blocks)
+    if _needs_whole(spec, first, options):
+        first, blocks = whole(first, blocks), iter(())
+    first_float = spec.float_inputs[0]
+    if grad_out is not None:
+        check_output_shape("--grad-out", grad_out, first[first_float].array.shape)
+    tracker.start(first[spec.inputs[0].name].rows)
+    names = spec.input_names
+    rows = dict.fromkeys(names, 0)
+    stats: dict[str, engine.GradientStats] = {}
+    kept: dict[str, list[np.ndarray]] = {}
+    head: dict[str, list[np.ndarray]] = {}
+    head_rows = 0
+    block_run = writer = prepared = first_prepared = None
+    try:
+        for block in itertools.chain([first], blocks):
+            for input_spec in spec.inputs:
+                inp = block[input_spec.name]
+                for message in inp.info.get("notes", []):
+                    ctx.warn(message)
+                if inp.array.size == 0:
+                    raise InputError(
+                        f"{input_spec.name} ({inp.source}): has no data (shape {inp.shape})"
+                    )
+                if input_spec.role in (FLOAT, LABEL):  # computed in --dtype
+                    check_representable(input_spec.name, inp, ctx)
+            prepared = spec.prepare(block, options, ctx)
+            if block_run is None:
+                first_prepared = prepared
+                engine.resolve_device(device)  # refused before any computation
+                block_run = engine.BlockRun(
+                    spec, reduction=ctx.reduction, device=device, dtype=dtype, grad=grad,
+                    keep_rows=keep_rows,
+                )  # fmt: skip
+            with warnings.catch_warnings():
+                # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
+                # where they matter; none reaches stderr.
+                warnings.simplefilter("ignore")
+                gradients = block_run.add(prepared)
+            for name, gradient in gradients.items():
+                # In the shape the input was read in ((T,C) CTC log_probs, (N,1) targets).
+                shape = block[name].array.shape
+                if gradient.shape != shape and gradient.size == math.prod(shape):
+                    gradient = gradient.reshape(shape)
+                stats.setdefault(name, engine.GradientStats([])).add(gradient)
+                if name == first_float and grad_out is not None:
+                    if writer is None:
+                        trailing = gradient.shape[1:] if gradient.ndim else None
+                        writer = BlockWriter(grad_out, trailing, gradient.dtype, block[name].header)
+                    writer.add(gradient)
+                if keep_gradients:
+                    kept.setdefault(name, []).append(gradient)
+            if steps_limit and head_rows < steps_limit:
+                head_rows = _keep_head(head, prepared.arrays, head_rows, steps_limit)
+            for name in names:
+                array = block[name].array
+                rows[name] += len(array) if array.ndim else 0
+            first_array = block[names[0]].array
+            tracker.advance(len(first_array) if first_array.ndim else 1)
+        ctx.finish()
+        factor = block_run.factor
+        if writer is not None:
+            writer.commit(factor)
+    finally:
+        if writer is not None:
+            writer.close()
+    shapes = {n: [rows[n], *first[n].array.shape[1:]] if first[n].array.ndim else [] for n in names}
+    gradients = None
+    if grad:
+        gradients = {}
+        for name, parts in kept.items():
+            gradient = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if factor != 1.0:
+                np.multiply(gradient, factor, out=gradient)
+            gradients[name] = gradient
     summary = None
-    if output.gradients is not None:
-        # Gradients in the shape each input was read in ((T,C) CTC log_probs, (N,1) targets).
-        for name, gradient in output.gradients.items():
-            if list(gradient.shape) != shapes[name] and gradient.size == math.prod(shapes[name]):
-                output.gradients[name] = gradient.reshape(shapes[name])
-        summary = {n: engine.gradient_summary(g) for n, g in output.gradients.items()}
-    steps = (
-        spec.steps_table(prepared.arrays, prepared.options, steps_limit) if steps_limit else None
+    if grad:
+        summary = {}
+        for name, gradient_stats in stats.items():
+            gradient_stats.shape = shapes[name]
+            summary[name] = gradient_stats.summary(factor)
+    steps = None
+    if steps_limit:
+        joined = {
+            n: parts[0] if len(parts) == 1 else np.concatenate(parts) for n, parts in head.items()
+        }
+        steps = spec.steps_table(joined, first_prepared.options, steps_limit)
+    output = block_run.output(gradients if keep_gradients else None)
+    total_s = time.perf_counter() - started
+    batch_rows = (
+        rows[names[0]]
+        if spec.chunkable
+        else _rows(first_prepared.arrays[spec.inputs[0].name], spec)
     )
+    if first[names[0]].array.ndim == 0:
+        batch_rows = 1
     return Result(
         loss=spec.name,
         torch_class=spec.torch_class,
         value=output.value,
         reduction=ctx.reduction,
-        options=prepared.options,
+        options=first_prepared.options,
         device=output.device,
         dtype=dtype,
         inputs={
-            i.name: _input_summary(inputs[i.name], prepared.targets_kind, i, shapes[i.name])
+            i.name: _input_summary(first[i.name], first_prepared.targets_kind, i, shapes[i.name])
             for i in spec.inputs
         },
         gradients=output.gradients,
         gradient_summary=summary,
         warnings=ctx.warnings,
-        timing={"read_s": read_s, "compute_s": output.compute_s},
-        targets_kind=prepared.targets_kind,
+        timing={"read_s": max(total_s - output.compute_s, 0.0), "compute_s": output.compute_s},
+        targets_kind=first_prepared.targets_kind,
         total=output.total,
         denominator=output.denominator,
         per_sample=output.elements if keep_rows else None,
-        per_sample_total=_rows(prepared.arrays[spec.inputs[0].name], spec),
+        per_sample_total=batch_rows,
         steps=steps,
     )
+
+
+def _keep_head(head: dict[str, list], arrays: dict[str, np.ndarray], kept: int, limit: int) -> int:
+    """Keep the first rows of each prepared array, up to ``limit`` rows in all (for --steps)."""
+    count = 0
+    for name, array in arrays.items():
+        if array.ndim == 0:
+            head.setdefault(name, [array])
+            continue
+        part = array[: limit - kept]
+        head.setdefault(name, []).append(part)
+        count = max(count, len(part))
+    return kept + count
 
 
 def _input_summary(inp: InputArray, targets_kind, input_spec, shape) -> dict[str, Any]:
@@ -442,7 +561,7 @@ def _input_summary(inp: InputArray, targets_kind, input_spec, shape) -> dict[str
     read_as = READ_AS[input_spec.role]
     if input_spec.name == "targets" and targets_kind:
         read_as = targets_kind
-    summary = {"source": inp.source, "shape": shape, "read_as": read_as}
+    summary = {"source": inp.info.get("label", inp.source), "shape": shape, "read_as": read_as}
     summary["shards"] = inp.info.get("shards", 1)
     for key in ("format", "header", "index_column"):
         if key in inp.info:

@@ -284,7 +284,7 @@ def test_internal_error_is_one_line_exit_70_and_debug_shows_traceback(monkeypatc
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(engine, "run", broken)
+    monkeypatch.setattr(engine.BlockRun, "add", broken)
     out = run_cli("ce", LOGITS, LABELS, internal_ok=True)
     assert out.exit_code == 70
     assert out.stdout == ""

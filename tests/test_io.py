@@ -676,13 +676,13 @@ def test_a_signal_during_the_write_leaves_no_temporary_file(tmp_path, monkeypatc
     grad = tmp_path / "g.npy"
     grad.write_bytes(b"old")
 
-    def interrupted(out, array):
-        out.write(b"partial")
+    def interrupted(self, handle, data):
+        handle.write(b"partial")
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(signum)
 
-    monkeypatch.setattr(np, "save", interrupted)
+    monkeypatch.setattr(lio.write.BlockWriter, "_write", interrupted)
     with pytest.raises((Terminated, KeyboardInterrupt)):
         lio.write_array(grad, np.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npy"]

@@ -15,13 +15,14 @@ import numpy as np
 from losscli.errors import InputError, OptionError
 from losscli.io.arrays import npy_blocks, npz_blocks
 from losscli.io.columns import parse_columns, resolve_columns
-from losscli.io.common import InputArray, ReadOptions, Request, narrow
+from losscli.io.common import Blocks, InputArray, ReadOptions, Request, narrow
 from losscli.io.parquet import parquet_blocks
 from losscli.io.sources import Source, SourceSet, parse_source
 from losscli.io.text import is_number, text_blocks, to_number
 from losscli.io.write import check_output_path, check_output_shape, write_array
 
 __all__ = [
+    "Blocks",
     "InputArray",
     "ReadOptions",
     "Request",
@@ -40,28 +41,28 @@ __all__ = [
 ]
 
 
-def open_blocks(source: Source, requests: list[Request], block_rows: int | None = None):
-    """Yield one InputArray per request for each block of at most ``block_rows`` rows of
-    ``source``, read once (None: the whole source, in as few blocks as its reader makes).
+def open_blocks(source: Source, requests: list[Request], blocks: Blocks | None = None):
+    """Yield one InputArray per request for each block of rows of ``source``, read once
+    (``blocks`` None: the whole source, in as few blocks as its reader makes, to be joined).
     Each block knows its first row (``row_offset``) and, where the format says, the rows of
     the whole source (``rows``)."""
     fmt = source.format()
     options = source.arg.options
     if fmt == "parquet":
-        blocks = parquet_blocks(source, requests, block_rows)
+        read = parquet_blocks(source, requests, blocks)
     elif fmt in ("npy", "npz"):
-        blocks = _array_blocks(source, fmt, requests, block_rows)
+        read = _array_blocks(source, fmt, requests, blocks)
     else:
         delimiter = options.delimiter
         if delimiter is None and fmt == "tsv":
             delimiter = "\t"
         # A .csv with one column is still comma-separated: its cells may be quoted.
         single = "," if fmt == "csv" else None
-        blocks = text_blocks(
-            source, requests, delimiter, options.header, one_column=single, block_rows=block_rows
+        read = text_blocks(
+            source, requests, delimiter, options.header, one_column=single, blocks=blocks
         )
     first = True
-    for results in blocks:
+    for results in read:
         if first:
             for result in results:
                 if result.array.size == 0:
@@ -123,14 +124,14 @@ def _locator(parts, starts):
     return locate
 
 
-def _array_blocks(source: Source, fmt: str, requests: list[Request], block_rows: int | None):
+def _array_blocks(source: Source, fmt: str, requests: list[Request], blocks: Blocks | None):
     names = any(r.names for r in requests)
     if fmt == "npy":
-        blocks = ((*block, None) for block in npy_blocks(source, names, block_rows))
+        read = ((*block, None) for block in npy_blocks(source, names, blocks))
     else:
-        blocks = npz_blocks(source, names, block_rows)
+        read = npz_blocks(source, names, blocks)
     info = {"format": fmt, "header": None, "index_column": None, "notes": []}
-    for array, start, rows, key in blocks:
+    for array, start, rows, key in read:
         label = source.label if key is None else f"{source.label}:{key}"
         results = []
         for request in requests:

@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 
 from losscli.errors import InputError
-from losscli.io.common import invalid
+from losscli.io.common import Blocks, invalid
+from losscli.io.common import block_rows as block_row_count
 from losscli.io.sources import Source
 
 # Kinds of NumPy dtype that are numbers; "U"/"S" (strings) are class names where names are read.
@@ -59,7 +60,7 @@ def _expected_bytes(shape, dtype) -> int:
     return count * dtype.itemsize
 
 
-def npy_blocks(source: Source, names: bool = False, block_rows: int | None = None):
+def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None):
     """An NPY source's rows in blocks of at most ``block_rows`` (None: the whole array,
     memory-mapped for a regular file). Blocks of a regular file are read into memory of
     their own, so that what stays resident does not grow with the file."""
@@ -81,6 +82,7 @@ def npy_blocks(source: Source, names: bool = False, block_rows: int | None = Non
         flat = np.frombuffer(buffer, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
         array = flat.reshape(shape, order=order)
     rows = shape[0] if shape else None
+    block_rows = block_row_count(blocks, _width(shape))
     if block_rows is None or not shape or rows <= block_rows or not source.regular or fortran:
         # One block, or views of an array already in memory (a stream, a Fortran-order file).
         step = block_rows or max(rows or 1, 1)
@@ -104,7 +106,14 @@ def npy_blocks(source: Source, names: bool = False, block_rows: int | None = Non
         yield checked_dtype(block, label, "NPY", names), start, rows
 
 
-def _member_blocks(archive, member: str, label: str, names: bool, block_rows: int | None):
+def _width(shape) -> int:
+    width = 1
+    for n in shape[1:]:
+        width *= int(n)
+    return width
+
+
+def _member_blocks(archive, member: str, label: str, names: bool, blocks: Blocks | None):
     info = archive.getinfo(member)
     with archive.open(member) as stream:
         shape, fortran, dtype = _header(stream, label, "NPZ")
@@ -119,6 +128,7 @@ def _member_blocks(archive, member: str, label: str, names: bool, block_rows: in
             )
         order = "F" if fortran else "C"
         rows = shape[0] if shape else None
+        block_rows = block_row_count(blocks, _width(shape))
         if block_rows is None or not shape or rows <= block_rows or fortran or not needed:
             data = stream.read(needed)
             if len(data) < needed:
@@ -143,7 +153,7 @@ def _member_blocks(archive, member: str, label: str, names: bool, block_rows: in
             yield checked_dtype(block, label, "NPZ", names), start, rows
 
 
-def npz_blocks(source: Source, names: bool = False, block_rows: int | None = None):
+def npz_blocks(source: Source, names: bool = False, blocks: Blocks | None = None):
     """The array of an NPZ source (the one it holds, or the one its ``:key`` names), in
     blocks of rows read from the member as it is decompressed; yields (block, first row,
     rows, key)."""
@@ -171,10 +181,10 @@ def npz_blocks(source: Source, names: bool = False, block_rows: int | None = Non
             others = [m for m in archive.namelist() if m == key]
             what = "is not an NPY array" if others else "does not exist"
             raise InputError(f"{label}: member {key!r} {what}; arrays: {', '.join(keys) or 'none'}")
-        blocks = _member_blocks(archive, members[key], f"{label}:{key}", names, block_rows)
+        read = _member_blocks(archive, members[key], f"{label}:{key}", names, blocks)
         while True:
             try:
-                block = next(blocks)
+                block = next(read)
             except StopIteration:
                 return
             except InputError:

@@ -11,6 +11,27 @@ import numpy as np
 
 from losscli.errors import InputError
 
+# Elements (rows x columns) of an input in one block of rows, unless --block-rows says:
+# 4M float32 values are 16 MB, and a block's work in torch takes a few times that.
+BLOCK_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """How many rows a block of an input holds: ``rows`` (--block-rows), else as many as
+    make ``elements`` values for an input ``width`` values wide."""
+
+    rows: int | None = None
+    elements: int = BLOCK_ELEMENTS
+
+    def for_width(self, width: int) -> int:
+        return self.rows or max(1, self.elements // max(width, 1))
+
+
+def block_rows(blocks: Blocks | None, width: int) -> int | None:
+    """Rows per block for an input ``width`` values wide; None reads it whole."""
+    return None if blocks is None else blocks.for_width(width)
+
 
 @dataclass(frozen=True)
 class ReadOptions:

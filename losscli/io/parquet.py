@@ -6,7 +6,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import InputArray, Request, invalid, narrow
+from losscli.io.common import Blocks, InputArray, Request, block_rows, invalid, narrow
 from losscli.io.sources import Source
 from losscli.io.text import fill_from_arrow
 
@@ -27,9 +27,9 @@ def _kind(pa, arrow_type) -> str:
     return "other"
 
 
-def parquet_blocks(source: Source, requests: list[Request], block_rows: int | None = None):
-    """Read a Parquet source once, in record batches of at most ``block_rows`` rows (None:
-    the whole table), and yield one InputArray per request for each."""
+def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | None = None):
+    """Read a Parquet source once, in record batches (``blocks`` None: the whole table),
+    and yield one InputArray per request for each."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -91,7 +91,9 @@ def parquet_blocks(source: Source, requests: list[Request], block_rows: int | No
     ]
     start = 0
     try:
-        for by_index in _batches(pa, parquet, label, names, wanted, unique, block_rows):
+        for by_index in _batches(
+            pa, parquet, label, names, wanted, unique, block_rows(blocks, len(wanted))
+        ):
             count = len(next(iter(by_index.values())))
             results = []
             for request, chosen, info in zip(requests, selections, infos):
@@ -115,15 +117,17 @@ def parquet_blocks(source: Source, requests: list[Request], block_rows: int | No
         parquet.close()
 
 
-def _batches(pa, parquet, label, names, wanted, unique, block_rows):
-    """{column index: Arrow array} for each batch of rows (one batch without ``block_rows``)."""
+def _batches(pa, parquet, label, names, wanted, unique, rows_per_batch):
+    """{column index: Arrow array} for each batch of rows (one batch without ``rows_per_batch``)."""
     columns = [names[i] for i in wanted] if unique else None
     try:
-        if block_rows is None:
+        if rows_per_batch is None:
             table = parquet.read(columns=columns, use_threads=True)
             batches = [table]
         else:
-            batches = parquet.iter_batches(batch_size=block_rows, columns=columns, use_threads=True)
+            batches = parquet.iter_batches(
+                batch_size=rows_per_batch, columns=columns, use_threads=True
+            )
         for batch in batches:
             if unique:
                 yield dict(zip(wanted, batch.columns))

@@ -2,17 +2,16 @@
 
 A directory's shards are its regular files, sorted by name, except hidden ones and those
 starting with ``_`` (``_SUCCESS``, ``_metadata``). A pattern (``'preds/*.parquet'``, quoted so
-that the shell leaves it alone) names the files it matches, sorted. Shards are read one by
-one and joined along the first axis; their shapes must agree past it.
+that the shell leaves it alone) names the files it matches, sorted. Shards are read one after
+the other, block by block, as one input; their shapes must agree past the first axis.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from dataclasses import replace
-
-import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.common import InputArray
@@ -52,29 +51,50 @@ def shard_args(arg: SourceArg) -> list[SourceArg] | None:
     return [replace(arg, text=path, path=path) for path in paths]
 
 
-def join_shards(label: str, parts: list[InputArray], columns: tuple | None) -> InputArray:
-    """One input from the shards read with the same request (``columns``), joined along the
-    first axis."""
-    first = parts[0]
-    for part in parts[1:]:
-        if part.header != first.header:
-            raise InputError(
-                f"{label}: shard {part.source} has the columns {part.header}, but {first.source} "
-                f"has {first.header}; shards must have the same columns in the same order"
-            )
-        if part.array.shape[1:] != first.array.shape[1:] or part.array.ndim != first.array.ndim:
-            raise InputError(
-                f"{label}: shard {part.source} has shape {list(part.array.shape)}, but "
-                f"{first.source} has {list(first.array.shape)}; shards must agree past the "
-                "first axis"
-            )
-        if (part.array.dtype.kind in "US") != (first.array.dtype.kind in "US"):
-            raise InputError(
-                f"{label}: shards {first.source} and {part.source} differ: one holds class "
-                "names, the other numbers"
-            )
-    array = np.concatenate([part.array for part in parts]) if len(parts) > 1 else first.array
-    notes = [note for part in parts for note in part.info.get("notes", [])]
-    info = {**first.info, "notes": notes, "shards": len(parts)}
-    shown = label if columns is None else f"{label}[{','.join(columns)}]"
-    return InputArray(shown, array, first.header, info)
+def check_shard(label: str, first: InputArray, part: InputArray) -> None:
+    """Refuse a shard that does not go on from the first: other columns, another shape past
+    the first axis, or class names where the first holds numbers (or the reverse)."""
+    if part.header != first.header:
+        raise InputError(
+            f"{label}: shard {part.source} has the columns {part.header}, but {first.source} "
+            f"has {first.header}; shards must have the same columns in the same order"
+        )
+    if part.array.shape[1:] != first.array.shape[1:] or part.array.ndim != first.array.ndim:
+        raise InputError(
+            f"{label}: shard {part.source} has shape {part.shape}, but {first.source} has "
+            f"{first.shape}; shards must agree past the first axis"
+        )
+    if (part.array.dtype.kind in "US") != (first.array.dtype.kind in "US"):
+        raise InputError(
+            f"{label}: shards {first.source} and {part.source} differ: one holds class "
+            "names, the other numbers"
+        )
+
+
+def shard_blocks(arg: SourceArg, shards: list[SourceArg], sources, requests, blocks):
+    """The blocks of every shard in order, each checked against the first shard's first
+    block; each block names its shard (messages give the shard's rows and lines) and says
+    how many shards the input has."""
+    from losscli.io import open_blocks
+
+    first = None
+    for shard in shards:
+        for block in open_blocks(sources.open(shard), requests, blocks):
+            if first is None:
+                first = block
+            else:
+                for known, part in zip(first, block):
+                    check_shard(arg.path, known, part)
+            yield [
+                dataclasses.replace(
+                    item,
+                    info={
+                        **item.info,
+                        "shards": len(shards),
+                        "label": arg.path
+                        if request.columns is None
+                        else f"{arg.path}[{','.join(request.columns)}]",
+                    },
+                )
+                for item, request in zip(block, requests)
+            ]

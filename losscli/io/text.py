@@ -23,7 +23,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import InputArray, Request, narrow
+from losscli.io.common import Blocks, InputArray, Request, block_rows, narrow
 from losscli.io.sources import FIRST_CHUNK, Source
 
 # Text above this size is parsed by pyarrow; below it, Python's parser is faster to start.
@@ -436,10 +436,10 @@ def text_blocks(
     delimiter: str | None = None,
     header: bool | None = None,
     one_column: str | None = None,
-    block_rows: int | None = None,
+    blocks: Blocks | None = None,
 ):
     """Read a text table once, in chunks of whole lines, and yield one InputArray per request
-    for each block of at most ``block_rows`` rows (None: chunks as parsed). ``one_column`` is
+    for each block of rows (``blocks`` None: chunks as parsed, to be joined). ``one_column`` is
     the delimiter of a file whose first row shows none (a .csv of one column is still CSV)."""
     layout = _layout(source, delimiter, header, any(r.names for r in requests), one_column)
     label = source.label
@@ -463,6 +463,7 @@ def text_blocks(
         "notes": list(layout.notes),
     }
     position = {index: j for j, index in enumerate(wanted)}
+    step_rows = block_rows(blocks, len(wanted))
     rows = 0
     index_name, mapped = None, None
     for chunk, first_line in _chunks(
@@ -509,10 +510,10 @@ def text_blocks(
         arrays = [
             # Whole reads are narrowed once joined: a value beyond float32 in one chunk keeps
             # the whole input in float64, as one block would.
-            _assemble(parsed, position, chosen, request, layout, label, block_rows is not None)
+            _assemble(parsed, position, chosen, request, layout, label, blocks is not None)
             for request, chosen in zip(requests, selections)
         ]
-        step = block_rows or count
+        step = step_rows or count
         for start in range(0, count, step):
             stop = min(start + step, count)
             items = []

@@ -20,6 +20,8 @@ import numpy as np
 from losscli.errors import OptionError
 
 GRAD_OUT_EXTENSIONS = (".npy", ".csv", ".tsv", ".txt", ".parquet")
+# Bytes of values read back at a time when a written file is scaled or converted.
+WRITE_BLOCK_BYTES = 1 << 24
 
 
 def _identities(path: Path) -> set[tuple[int, int]]:
@@ -110,39 +112,155 @@ def _printable_name(name: str) -> str:
 
 def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None) -> None:
     """Write ``array`` to ``path`` by extension, atomically: a temporary file, then a rename."""
-    suffix = path.suffix.lower()
-    folder = path.parent if str(path.parent) else Path(".")
+    writer = BlockWriter(path, array.shape[1:] if array.ndim else None, array.dtype, columns)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never setuid/setgid/sticky
-    except OSError:
-        mode = _new_file_mode()
-    try:
-        # A short temporary name: the final name may already be as long as names can be.
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.name[:32]}.", suffix=".tmp", dir=folder
-        )
-    except OSError as error:
-        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        os.fchmod(handle, mode)
-        with os.fdopen(handle, "wb") as out:
-            width = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
-            names = None
-            if columns is not None and len(columns) == width:
-                names = unique_names([_printable_name(c) for c in columns])
-            if suffix == ".npy":
-                np.save(out, np.require(array, requirements="C"))
-            elif suffix == ".parquet":
-                _write_parquet(out, array, names)
+        writer.add(array)
+        writer.commit()
+    finally:
+        writer.close()
+
+
+class BlockWriter:
+    """An array written block by block of rows to a temporary file beside ``path``, renamed
+    into place by ``commit`` (which may first scale every value: the gradient of a mean is
+    known only once its denominator is). ``trailing`` is the shape past the first axis (None
+    for a 0-d array). An NPY file is written in place, its header last; text and Parquet are
+    written from a spill file of raw values at ``commit``. ``close`` removes whatever was not
+    committed."""
+
+    def __init__(self, path: Path, trailing, dtype, columns: list[str] | None = None):
+        self.path = path
+        self.suffix = path.suffix.lower()
+        self.trailing = None if trailing is None else tuple(trailing)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self.temporaries: list[str] = []
+        folder = path.parent if str(path.parent) else Path(".")
+        try:
+            self.mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never setuid/setgid
+        except OSError:
+            self.mode = _new_file_mode()
+        self.columns = None
+        width = int(np.prod(self.trailing)) if self.trailing else 1
+        if columns is not None and len(columns) == width:
+            self.columns = unique_names([_printable_name(c) for c in columns])
+        self.out = self.spill = None
+        self.header_bytes = 0
+        try:
+            self.out = self._temporary(folder, ".tmp")
+            self.spill = None if self.suffix == ".npy" else self._temporary(folder, ".spill")
+            if self.suffix == ".npy" and self.trailing is not None:
+                self.header_bytes = len(self._npy_header(2**63 - 1))
+                self._write(self.out, b" " * self.header_bytes)
+        except BaseException:
+            self.close()
+            raise
+
+    def _temporary(self, folder: Path, suffix: str):
+        try:
+            # A short temporary name: the final name may already be as long as names can be.
+            handle, name = tempfile.mkstemp(
+                prefix=f".{self.path.name[:32]}.", suffix=suffix, dir=folder
+            )
+        except OSError as error:
+            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
+        self.temporaries.append(name)
+        try:
+            os.fchmod(handle, self.mode)
+        except OSError as error:
+            os.close(handle)
+            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
+        return os.fdopen(handle, "w+b")
+
+    def _write(self, handle, data) -> None:
+        try:
+            handle.write(data)
+        except OSError as error:  # disk full, a folder that went away
+            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
+
+    def _npy_header(self, rows: int, size: int | None = None) -> bytes:
+        """An NPY 1.0 header for ``rows`` rows, padded to ``size`` bytes (else to 64)."""
+        fields = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (rows, *self.trailing),
+        }
+        text = repr(fields).encode("latin1")
+        body = 10 + len(text) + 1  # magic, version and length; the fields; a newline
+        size = size or body + (-body) % 64
+        padded = text + b" " * (size - body) + b"\n"
+        return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded
+
+    def add(self, block: np.ndarray) -> None:
+        """Append a block of rows (any float dtype; stored in this writer's dtype)."""
+        block = np.require(block, dtype=self.dtype, requirements="C")
+        if self.trailing is None:  # a 0-d array: one value, written whole at commit
+            self.scalar = block
+            return
+        self.rows += len(block)
+        self._write(self.spill or self.out, memoryview(block.reshape(-1).view(np.uint8)))
+
+    def commit(self, factor: float = 1.0) -> None:
+        """Scale every value by ``factor``, finish the file, and rename it into place."""
+        try:
+            if self.trailing is None:
+                value = np.asarray(self.scalar * self.dtype.type(factor), dtype=self.dtype)
+                if self.suffix == ".npy":
+                    np.save(self.out, value)
+                else:
+                    self._finish_from([value.reshape(1, 1)])
+            elif self.suffix == ".npy":
+                if factor != 1.0:
+                    self._scale_in_place(self.out, self.header_bytes, factor)
+                self.out.seek(0)
+                self._write(self.out, self._npy_header(self.rows, self.header_bytes))
             else:
-                _write_text(out, array, names, suffix)
-        os.replace(temporary, path)
-    except OSError as error:  # disk full, a name too long, a folder that went away
-        Path(temporary).unlink(missing_ok=True)
-        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+                self._finish_from(self._spilled(factor))
+            self.out.close()
+            os.replace(self.temporaries[0], self.path)
+        except OSError as error:
+            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
+        self.temporaries.pop(0)
+
+    def _blocks(self, handle, start: int):
+        """(offset, values) for the raw rows of ``handle`` from byte ``start``, in blocks."""
+        row_bytes = self.dtype.itemsize * int(np.prod(self.trailing))
+        step = max(1, WRITE_BLOCK_BYTES // max(row_bytes, 1))
+        for first in range(0, self.rows, step):
+            count = min(step, self.rows - first)
+            offset = start + first * row_bytes
+            handle.seek(offset)
+            data = handle.read(count * row_bytes)
+            yield offset, np.frombuffer(data, dtype=self.dtype).reshape((count, *self.trailing))
+
+    def _scale_in_place(self, handle, start: int, factor: float) -> None:
+        for offset, values in self._blocks(handle, start):
+            scaled = values * self.dtype.type(factor)
+            handle.seek(offset)
+            self._write(handle, memoryview(scaled.reshape(-1).view(np.uint8)))
+
+    def _spilled(self, factor: float):
+        self.spill.flush()
+        for _, values in self._blocks(self.spill, 0):
+            yield values * self.dtype.type(factor) if factor != 1.0 else values
+
+    def _finish_from(self, blocks) -> None:
+        if self.suffix == ".parquet":
+            _write_parquet(self.out, blocks, self.columns)
+        else:
+            first = True
+            for block in blocks:
+                _write_text(self.out, block, self.columns if first else None, self.suffix)
+                first = False
+
+    def close(self) -> None:
+        """Close and remove every temporary file not yet renamed into place."""
+        for handle in (self.out, self.spill):
+            if handle is not None and not handle.closed:
+                handle.close()
+        for name in self.temporaries:
+            Path(name).unlink(missing_ok=True)
+        self.temporaries.clear()
 
 
 def _write_text(out, array: np.ndarray, names: list[str] | None, suffix: str) -> None:
@@ -160,11 +278,27 @@ def _write_text(out, array: np.ndarray, names: list[str] | None, suffix: str) ->
     np.savetxt(out, table, delimiter=delimiter, fmt=f"%.{digits}g")
 
 
-def _write_parquet(out, array: np.ndarray, names: list[str] | None) -> None:
+def _write_parquet(out, blocks, names: list[str] | None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
-    names = names or [f"grad_{i}" for i in range(table.shape[1])]
-    columns = [pa.array(np.ascontiguousarray(table[:, i])) for i in range(table.shape[1])]
-    pq.write_table(pa.Table.from_arrays(columns, names=names), out)
+    writer = None
+    try:
+        for block in blocks:
+            table = block.reshape(block.shape[0], -1) if block.ndim else block.reshape(1, 1)
+            if writer is None:
+                names = names or [f"grad_{i}" for i in range(table.shape[1])]
+                columns = [
+                    pa.array(np.ascontiguousarray(table[:, i])) for i in range(table.shape[1])
+                ]
+                batch = pa.Table.from_arrays(columns, names=names)
+                writer = pq.ParquetWriter(out, batch.schema)
+            else:
+                columns = [
+                    pa.array(np.ascontiguousarray(table[:, i])) for i in range(table.shape[1])
+                ]
+                batch = pa.Table.from_arrays(columns, names=names)
+            writer.write_table(batch)
+    finally:
+        if writer is not None:
+            writer.close()
