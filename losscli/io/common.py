@@ -104,7 +104,7 @@ class InputArray:
                 text += f", column {column + 1}"
             text += ")"
         elif len(index) > 1:
-            text += f", index {list(index)}"
+            text += f", index {[row + self.row_offset, *index[1:]]}"
         return text
 
     def with_array(self, array: np.ndarray) -> InputArray:

@@ -480,7 +480,7 @@ def text_blocks(
         if not count:
             continue
         if rows == 0:  # what the first rows decide about a pandas index column
-            if dropping and _is_row_index(layout, parsed, position, 0):
+            if dropping and _index_break(layout, parsed, position, 0) is None:
                 index_name = layout.names[layout.index_column]
                 info["index_column"] = index_name
                 info["notes"].append(
@@ -500,9 +500,9 @@ def text_blocks(
                 chosen if request.columns is not None or index_name is not None else None
                 for request, chosen in zip(requests, selections)
             ]
-        elif index_name and not _is_row_index(layout, parsed, position, rows):
+        elif index_name and (broken := _index_break(layout, parsed, position, rows)) is not None:
             raise InputError(
-                f"{label}, line {parsed.line(0)}: column 1 ({index_name!r}) held the row "
+                f"{label}, line {parsed.line(broken)}: column 1 ({index_name!r}) held the row "
                 f"numbers 0, 1, 2, ... in the first {rows} rows and was dropped as a pandas "
                 "row index, but it does not go on counting here; select the columns with "
                 "--pred-cols/--target-cols"
@@ -552,15 +552,17 @@ def _has_error(parsed: _Parsed, requests: list[Request], selections) -> bool:
     return False
 
 
-def _is_row_index(layout: Layout, parsed: _Parsed, position: dict, start: int) -> bool:
-    """An unnamed first column is an index; one named like an index must hold the row
-    numbers (from ``start``, the number of rows before this chunk)."""
+def _index_break(layout: Layout, parsed: _Parsed, position: dict, start: int) -> int | None:
+    """The first row of this chunk where a column named like an index stops holding the row
+    numbers (counted from ``start``, the rows before this chunk); None where it does not.
+    An unnamed first column is an index whatever it holds."""
     if layout.names[layout.index_column] == "":
-        return True
+        return None
     if layout.index_column in parsed.first_text:
-        return False
+        return parsed.first_text[layout.index_column][0]
     values = parsed.block[:, position[layout.index_column]]
-    return bool(np.array_equal(values, np.arange(start, start + len(values))))
+    wrong = np.flatnonzero(values != np.arange(start, start + len(values)))
+    return int(wrong[0]) if wrong.size else None
 
 
 def _assemble(parsed: _Parsed, position: dict, chosen, request: Request, layout, label, narrowed):

@@ -1,0 +1,227 @@
+"""Blocks of rows: a run over blocks equals the run over the whole input, for every loss,
+reduction and format, with the same warnings, errors (rows and lines) and gradient files.
+
+The whole-input run is itself checked against NumPy formulas (``test_reference``); here each
+case is also checked against its formula directly, so that a block bug cannot hide behind a
+whole-input bug.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import losscli.io as lio
+from losscli.registry import get_spec
+from tests.conftest import SAMPLE, assert_usage_error, read_back, run_cli, run_process
+from tests.test_reference import CASES, _case_id, _reference
+
+STREAMED = [c for c in CASES if get_spec(c.loss).chunkable]
+
+
+def _run_json(*args) -> dict:
+    out = run_cli(*args, "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _write(tmp_path, case, fmt: str) -> list:
+    paths = []
+    for position, array in enumerate(case.inputs):
+        array = np.asarray(array)
+        path = tmp_path / f"{position}.{fmt}"
+        if fmt == "npy":
+            np.save(path, array)
+        elif fmt == "csv":
+            rows = array.reshape(len(array), -1)
+            path.write_text("\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n")
+        else:
+            rows = array.reshape(len(array), -1)
+            columns = {f"c{j}": rows[:, j] for j in range(rows.shape[1])}
+            pq.write_table(pa.table(columns), path, row_group_size=5)
+        paths.append(path)
+    return paths
+
+
+def _same_result(whole: dict, blocks: dict) -> None:
+    np.testing.assert_allclose(
+        np.asarray(blocks["value"], dtype=float), np.asarray(whole["value"], dtype=float),
+        rtol=1e-12, atol=1e-15,
+    )  # fmt: skip
+    assert blocks["inputs"] == whole["inputs"]
+    assert blocks["warnings"] == whole["warnings"]
+    for name, summary in whole["gradient"].items():
+        got = blocks["gradient"][name]
+        assert got["shape"] == summary["shape"]
+        for key in ("norm", "mean", "min", "max"):
+            assert got[key] == pytest.approx(summary[key], rel=1e-9, abs=1e-15), key
+
+
+@pytest.mark.parametrize("case", STREAMED, ids=_case_id)
+def test_blocks_of_rows_equal_the_whole_input_for_every_loss_and_reduction(case, tmp_path):
+    fmt = "npy" if any(np.asarray(a).ndim > 2 for a in case.inputs) else "csv"
+    paths = _write(tmp_path, case, fmt)
+    options = []
+    for name, value in case.options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            options.append(flag if value else "--no-" + flag[2:])
+        else:
+            options += [flag, str(value)]
+    for reduction in case.reductions:
+        common = [case.loss, *paths, *options, "--reduction", reduction, "--dtype", "float64"]
+        whole = _run_json(*common, "--grad-out", tmp_path / "whole.npy")
+        expected = _reference(case, case.inputs, reduction)
+        np.testing.assert_allclose(np.asarray(whole["value"], dtype=float), expected, rtol=1e-7)
+        for rows in ("1", "5", "7"):  # 12 rows: blocks of 1, of 5,5,2 and of 7,5
+            got = _run_json(*common, "--block-rows", rows, "--grad-out", tmp_path / "b.npy")
+            _same_result(whole, got)
+            np.testing.assert_allclose(
+                np.load(tmp_path / "b.npy"), np.load(tmp_path / "whole.npy"), rtol=1e-13,
+                atol=1e-16, err_msg=f"{reduction}, --block-rows {rows}",
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv", "parquet"])
+def test_every_format_streams_with_the_same_value_and_gradient_file(fmt, tmp_path, classes):
+    x, y = classes
+    xp, yp = _write(tmp_path, type("C", (), {"inputs": (x, y)}), fmt)
+    for suffix in (".npy", ".csv", ".parquet", ".tsv"):
+        whole = _run_json("ce", xp, yp, "--grad-out", tmp_path / f"w{suffix}")
+        blocks = _run_json("ce", xp, yp, "--block-rows", "3", "--grad-out", tmp_path / f"b{suffix}")
+        _same_result(whole, blocks)
+        np.testing.assert_array_equal(
+            read_back(tmp_path / f"b{suffix}"), read_back(tmp_path / f"w{suffix}")
+        )
+        expected = np.exp(x - x.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+        expected[np.arange(len(y)), y] -= 1
+        np.testing.assert_allclose(read_back(tmp_path / f"b{suffix}"), expected / len(y), atol=1e-7)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_text_chunks_split_rows_unevenly_and_lines_stay_right(tmp_path, monkeypatch, rng):
+    """Chunks of a few bytes (many per block, blocks across chunks), blank lines, CRLF and a
+    header: the value is the whole file's, and an error names the right line."""
+    x = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, size=40)
+    lines = ["a,b,c"] + [",".join(f"{v:.6f}" for v in row) for row in x]
+    lines.insert(7, "")
+    lines.insert(20, "   ")
+    (tmp_path / "x.csv").write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    (tmp_path / "y.csv").write_text("\n".join(map(str, y)) + "\n")
+    whole = _run_json("ce", tmp_path / "x.csv", tmp_path / "y.csv")
+    monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 37)
+    for rows in ("1", "4", "13", "100"):
+        got = _run_json("ce", tmp_path / "x.csv", tmp_path / "y.csv", "--block-rows", rows)
+        _same_result(whole, got)
+    bad = lines.copy()
+    bad[33] = bad[33].replace(",", ",x", 1)  # line 34 of the file
+    (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n")
+    out = run_cli("ce", tmp_path / "bad.csv", tmp_path / "y.csv", "--block-rows", "4")
+    assert_usage_error(out, "line 34, column 2", "expected a number")
+
+
+@pytest.mark.parametrize("rows", [None, "1", "3"])
+def test_errors_in_a_later_block_give_the_row_and_line_of_the_file(tmp_path, rows):
+    x = np.zeros((10, 3))
+    y = np.zeros(10, dtype=int)
+    y[8] = 7
+    (tmp_path / "x.csv").write_text("\n".join("0,0,0" for _ in x) + "\n")
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(map(str, y)) + "\n")
+    np.save(tmp_path / "y.npy", y)
+    extra = ["--block-rows", rows] if rows else []
+    out = run_cli("ce", tmp_path / "x.csv", tmp_path / "y.csv", *extra)
+    assert_usage_error(out, "y.csv, row 9 (line 10)", "class index 7.0 is out of range")
+    out = run_cli("ce", tmp_path / "x.csv", tmp_path / "y.npy", *extra)
+    assert_usage_error(out, "y.npy, row 9:", "class index 7 is out of range")
+    nan = np.ones((10, 3))
+    nan[6, 2] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    out = run_cli("mse", tmp_path / "nan.npy", tmp_path / "nan.npy", *extra)
+    assert_usage_error(out, "row 7, index [6, 2]")
+
+
+def test_inputs_with_different_row_counts_are_refused_with_both_counts(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((10, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(9, dtype=int))
+    whole = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy")
+    assert_usage_error(whole, "shapes do not match", "[10, 3]", "[9]")
+    blocks = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--block-rows", "4")
+    assert_usage_error(blocks, "predictions", "has 10", "targets", "has 9", "header=yes")
+    (tmp_path / "y.csv").write_text("\n".join("0" for _ in range(13)) + "\n")
+    text = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.csv", "--block-rows", "4")
+    assert_usage_error(text, "has 10", "has 13")
+    assert "header=yes" not in text.stderr
+
+
+def test_whole_input_warnings_are_judged_over_every_block(tmp_path, rng):
+    """A warning about the whole input (all targets ignored, predictions that look like
+    probabilities) is not said because one block looks so, and is said when all do."""
+    probs = rng.dirichlet(np.ones(4), size=12)
+    logits = probs.copy()
+    logits[10] = [3.0, -2.0, 0.5, 1.0]  # one row of logits in the last block
+    y = rng.integers(0, 4, size=12)
+    y_ignored = np.full(12, -100)
+    y_ignored[11] = 1
+    for name, array in (("p", probs), ("l", logits), ("y", y), ("i", y_ignored)):
+        np.save(tmp_path / f"{name}.npy", array)
+    for rows in (None, "5"):
+        extra = ["--block-rows", rows] if rows else []
+        said = _run_json("ce", tmp_path / "p.npy", tmp_path / "y.npy", *extra)["warnings"]
+        assert any("look like probabilities" in w for w in said)
+        mixed = _run_json("ce", tmp_path / "l.npy", tmp_path / "y.npy", *extra)["warnings"]
+        assert not any("look like probabilities" in w for w in mixed)
+        ignored = _run_json("ce", tmp_path / "l.npy", tmp_path / "i.npy", *extra)["warnings"]
+        assert not any("ignore index" in w for w in ignored)
+    y_ignored[11] = -100
+    np.save(tmp_path / "i.npy", y_ignored)
+    said = _run_json("ce", tmp_path / "l.npy", tmp_path / "i.npy", "--block-rows", "5")
+    assert any("every target (12 of 12) equals the ignore index" in w for w in said["warnings"])
+
+
+def test_a_pandas_index_that_stops_counting_in_a_later_chunk_is_refused(tmp_path, monkeypatch):
+    lines = ["index,a,b"] + [f"{i},{i * 0.5},{i % 3}" for i in range(30)]
+    lines[25] = "99,1.0,2"
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "y.csv").write_text("\n".join("1.0,2.0" for _ in range(30)) + "\n")
+    whole = run_cli("mse", tmp_path / "t.csv", tmp_path / "y.csv", "-f", "json")
+    assert whole.exit_code == 2  # read as data (3 columns), which does not match 2
+    monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 64)
+    out = run_cli("mse", tmp_path / "t.csv", tmp_path / "y.csv")
+    assert_usage_error(out, "line 26", "'index'", "does not go on counting")
+
+
+def test_single_file_mode_and_shards_stream(tmp_path, rng):
+    x = rng.normal(size=(20, 2))
+    y = rng.normal(size=20)
+    table = pa.table({"x": x[:, 0], "y": y})
+    (tmp_path / "parts").mkdir()
+    pq.write_table(table.slice(0, 7), tmp_path / "parts" / "a.parquet", row_group_size=3)
+    pq.write_table(table.slice(7), tmp_path / "parts" / "b.parquet", row_group_size=4)
+    args = ["mse", tmp_path / "parts", "--pred-cols", "x", "--target-cols", "y"]
+    whole = _run_json(*args)
+    blocks = _run_json(*args, "--block-rows", "2")
+    _same_result(whole, blocks)
+    assert blocks["inputs"]["predictions"]["shards"] == 2
+    assert blocks["inputs"]["predictions"]["source"] == f"{tmp_path / 'parts'}[x]"
+    assert whole["value"] == pytest.approx(np.mean((x[:, 0] - y) ** 2), rel=1e-6)
+
+
+def test_stdin_streams_text_and_npy_through_a_real_pipe():
+    text = (SAMPLE / "logits.csv").read_bytes()
+    args = ("ce", "-", "sample_data/labels.csv", "-f", "value")
+    whole = run_process(*args, input=text)
+    blocks = run_process(*args, "--block-rows", "3", input=text)
+    assert whole.returncode == 0 and blocks.returncode == 0, blocks.stderr
+    assert float(blocks.stdout) == pytest.approx(float(whole.stdout), rel=1e-12)
+
+
+def test_the_progress_bar_never_reaches_a_pipe():
+    done = run_process("ce", SAMPLE / "logits.npy", SAMPLE / "labels.npy", "--block-rows", "2")
+    assert done.returncode == 0
+    assert done.stderr == b""
