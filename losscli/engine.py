@@ -304,7 +304,8 @@ def run(
 
 class GradientStats:
     """Count, sum, sum of squares, min and max of a gradient, accumulated in float64 block by
-    block; ``summary`` scales them by the factor the gradients of a sum are multiplied by."""
+    block (in torch, on every core); ``summary`` scales them by the factor the gradients of a
+    sum are multiplied by."""
 
     def __init__(self, shape: list) -> None:
         self.shape = shape
@@ -312,15 +313,17 @@ class GradientStats:
         self.low, self.high = math.inf, -math.inf
 
     def add(self, gradient: np.ndarray, block: int = 1 << 20) -> None:
-        flat = gradient.reshape(-1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            for start in range(0, flat.size, block):
-                part = flat[start : start + block].astype(np.float64)
-                self.squares += float(np.dot(part, part))
-                self.total += float(part.sum())
-                self.low = float(np.minimum(self.low, part.min()))  # NaN propagates
-                self.high = float(np.maximum(self.high, part.max()))
-        self.count += flat.size
+        torch = import_torch()
+        flat = torch.from_numpy(np.ascontiguousarray(gradient).reshape(-1))
+        for start in range(0, flat.numel(), block):
+            part = flat[start : start + block]
+            wide = part.to(torch.float64)
+            self.squares += float(torch.dot(wide, wide))
+            self.total += float(wide.sum())
+            low, high = torch.aminmax(part)
+            self.low = float(np.minimum(self.low, float(low)))  # NaN propagates, as it should
+            self.high = float(np.maximum(self.high, float(high)))
+        self.count += flat.numel()
 
     def summary(self, factor: float = 1.0) -> dict:
         """Shape, L2 norm, mean, min and max of the gradient times ``factor`` (>= 0)."""

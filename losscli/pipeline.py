@@ -435,7 +435,7 @@ def compute_blocks(
     kept: dict[str, list[np.ndarray]] = {}
     head: dict[str, list[np.ndarray]] = {}
     head_rows = 0
-    block_run = writer = prepared = first_prepared = None
+    block_run = writer = prepared = first_prepared = expected = None
     try:
         for block in itertools.chain([first], blocks):
             for input_spec in spec.inputs:
@@ -461,6 +461,8 @@ def compute_blocks(
                 # where they matter; none reaches stderr.
                 warnings.simplefilter("ignore")
                 gradients = block_run.add(prepared)
+            if expected is None:
+                expected = _expected_factor(block_run, block[names[0]])
             for name, gradient in gradients.items():
                 # In the shape the input was read in ((T,C) CTC log_probs, (N,1) targets).
                 shape = block[name].array.shape
@@ -471,7 +473,7 @@ def compute_blocks(
                     if writer is None:
                         trailing = gradient.shape[1:] if gradient.ndim else None
                         writer = BlockWriter(grad_out, trailing, gradient.dtype, block[name].header)
-                    writer.add(gradient)
+                    writer.add(gradient, expected)
                 if keep_gradients:
                     kept.setdefault(name, []).append(gradient)
             if steps_limit and head_rows < steps_limit:
@@ -541,6 +543,20 @@ def compute_blocks(
         per_sample_total=batch_rows,
         steps=steps,
     )
+
+
+def _expected_factor(block_run, first: InputArray) -> float:
+    """The factor the gradient of a sum will be multiplied by, as the first block foretells
+    it where the row count is known (a mean over elements: exactly), so that --grad-out is
+    written scaled as it goes; 1.0 where it cannot be foretold (scaled once the run ends)."""
+    if not block_run.mean:
+        return 1.0
+    rows = first.rows
+    if rows is None or not first.array.ndim or not block_run.denominator:
+        return 1.0
+    if len(first.array) == rows:  # the whole input in one block
+        return block_run.factor
+    return 1.0 / (block_run.denominator / len(first.array) * rows)
 
 
 def _keep_head(head: dict[str, list], arrays: dict[str, np.ndarray], kept: int, limit: int) -> int:

@@ -225,3 +225,36 @@ def test_the_progress_bar_never_reaches_a_pipe():
     done = run_process("ce", SAMPLE / "logits.npy", SAMPLE / "labels.npy", "--block-rows", "2")
     assert done.returncode == 0
     assert done.stderr == b""
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_a_gradient_written_before_its_denominator_is_known_is_right(tmp_path, classes, suffix):
+    """--grad-out is written scaled by the denominator the first block foretells (exact for a
+    mean over elements); weights and ignored targets that make the foretold one wrong, and a
+    first block with nothing counted, are corrected when the run ends."""
+    x, y = classes
+    y = y.copy()
+    y[:4] = -100  # the first block (4 rows) counts nothing
+    y[20:] = -100
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    for weight in ("1,1,1,1,1,1", "0.5,2,1,3,1,0.25"):
+        w = np.array(weight.split(","), dtype=float)
+        for rows in ("4", "5"):
+            out = run_cli(
+                "ce", tmp_path / "x.npy", tmp_path / "y.npy", "--weight", weight, "--dtype",
+                "float64", "--block-rows", rows, "--grad-out", tmp_path / f"g{suffix}",
+            )  # fmt: skip
+            assert out.exit_code == 0, out.stderr
+            p = np.exp(x - x.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            kept = y != -100
+            expected = np.zeros_like(x)
+            rows_kept = np.flatnonzero(kept)
+            expected[rows_kept] = p[rows_kept]
+            expected[rows_kept, y[rows_kept]] -= 1
+            expected *= np.where(kept, w[np.where(kept, y, 0)], 0.0)[:, None]
+            expected /= w[y[kept]].sum()
+            np.testing.assert_allclose(
+                read_back(tmp_path / f"g{suffix}"), expected, rtol=1e-12, atol=1e-15
+            )

@@ -134,6 +134,7 @@ class BlockWriter:
         self.trailing = None if trailing is None else tuple(trailing)
         self.dtype = np.dtype(dtype)
         self.rows = 0
+        self.applied = 1.0
         self.temporaries: list[str] = []
         folder = path.parent if str(path.parent) else Path(".")
         try:
@@ -191,9 +192,14 @@ class BlockWriter:
         padded = text + b" " * (size - body) + b"\n"
         return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded
 
-    def add(self, block: np.ndarray) -> None:
-        """Append a block of rows (any float dtype; stored in this writer's dtype)."""
+    def add(self, block: np.ndarray, factor: float = 1.0) -> None:
+        """Append a block of rows (any float dtype; stored in this writer's dtype), multiplied
+        by ``factor`` (the same for every block: the factor the run expects; ``commit``
+        corrects it where the run ends with another)."""
         block = np.require(block, dtype=self.dtype, requirements="C")
+        self.applied = factor
+        if factor != 1.0:
+            block = block * self.dtype.type(factor)
         if self.trailing is None:  # a 0-d array: one value, written whole at commit
             self.scalar = block
             return
@@ -201,7 +207,9 @@ class BlockWriter:
         self._write(self.spill or self.out, memoryview(block.reshape(-1).view(np.uint8)))
 
     def commit(self, factor: float = 1.0) -> None:
-        """Scale every value by ``factor``, finish the file, and rename it into place."""
+        """Scale every value by ``factor`` (where ``add`` applied another, by the ratio of
+        the two), finish the file, and rename it into place."""
+        factor = 1.0 if self.applied == factor else factor / self.applied
         try:
             if self.trailing is None:
                 value = np.asarray(self.scalar * self.dtype.type(factor), dtype=self.dtype)
