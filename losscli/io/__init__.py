@@ -15,7 +15,7 @@ import numpy as np
 from losscli.errors import InputError, OptionError
 from losscli.io.arrays import npy_blocks, npz_blocks
 from losscli.io.columns import parse_columns, resolve_columns
-from losscli.io.common import Blocks, InputArray, ReadOptions, Request, narrow
+from losscli.io.common import Blocks, InputArray, ReadOptions, Request, concat_rows, narrow
 from losscli.io.parquet import parquet_blocks
 from losscli.io.sources import Source, SourceSet, parse_source
 from losscli.io.text import is_number, text_blocks, to_number
@@ -95,9 +95,7 @@ def join_blocks(blocks: list[list[InputArray]], label: str | None = None) -> lis
             joined.append(dataclasses.replace(first, rows=rows, row_offset=0))
             continue
         arrays = [part.array for part in parts]
-        if any(a.dtype.kind == "U" for a in arrays):  # class names in some blocks only
-            arrays = [a if a.dtype.kind == "U" else np.char.mod("%.17g", a) for a in arrays]
-        array = np.concatenate(arrays)
+        array = concat_rows(arrays)
         starts = np.cumsum([0] + [len(a) for a in arrays])
         joined.append(
             InputArray(

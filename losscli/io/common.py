@@ -112,6 +112,17 @@ class InputArray:
         return dataclasses.replace(self, array=array)
 
 
+def concat_rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """Arrays joined along the first axis; where some hold class names and others numbers
+    (a text column whose names appear only in some chunks), the numbers are written as text
+    first, as they were in the file (%.17g gives back "2" for 2.0)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    if any(a.dtype.kind == "U" for a in arrays):
+        arrays = [a if a.dtype.kind == "U" else np.char.mod("%.17g", a) for a in arrays]
+    return np.concatenate(arrays)
+
+
 def invalid(label: str, kind: str, error: Exception | str | None = None) -> InputError:
     """The error for a file that is not a valid (or safe) file of its format."""
     detail = str(error).strip().splitlines()[0] if error is not None and str(error) else ""
