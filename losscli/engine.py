@@ -37,8 +37,18 @@ class EngineOutput:
     compute_s: float
 
 
+def _quiet_threads() -> None:
+    """torch's OpenMP threads sleep between operations instead of spinning (unless the
+    environment says otherwise): a spinning thread takes a core from the pyarrow and NumPy
+    threads that read the next block. Takes effect only before torch is imported."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def import_torch():
     """Import torch, turning a broken installation into a clear error."""
+    _quiet_threads()
     try:
         import torch
     except ImportError as error:  # pragma: no cover - depends on the installation
@@ -59,6 +69,7 @@ def preload_torch() -> None:
         with contextlib.suppress(Exception):  # the foreground import reports a broken torch
             import torch  # noqa: F401
 
+    _quiet_threads()
     threading.Thread(target=load, name="losscli-import-torch").start()
 
 

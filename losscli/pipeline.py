@@ -129,9 +129,11 @@ def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=No
         shards = shard_args(arg)
         if shards is None:
             source = sources.open(arg)
-            groups.append((names, source.label, open_blocks(source, wanted, blocks)))
+            read = open_blocks(source, wanted, blocks)
+            label = source.label
         else:
-            groups.append((names, arg.path, shard_blocks(arg, shards, sources, wanted, blocks)))
+            read, label = shard_blocks(arg, shards, sources, wanted, blocks), arg.path
+        groups.append((names, label, read))
     return lockstep(groups)
 
 

@@ -258,3 +258,19 @@ def test_a_gradient_written_before_its_denominator_is_known_is_right(tmp_path, c
             np.testing.assert_allclose(
                 read_back(tmp_path / f"g{suffix}"), expected, rtol=1e-12, atol=1e-15
             )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_one_file_named_twice_is_read_at_two_places_at_once(tmp_path, rng, monkeypatch, suffix):
+    """Two inputs that are the same file (one descriptor) each read their own blocks."""
+    x = rng.normal(size=(50, 3))
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        np.save(path, x)
+    else:
+        path.write_text("\n".join(",".join(f"{v:.17g}" for v in row) for row in x) + "\n")
+    monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 200)
+    monkeypatch.chdir(tmp_path)
+    got = _run_json("mse", path.name, f"./{path.name}", "--block-rows", "3", "--dtype", "float64")
+    assert got["value"] == 0.0
+    assert got["gradient"]["predictions"]["norm"] == 0.0

@@ -15,7 +15,7 @@ import numpy as np
 from losscli.errors import InputError
 from losscli.io.common import Blocks, invalid
 from losscli.io.common import block_rows as block_row_count
-from losscli.io.sources import Source
+from losscli.io.sources import Source, os_error
 
 # Kinds of NumPy dtype that are numbers; "U"/"S" (strings) are class names where names are read.
 NUMERIC_KINDS = "biuf"
@@ -96,10 +96,13 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
         count = min(block_rows, rows - start)
         block = np.empty((count, *shape[1:]), dtype=dtype)
         view = memoryview(block.reshape(-1).view(np.uint8))
-        handle.seek(offset + start * row_bytes)
-        done = 0
+        done, position = 0, offset + start * row_bytes
         while done < len(view):
-            got = handle.readinto(view[done:])
+            # At its own offset: another reader of the same file may be reading it too.
+            try:
+                got = os.preadv(handle.fileno(), [view[done:]], position + done)
+            except OSError as error:
+                raise os_error(label, error) from None
             if not got:
                 raise invalid(label, "NPY", "the file became shorter while it was read")
             done += got

@@ -153,6 +153,16 @@ class Source:
     identity: tuple[int, int] | None
     head: bytes
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``, without moving a position that another
+        reader of the same file may be using (a file named twice, read block by block)."""
+        if self.regular:
+            try:
+                return os.pread(self.file.fileno(), size, offset)
+            except OSError as error:
+                raise os_error(self.label, error) from None
+        return bytes(self.file.getbuffer()[offset : offset + size])
+
     def format(self) -> str:
         """The format: the option, else the extension, else the content's magic bytes."""
         fmt = self.arg.options.input_format

@@ -17,6 +17,7 @@ import csv
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 # Tables wider than this are parsed in Python: pyarrow's cost per column outgrows the data.
 ARROW_MAX_COLUMNS = 4096
 # Bytes of text read and parsed at a time (whole lines): bounds the reader's working memory.
-ARROW_BLOCK_BYTES = 1 << 22
+ARROW_BLOCK_BYTES = 1 << 23
 # Rows the Python parser gathers before turning them into one float block.
 PYTHON_BLOCK_ROWS = 1 << 16
 # The number syntax of every text input: decimal, exponent, inf/infinity, nan (pyarrow's
@@ -241,27 +242,56 @@ def _layout(
     return Layout(delimiter, names, len(first), data_offset, header_line, index_column, notes)
 
 
+class _LineStarts:
+    """The line number at which each chunk starts, counted only when it is asked for (an
+    error to place, or the Python parser): counting every line break of a large file costs
+    more than parsing its numbers."""
+
+    def __init__(self, source: Source, offset: int, line: int):
+        self.source = source
+        self.offsets = [offset]
+        self.lines = [line]
+
+    def add(self, offset: int) -> int:
+        """Note where the next chunk starts; returns its index."""
+        self.offsets.append(offset)
+        return len(self.offsets) - 1
+
+    def line(self, index: int) -> int:
+        while len(self.lines) <= index:
+            j = len(self.lines)
+            start, stop = self.offsets[j - 1], self.offsets[j]
+            self.lines.append(self.lines[-1] + _breaks(self.source.read_at(start, stop - start)))
+        return self.lines[index]
+
+
 def _chunks(source: Source, offset: int, first_line: int, size: int):
-    """(bytes, number of its first line) for runs of whole lines from ``offset`` on, each
-    about ``size`` bytes (longer where one line is longer). A chunk ends after a line break,
-    never between the two bytes of "\\r\\n"."""
-    handle = source.file
-    handle.seek(offset)
-    carry, line = b"", first_line
+    """(chunk, its first line number as a function) for runs of whole lines from ``offset``
+    on, each about ``size`` bytes (longer where one line is longer). A chunk ends after a
+    line break, never between the two bytes of "\\r\\n"; it is a view of the bytes read, and
+    the part after its last line break is read again with the next chunk."""
+    starts = _LineStarts(source, offset, first_line)
+    index = 0
     while True:
-        data = handle.read(max(size, 1))
+        want = max(size, 1)
+        data = source.read_at(offset, want)
         if not data:
-            if carry:
-                yield carry, line
             return
-        data = carry + data if carry else data
-        cut = max(data.rfind(b"\n") + 1, data.rfind(b"\r", 0, len(data) - 1) + 1)
-        if cut <= 0:
-            carry = data  # one line longer than a chunk: read on to its end
-            continue
-        chunk, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
-        yield chunk, line
-        line += _breaks(chunk)
+        while True:
+            ended = len(data) < want  # the end of the file
+            last_n, last_r = data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)
+            cut = len(data) if ended else max(last_n, last_r) + 1
+            if cut > 0:
+                break
+            want = 2 * len(data)  # one line longer than a chunk: read on to its end
+            data += source.read_at(offset + len(data), want - len(data))
+        yield memoryview(data)[:cut], _first_line(starts, index)
+        offset += cut
+        index = starts.add(offset)
+
+
+def _first_line(starts: _LineStarts, index: int):
+    return lambda: starts.line(index)
 
 
 @dataclass
@@ -273,16 +303,18 @@ class _Parsed:
     block: np.ndarray
     text: dict[int, np.ndarray]
     first_text: dict[int, tuple[int, str]]
-    chunk: bytes
-    first_line: int
+    chunk: memoryview
+    first_line: Callable[[], int]
     _lines: list[int] | None = None
 
     def line(self, row: int) -> int:
         """The line number of data row ``row`` of this chunk."""
         if self._lines is None:
-            self._lines = [n for n, *_ in nonblank_lines(self.chunk, self.first_line)]
+            self._lines = [n for n, *_ in nonblank_lines(bytes(self.chunk), self.first_line())]
         lines = self._lines
-        return lines[row] if 0 <= row < len(lines) else (lines[-1] if lines else self.first_line)
+        if 0 <= row < len(lines):
+            return lines[row]
+        return lines[-1] if lines else self.first_line()
 
 
 def _first_text(cells: list[str]) -> tuple[int, str] | None:
@@ -290,7 +322,7 @@ def _first_text(cells: list[str]) -> tuple[int, str] | None:
 
 
 def _parse_python(
-    chunk: bytes, first_line: int, label: str, layout: Layout, wanted: list[int], names: set[int]
+    chunk: memoryview, first_line, label: str, layout: Layout, wanted: list[int], names: set[int]
 ) -> _Parsed:
     """Parse a chunk's rows in Python, converting cells as it goes into float blocks of
     PYTHON_BLOCK_ROWS rows (no table of strings or of Python floats is kept)."""
@@ -300,7 +332,7 @@ def _parse_python(
     text: dict[int, list[str]] = {index: [] for index in names}
     first: dict[int, tuple[int, str]] = {}
     lines = []
-    for count, (number, raw, *_) in enumerate(nonblank_lines(chunk, first_line)):
+    for count, (number, raw, *_) in enumerate(nonblank_lines(bytes(chunk), first_line())):
         if b"\0" in raw:
             raise InputError(
                 f"{label}, line {number}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
@@ -333,7 +365,7 @@ def _parse_python(
 
 
 def _parse_arrow(
-    chunk: bytes, first_line: int, layout: Layout, wanted: list[int], names_ok: set[int]
+    chunk: memoryview, first_line, layout: Layout, wanted: list[int], names_ok: set[int]
 ) -> _Parsed | None:
     """A chunk's rows parsed by pyarrow; None where the Python parser must read it instead."""
     import pyarrow as pa
@@ -358,7 +390,7 @@ def _parse_arrow(
             table = pacsv.read_csv(
                 pa.py_buffer(chunk),
                 read_options=pacsv.ReadOptions(
-                    column_names=column_names, block_size=max(1 << 20, len(chunk) // 8 + 1)
+                    column_names=column_names, block_size=max(1 << 18, len(chunk) // 4 + 1)
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
