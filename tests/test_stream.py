@@ -274,3 +274,53 @@ def test_one_file_named_twice_is_read_at_two_places_at_once(tmp_path, rng, monke
     got = _run_json("mse", path.name, f"./{path.name}", "--block-rows", "3", "--dtype", "float64")
     assert got["value"] == 0.0
     assert got["gradient"]["predictions"]["norm"] == 0.0
+
+
+def test_stdin_is_held_only_a_block_at_a_time(monkeypatch, rng, tmp_path):
+    """A stream is read in order and let go of as it goes (text and NPY)."""
+    import io
+
+    import losscli
+    from losscli.io import sources
+
+    held = []
+    fill = sources.StreamFile._fill
+
+    def watched(self, end):
+        fill(self, end)
+        held.append(len(self.buffer))
+
+    monkeypatch.setattr(sources.StreamFile, "_fill", watched)
+    monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 1 << 16)
+    x = rng.normal(size=(60_000, 4)).astype(np.float32)
+    text = "\n".join(",".join(f"{v:.6f}" for v in row) for row in x).encode() + b"\n"
+    y = rng.normal(size=(60_000, 4)).astype(np.float32)
+    from_text = losscli.compute_files(
+        "mse", "-", _npy_file(tmp_path, y), stdin=io.BytesIO(text), block_rows=5000
+    )
+    assert max(held) < len(text) / 8
+    held.clear()
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    from_npy = losscli.compute_files(
+        "mse", "-", _npy_file(tmp_path, y), stdin=io.BytesIO(buffer.getvalue()), block_rows=5000
+    )
+    assert max(held) < x.nbytes / 4
+    expected = np.mean((x.astype(np.float64) - y) ** 2)
+    assert from_npy.value == pytest.approx(expected, rel=1e-6)
+    assert from_text.value == pytest.approx(expected, rel=1e-5)
+
+
+def _npy_file(folder, array) -> str:
+    np.save(folder / "targets.npy", array)
+    return str(folder / "targets.npy")
+
+
+def test_a_stream_that_ends_before_its_npy_header_says_is_refused_where_it_ends(tmp_path):
+    buffer = __import__("io").BytesIO()
+    np.save(buffer, np.zeros((100, 3), dtype=np.float32))
+    cut = buffer.getvalue()[:-50]
+    np.save(tmp_path / "y.npy", np.zeros((100, 3), dtype=np.float32))
+    done = run_process("mse", "-", tmp_path / "y.npy", "--block-rows", "10", input=cut)
+    assert done.returncode == 2
+    assert b"promises 1200 bytes of data, it holds 1150" in done.stderr

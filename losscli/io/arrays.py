@@ -69,22 +69,23 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
     shape, fortran, dtype = _header(handle, label, "NPY")
     offset = handle.tell()
     needed = _expected_bytes(shape, dtype)
+    order = "F" if fortran else "C"
+    rows = shape[0] if shape else None
+    block_rows = block_row_count(blocks, _width(shape))
+    one_block = block_rows is None or not shape or rows <= block_rows or fortran
+    if not source.regular:
+        # A stream: read in order, block by block, each released once read.
+        yield from _stream_blocks(source, shape, dtype, order, offset, needed, block_rows, names)
+        return
     held = source.size - offset
     if held < needed:
         raise invalid(label, "NPY", f"its header promises {needed} bytes of data, it holds {held}")
-    order = "F" if fortran else "C"
     if needed == 0:
         array = np.empty(shape, dtype=dtype, order=order)
-    elif source.regular:
-        array = np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
     else:
-        buffer = handle.getbuffer()
-        flat = np.frombuffer(buffer, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
-        array = flat.reshape(shape, order=order)
-    rows = shape[0] if shape else None
-    block_rows = block_row_count(blocks, _width(shape))
-    if block_rows is None or not shape or rows <= block_rows or not source.regular or fortran:
-        # One block, or views of an array already in memory (a stream, a Fortran-order file).
+        array = np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+    if one_block:
+        # One block, or views of a Fortran-order file.
         step = block_rows or max(rows or 1, 1)
         for start in range(0, max(rows or 1, 1), step) if shape else [0]:
             part = array[start : start + step] if shape else array
@@ -114,6 +115,27 @@ def _width(shape) -> int:
     for n in shape[1:]:
         width *= int(n)
     return width
+
+
+def _stream_blocks(source, shape, dtype, order, offset, needed, block_rows, names):
+    """The rows of an NPY stream after its header, read in order; a stream that ends early
+    is refused at the block where it ends."""
+    label = source.label
+    rows = shape[0] if shape else None
+    row_bytes = _expected_bytes(shape[1:], dtype) if shape else needed
+    step = block_rows or max(rows or 1, 1)
+    for start in range(0, max(rows or 1, 1), step) if shape else [0]:
+        count = min(step, rows - start) if shape else 1
+        data = source.read_at(offset + start * row_bytes, count * row_bytes)
+        if len(data) < count * row_bytes:
+            held = start * row_bytes + len(data)
+            raise invalid(
+                label, "NPY", f"its header promises {needed} bytes of data, it holds {held}"
+            )
+        source.release(offset + start * row_bytes + len(data))
+        block_shape = (count, *shape[1:]) if shape else shape
+        block = np.frombuffer(data, dtype=dtype).reshape(block_shape, order=order)
+        yield checked_dtype(block, label, "NPY", names), start, rows
 
 
 def _member_blocks(archive, member: str, label: str, names: bool, blocks: Blocks | None):
@@ -161,9 +183,10 @@ def npz_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
     blocks of rows read from the member as it is decompressed; yields (block, first row,
     rows, key)."""
     label, key = source.label, source.arg.key
-    source.file.seek(0)
+    handle = source.seekable_whole()
+    handle.seek(0)
     try:
-        archive = zipfile.ZipFile(source.file)
+        archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise invalid(label, "NPZ", error) from None
     with archive:

@@ -34,9 +34,10 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
     import pyarrow.parquet as pq
 
     label = source.label
-    source.file.seek(0)
+    handle = source.seekable_whole()
+    handle.seek(0)
     try:
-        parquet = pq.ParquetFile(source.file)
+        parquet = pq.ParquetFile(handle)
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as error:
         raise invalid(label, "Parquet", error) from None

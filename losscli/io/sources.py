@@ -149,7 +149,7 @@ class Source:
     label: str
     file: io.BufferedIOBase
     regular: bool
-    size: int
+    size: int  # -1 for a stream
     identity: tuple[int, int] | None
     head: bytes
 
@@ -161,7 +161,19 @@ class Source:
                 return os.pread(self.file.fileno(), size, offset)
             except OSError as error:
                 raise os_error(self.label, error) from None
-        return bytes(self.file.getbuffer()[offset : offset + size])
+        return self.file.read_at(offset, size)
+
+    def release(self, offset: int) -> None:
+        """A stream's readers are past ``offset``: what it holds before can go."""
+        if not self.regular:
+            self.file.release(offset)
+
+    def seekable_whole(self):
+        """A file object over every byte (a stream read to its end, for formats whose
+        index is at the end: Parquet, NPZ)."""
+        if self.regular:
+            return self.file
+        return io.BytesIO(self.file.read_all())
 
     def format(self) -> str:
         """The format: the option, else the extension, else the content's magic bytes."""
@@ -194,17 +206,87 @@ def os_error(label: str, error: OSError) -> InputError:
     return InputError(f"{label}: cannot read: {reason}")
 
 
-def _read_stream(fd: int, label: str) -> bytes:
-    """A stream's bytes, read once to the end; text that is plainly not text fails early."""
-    with os.fdopen(fd, "rb", closefd=False) as stream:
-        try:
-            first = stream.read(FIRST_CHUNK)
-            if sniff(first) == "txt" and first:
-                _check_text_start(first, label)
-            rest = stream.read()
-        except OSError as error:
-            raise os_error(label, error) from None
-    return first + rest if rest else first
+class StreamFile:
+    """A stream (a pipe, a FIFO, stdin) read once, as far as its readers ask: what was read
+    stays in memory until ``release`` says the readers are past it, so that a reader that
+    goes through the stream in order holds only its current block. ``seek``/``read``/``tell``
+    serve the bytes held (the header of a file, its first lines)."""
+
+    def __init__(self, read, label: str, close=None):
+        self._read, self.label, self._close = read, label, close
+        self.buffer = bytearray()
+        self.base = 0  # the offset of buffer[0] in the stream
+        self.position = 0
+        self.ended = False
+        self.shared = False  # read by two inputs: nothing is released
+
+    def _fill(self, end: int) -> None:
+        while not self.ended and self.base + len(self.buffer) < end:
+            try:
+                data = self._read(max(end - self.base - len(self.buffer), FIRST_CHUNK))
+            except OSError as error:
+                raise os_error(self.label, error) from None
+            if data:
+                self.buffer += data
+            else:
+                self.ended = True
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        if offset < self.base:  # pragma: no cover - a reader went back past a release
+            raise RuntimeError(f"{self.label}: bytes at {offset} were already released")
+        self._fill(offset + size)
+        start = offset - self.base
+        return bytes(self.buffer[start : start + size])
+
+    def release(self, offset: int) -> None:
+        """Forget the bytes before ``offset``: no reader will ask for them again."""
+        drop = offset - self.base
+        if drop > 0 and not self.shared:
+            del self.buffer[:drop]
+            self.base = offset
+
+    def read_all(self) -> bytes:
+        """Every byte of the stream (from the first held), for formats read whole."""
+        self._fill(sys.maxsize)
+        return bytes(self.buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 2:
+            self._fill(sys.maxsize)
+            offset += self.base + len(self.buffer)
+        elif whence == 1:
+            offset += self.position
+        self.position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            self._fill(sys.maxsize)
+            size = self.base + len(self.buffer) - self.position
+        data = self.read_at(self.position, size)
+        self.position += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
+def _open_stream(read, label: str, close=None) -> StreamFile:
+    """A stream, its first bytes read; text that is plainly not text fails early."""
+    stream = StreamFile(read, label, close)
+    first = stream.read_at(0, FIRST_CHUNK)
+    if sniff(first) == "txt" and first:
+        _check_text_start(first, label)
+    return stream
 
 
 def _check_text_start(data: bytes, label: str) -> None:
@@ -236,9 +318,8 @@ class SourceSet:
         self.identities: dict[tuple[int, int], str] = {}
 
     def close(self) -> None:
-        for source in self._opened.values():
-            if source.regular:
-                source.file.close()
+        for source in [*self._opened.values(), *self._by_arg.values()]:
+            source.file.close()
         self._opened.clear()
         self._by_arg.clear()
 
@@ -270,7 +351,10 @@ class SourceSet:
                     f"{label} is stdin, which '-' reads already; only one input can come from "
                     "stdin: write the others to files first"
                 )
-            # The same file or stream named again: one open, one read, shared.
+            # The same file or stream named again: one open, one read, shared. A stream
+            # read by two inputs keeps every byte (each reads it at its own pace).
+            if not known.regular:
+                known.file.shared = True
             return replace(known, arg=arg, label=label)
         if stat.S_ISDIR(info.st_mode):
             raise InputError(f"{label}: cannot read: Is a directory")
@@ -286,8 +370,8 @@ class SourceSet:
         fd = self.stdin_fd
         label = "<stdin>"
         if fd is not None and not isinstance(fd, int):
-            data = fd.read()
-            return Source(arg, label, io.BytesIO(data), False, len(data), None, data[:8])
+            stream = _open_stream(fd.read, label)
+            return Source(arg, label, stream, False, -1, None, stream.read_at(0, 8))
         try:
             if fd is None:
                 raise OSError
@@ -335,12 +419,14 @@ class SourceSet:
                 handle.close()
                 raise os_error(label, error) from None
             return Source(arg, label, handle, True, info.st_size, identity, head)
+        close = (lambda: os.close(fd)) if owned else None
         try:
-            data = _read_stream(fd, label)
-        finally:
+            stream = _open_stream(lambda size: os.read(fd, size), label, close)
+        except BaseException:
             if owned:
                 os.close(fd)
-        return Source(arg, label, io.BytesIO(data), False, len(data), identity, data[:8])
+            raise
+        return Source(arg, label, stream, False, -1, identity, stream.read_at(0, 8))
 
 
 def stdin_fd() -> int | None:

@@ -288,6 +288,9 @@ def _chunks(source: Source, offset: int, first_line: int, size: int):
         yield memoryview(data)[:cut], _first_line(starts, index)
         offset += cut
         index = starts.add(offset)
+        if not source.regular:  # a stream cannot be read again: count its lines now
+            starts.line(index)
+            source.release(offset)
 
 
 def _first_line(starts: _LineStarts, index: int):
