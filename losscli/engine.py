@@ -141,8 +141,18 @@ def _to_tensor(torch, array: np.ndarray, device, dtype, as_float: bool = False):
         with warnings.catch_warnings():
             # A memory-mapped NPY is read-only; inputs are never written to, so share it.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(host).to(device=device, dtype=dtype)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+            return _to_device(torch.from_numpy(host), device, dtype)
+    return _to_device(torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)), device)
+
+
+def _to_device(tensor, device, dtype=None):
+    """A host tensor on ``device``. A block bound for a GPU goes through page-locked memory
+    (torch caches it between blocks), so that its copy runs asynchronously while the GPU is
+    still busy with the work queued before it."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+        return tensor.to(device=device, dtype=dtype, non_blocking=True)
+    return tensor.to(device=device, dtype=dtype) if dtype is not None else tensor.to(device)
 
 
 def _option_tensors(torch, prepared: Prepared, rows: slice, device, dtype) -> dict:

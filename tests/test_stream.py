@@ -17,7 +17,14 @@ import pytest
 
 import losscli.io as lio
 from losscli.registry import get_spec
-from tests.conftest import SAMPLE, assert_usage_error, read_back, run_cli, run_process
+from tests.conftest import (
+    SAMPLE,
+    assert_usage_error,
+    read_back,
+    run_cli,
+    run_process,
+    torch_cuda_available,
+)
 from tests.test_reference import CASES, _case_id, _reference
 
 STREAMED = [c for c in CASES if get_spec(c.loss).chunkable]
@@ -324,3 +331,21 @@ def test_a_stream_that_ends_before_its_npy_header_says_is_refused_where_it_ends(
     done = run_process("mse", "-", tmp_path / "y.npy", "--block-rows", "10", input=cut)
     assert done.returncode == 2
     assert b"promises 1200 bytes of data, it holds 1150" in done.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch_cuda_available(), reason="no CUDA device")
+def test_cuda_blocks_equal_the_cpu_whole_input(tmp_path, classes):
+    x, y = classes
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["ce", tmp_path / "x.npy", tmp_path / "y.npy", "--dtype", "float64"]
+    cpu = _run_json(*args, "--grad-out", tmp_path / "cpu.npy")
+    gpu = _run_json(
+        *args, "--device", "cuda", "--block-rows", "7", "--grad-out", tmp_path / "gpu.npy"
+    )
+    assert gpu["device"].startswith("cuda")
+    assert gpu["value"] == pytest.approx(cpu["value"], rel=1e-12)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "gpu.npy"), np.load(tmp_path / "cpu.npy"), rtol=1e-10
+    )
