@@ -244,6 +244,75 @@ def batch(
         raise typer.Exit(code)
 
 
+@app.command("merge")
+def merge(
+    states: Annotated[
+        list[str], typer.Argument(help="State files written by --emit-state.", show_default=False)
+    ],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="table (Rich), json (one object), or value (the number)."
+        ),
+    ] = "table",
+    fail_above: Annotated[
+        float | None,
+        typer.Option("--fail-above", metavar="X", help="Exit 1 when the loss is above X."),
+    ] = None,
+    fail_below: Annotated[
+        float | None,
+        typer.Option("--fail-below", metavar="X", help="Exit 1 when the loss is below X."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
+) -> None:
+    """Combine the states of runs over parts of the rows into the result of one run.
+
+    Each part is run with --emit-state; the states must be of the same loss, options,
+    reduction and dtype, with inputs of the same shape past the first axis.
+
+    Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
+    --emit-state s2.json; losscli merge s1.json s2.json -f json
+    """
+    from losscli import output, pipeline
+    from losscli import state as states_module
+    from losscli.errors import OptionError
+
+    def run() -> int:
+        if format not in ("table", "json", "value"):
+            raise OptionError(f"--format {format!r} is not one of table, json, value")
+        loaded = []
+        for path in states:
+            loaded.append(states_module.load(path, _read_state(path)))
+        result = states_module.to_result(states_module.merge(states, loaded))
+        settings = Common(format=format, fail_above=fail_above, fail_below=fail_below)
+        pipeline.check_settings(settings)
+        gate = pipeline.gate_of(result, settings)
+        if not quiet:
+            for message in result.warnings:
+                output.warning(message)
+        _print_result(result, settings)
+        if gate is not None and gate.tripped:
+            output.note("gate", gate.reason)
+        return pipeline.exit_code(gate)
+
+    code = _guarded(False, run)
+    if code:
+        raise typer.Exit(code)
+
+
+def _read_state(path: str) -> bytes:
+    from losscli.errors import InputError
+    from losscli.io.sources import os_error
+
+    if os.path.isdir(path):
+        raise InputError(f"{path}: cannot read: Is a directory")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1 << 30)
+    except OSError as error:
+        raise os_error(path, error) from None
+
+
 def _jobs_stream(path: str):
     """The jobs file, or stdin, as a binary stream read line by line."""
     import contextlib

@@ -198,9 +198,17 @@ class BlockRun:
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.grad_dtype = np.float64 if dtype == "float64" else np.float32
         self.total, self.denominator = 0.0, 0.0
+        # What a mergeable state keeps of the unreduced loss: element count, sum of squares,
+        # and per class (class-index targets) sums and counts. None: not tracked.
+        self.elements = None
         self.kept: list[np.ndarray] = []
         self.kept_rows = 0
         self.compute_s = 0.0
+
+    def track_elements(self, classes: int | None) -> None:
+        """Keep the statistics of the unreduced loss that a mergeable state needs, per class
+        too where the targets are ``classes`` class indices."""
+        self.elements = ElementStats(classes)
 
     def add(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """Compute one block; returns the gradients of its sum (empty without gradients)."""
@@ -242,6 +250,13 @@ class BlockRun:
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
                 self.total += float(chunk_sum.item())
+                if self.elements is not None:
+                    self.elements.add(
+                        elements.detach(),
+                        chunk.get("targets"),
+                        prepared.options.get("ignore_index"),
+                        self.sum_dtype,
+                    )
                 if self.mean:
                     self.denominator += float(
                         spec.mean_denominator(
@@ -321,6 +336,27 @@ def run(
         for g in gradients.values():
             np.multiply(g, factor, out=g)
     return block_run.output(gradients if grad else None)
+
+
+class ElementStats:
+    """Count and sum of squares of the unreduced loss, and its sum and count per class."""
+
+    def __init__(self, classes: int | None):
+        self.count, self.squares = 0, 0.0
+        self.classes = classes
+        self.class_sums = np.zeros(classes or 0)
+        self.class_counts = np.zeros(classes or 0, dtype=np.int64)
+
+    def add(self, elements, targets, ignore_index, sum_dtype) -> None:
+        self.count += elements.numel()
+        self.squares += float(elements.to(sum_dtype).square().sum())
+        if self.classes and targets is not None and elements.numel() == np.size(targets):
+            labels = np.asarray(targets).reshape(-1)
+            values = elements.double().cpu().numpy().reshape(-1)
+            kept = (labels >= 0) & (labels < self.classes) & (labels != ignore_index)
+            counts = np.bincount(labels[kept], minlength=self.classes)
+            self.class_sums += np.bincount(labels[kept], values[kept], minlength=self.classes)
+            self.class_counts += counts
 
 
 class GradientStats:

@@ -70,6 +70,14 @@ class Common:
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20
+    emit_state: Annotated[
+        str | None,
+        _common(
+            "--emit-state",
+            metavar="FILE.json",
+            help="Also write the run's mergeable state (see losscli merge).",
+        ),
+    ] = None
     block_rows: Annotated[
         int | None,
         _common(

@@ -216,10 +216,19 @@ def run_files(
             if option.kind == VECTOR and options.get(option.name) is not None:
                 value = options[option.name]
                 options[option.name] = read_vector(option.flag, value, sources, defaults, notes)
-        grad_out = None
+        grad_out = state_out = None
+        read = {**(also_read or {}), **sources.identities}
         if settings.grad_out is not None:
-            read = {**(also_read or {}), **sources.identities}
             grad_out = check_output_path("--grad-out", settings.grad_out, read)
+        if settings.emit_state is not None:
+            if settings.reduction == "none":
+                raise OptionError(
+                    "--emit-state needs a reduced loss (--reduction mean, sum or batchmean): "
+                    "the elements of reduction none are not a state"
+                )
+            state_out = check_output_path("--emit-state", settings.emit_state, read, (".json",))
+            if grad_out is not None and state_out.resolve() == grad_out.resolve():
+                raise OptionError("--emit-state and --grad-out name the same file")
         ctx = Context(
             reduction=settings.reduction,
             allow_nonfinite=settings.allow_nonfinite,
@@ -245,14 +254,25 @@ def run_files(
                     grad_out=grad_out,
                     keep_gradients=keep_gradients,
                     tracker=tracker,
+                    emit_state=state_out is not None,
                 )
+            if state_out is not None:
+                from losscli.io.write import write_text
+                from losscli.state import dumps
+
+                write_text(state_out, dumps(result.state))
         except DeviceError as error:
             if "device" in env:
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
             raise
+    return result, gate_of(result, settings)
+
+
+def gate_of(result: Result, settings: Common) -> Gate | None:
+    """What --fail-above / --fail-below decide about ``result`` (also set on it, for JSON)."""
     gate = _gate(result.values(), settings)
     result.gate = gate.to_dict() if gate else None
-    return result, gate
+    return gate
 
 
 def exit_code(gate: Gate | None) -> int:
@@ -412,6 +432,7 @@ def compute_blocks(
     grad_out=None,
     keep_gradients: bool = False,
     tracker=NO_PROGRESS,
+    emit_state: bool = False,
 ) -> Result:
     """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
@@ -458,6 +479,8 @@ def compute_blocks(
                     spec, reduction=ctx.reduction, device=device, dtype=dtype, grad=grad,
                     keep_rows=keep_rows,
                 )  # fmt: skip
+                if emit_state:
+                    block_run.track_elements(_class_count(spec, block, prepared))
             with warnings.catch_warnings():
                 # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
                 # where they matter; none reaches stderr.
@@ -522,7 +545,7 @@ def compute_blocks(
     )
     if first[names[0]].array.ndim == 0:
         batch_rows = 1
-    return Result(
+    result = Result(
         loss=spec.name,
         torch_class=spec.torch_class,
         value=output.value,
@@ -545,6 +568,24 @@ def compute_blocks(
         per_sample_total=batch_rows,
         steps=steps,
     )
+    if emit_state:
+        from losscli import state
+
+        sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
+        result.state = state.build(result, block_run, stats, sources)
+    return result
+
+
+def _class_count(spec: LossSpec, block: dict[str, InputArray], prepared) -> int | None:
+    """The number of classes where the targets are class indices (per-class state)."""
+    index_inputs = [i.name for i in spec.inputs if i.role == INDEX]
+    if not index_inputs or "targets" not in prepared.arrays:
+        return None
+    targets = prepared.arrays["targets"]
+    predictions = block[spec.inputs[0].name].array
+    if targets.dtype != np.int64 or predictions.ndim < 2:
+        return None
+    return int(predictions.shape[1])
 
 
 def _expected_factor(block_run, first: InputArray) -> float:

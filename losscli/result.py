@@ -56,6 +56,8 @@ class Result:
     steps: Steps | None = None
     # What --fail-above / --fail-below decided (None without a gate).
     gate: dict[str, Any] | None = None
+    # The mergeable state of the run (--emit-state), or None.
+    state: dict[str, Any] | None = None
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""

@@ -35,7 +35,12 @@ def _identities(path: Path) -> set[tuple[int, int]]:
     return found
 
 
-def check_output_path(option: str, path: str, read: dict[tuple[int, int], str]) -> Path:
+def check_output_path(
+    option: str,
+    path: str,
+    read: dict[tuple[int, int], str],
+    extensions: tuple[str, ...] = GRAD_OUT_EXTENSIONS,
+) -> Path:
     """Refuse an output path that would replace a file the run reads, or cannot be written."""
     target = Path(path)
     clash = next((read[i] for i in _identities(target) if i in read), None)
@@ -43,10 +48,8 @@ def check_output_path(option: str, path: str, read: dict[tuple[int, int], str]) 
         raise OptionError(
             f"{option} {path} is a file this run reads ({clash}); choose another path"
         )
-    if target.suffix.lower() not in GRAD_OUT_EXTENSIONS:
-        raise OptionError(
-            f"{option} {path}: unknown extension; use one of {', '.join(GRAD_OUT_EXTENSIONS)}"
-        )
+    if target.suffix.lower() not in extensions:
+        raise OptionError(f"{option} {path}: unknown extension; use one of {', '.join(extensions)}")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OptionError(f"{option} {path}: folder {folder} does not exist")
@@ -108,6 +111,32 @@ def _printable_name(name: str) -> str:
         ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
         for ch in name
     )
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as gradients are written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except OSError:
+        mode = _new_file_mode()
+    try:
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name[:32]}.", suffix=".tmp", dir=folder
+        )
+    except OSError as error:
+        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode("utf-8"))
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None) -> None:

@@ -1,0 +1,246 @@
+"""Mergeable state: what a run over some rows keeps, so that runs over parts of the rows
+combine into the result of one run over all of them (``--emit-state``, ``losscli merge``).
+
+A state is JSON. It holds the loss, its options, reduction and dtype; the float64 sum and
+denominator of the loss; the count and sum of squares of the unreduced loss (torch's
+``reduction="none"`` elements); per-class sums and counts where the targets are class
+indices; for each gradient, the count, sum, sum of squares, min and max of the gradient of
+the *sum* (the factor 1/denominator is applied once the states are merged); and the shape and
+source of every input. Every number is a float64 written with 17 significant digits, so a
+state read back is the state written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from losscli.errors import InputError
+
+FORMAT = "losscli-state"
+VERSION = 1
+
+
+def _number(value: float) -> float | str:
+    """A float for JSON: NaN and infinities as strings (JSON has no such numbers)."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def _float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"{where}: {value!r} is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{where}: {value!r} is not a number") from None
+
+
+def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]) -> dict:
+    """The state of a finished run (its Result, its engine, its gradient partials)."""
+    elements = block_run.elements
+    per_class = None
+    if elements.classes:
+        per_class = {
+            "sums": [_number(v) for v in elements.class_sums.tolist()],
+            "counts": elements.class_counts.tolist(),
+        }
+    from losscli.result import _plain
+
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "loss": result.loss,
+        "torch": result.torch_class,
+        "reduction": result.reduction,
+        "options": _plain(result.options),
+        "dtype": result.dtype,
+        "device": result.device,
+        "sum": _number(block_run.total),
+        "denominator": _number(block_run.denominator) if block_run.mean else None,
+        "count": elements.count,
+        "sum_squares": _number(elements.squares),
+        "per_class": per_class,
+        "gradient": {
+            name: {
+                "count": stats.count,
+                "sum": _number(stats.total),
+                "sum_squares": _number(stats.squares),
+                "min": _number(stats.low),
+                "max": _number(stats.high),
+            }
+            for name, stats in gradient_stats.items()
+        },
+        "inputs": {
+            name: {"shape": info["shape"], "sources": sources[name], "read_as": info["read_as"]}
+            for name, info in result.inputs.items()
+        },
+        "warnings": list(result.warnings),
+    }
+
+
+def dumps(state: dict) -> str:
+    return json.dumps(state, indent=1) + "\n"
+
+
+def load(path: str, text: bytes) -> dict:
+    """A state read from ``path``, its fields checked (InputError names what is wrong)."""
+    try:
+        state = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise InputError(f"{path}: not a losscli state (not JSON: {error})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"{path}: not a losscli state (written by --emit-state)")
+    if state.get("version") != VERSION:
+        raise InputError(
+            f"{path}: a losscli state of version {state.get('version')!r}; this losscli reads "
+            f"version {VERSION}"
+        )
+    for key in ("loss", "reduction", "dtype"):
+        if not isinstance(state.get(key), str):
+            raise InputError(f"{path}: the state has no {key}")
+    for key in ("sum", "sum_squares"):
+        state[key] = _float(state.get(key), f"{path}: {key}")
+    if state.get("denominator") is not None:
+        state["denominator"] = _float(state["denominator"], f"{path}: denominator")
+    count = state.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InputError(f"{path}: count {count!r} is not a row count")
+    for name in ("inputs", "gradient", "options"):
+        if not isinstance(state.get(name), dict):
+            raise InputError(f"{path}: the state has no {name}")
+    for name, info in state["inputs"].items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise InputError(f"{path}: input {name} has no shape")
+    for name, partial in state["gradient"].items():
+        if not isinstance(partial, dict):
+            raise InputError(f"{path}: gradient {name} is not a partial")
+        for key in ("sum", "sum_squares", "min", "max"):
+            partial[key] = _float(partial.get(key), f"{path}: gradient {name} {key}")
+        if not isinstance(partial.get("count"), int):
+            raise InputError(f"{path}: gradient {name} has no count")
+    per_class = state.get("per_class")
+    if per_class is not None:
+        if not isinstance(per_class, dict):
+            raise InputError(f"{path}: per_class is not sums and counts")
+        sums, counts = per_class.get("sums"), per_class.get("counts")
+        if not isinstance(sums, list) or not isinstance(counts, list) or len(sums) != len(counts):
+            raise InputError(f"{path}: per_class sums and counts do not match")
+        per_class["sums"] = [_float(v, f"{path}: per_class") for v in sums]
+    if not isinstance(state.get("warnings", []), list):
+        raise InputError(f"{path}: warnings is not a list")
+    return state
+
+
+def _refuse(paths, states, what: str, values) -> None:
+    first = values[0]
+    for path, value in zip(paths, values):
+        if value != first:
+            raise InputError(
+                f"states cannot be merged: {paths[0]} has {what} {first!r}, {path} has {value!r}"
+            )
+
+
+def merge(paths: list[str], states: list[dict]) -> dict:
+    """One state from states of the same loss, options, reduction and dtype over parts of the
+    rows; refuses (InputError) states that do not agree."""
+    for what in ("loss", "reduction", "dtype", "options"):
+        _refuse(paths, states, what, [s[what] for s in states])
+    _refuse(paths, states, "inputs", [sorted(s["inputs"]) for s in states])
+    for name in states[0]["inputs"]:
+        tails = [s["inputs"][name]["shape"][1:] for s in states]
+        _refuse(paths, states, f"{name} shape past the first axis", tails)
+    _refuse(paths, states, "gradients", [sorted(s["gradient"]) for s in states])
+    classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
+    _refuse(paths, states, "classes", classes)
+    merged = dict(states[0])
+    merged["sum"] = math.fsum(s["sum"] for s in states)
+    if merged["denominator"] is not None:
+        merged["denominator"] = math.fsum(s["denominator"] for s in states)
+    merged["count"] = sum(s["count"] for s in states)
+    merged["sum_squares"] = math.fsum(s["sum_squares"] for s in states)
+    if classes[0] is not None:
+        merged["per_class"] = {
+            "sums": [math.fsum(c) for c in zip(*(s["per_class"]["sums"] for s in states))],
+            "counts": [sum(c) for c in zip(*(s["per_class"]["counts"] for s in states))],
+        }
+    merged["gradient"] = {}
+    for name in states[0]["gradient"]:
+        parts = [s["gradient"][name] for s in states]
+        merged["gradient"][name] = {
+            "count": sum(p["count"] for p in parts),
+            "sum": math.fsum(p["sum"] for p in parts),
+            "sum_squares": math.fsum(p["sum_squares"] for p in parts),
+            "min": _nan_or(min, [p["min"] for p in parts]),
+            "max": _nan_or(max, [p["max"] for p in parts]),
+        }
+    merged["inputs"] = {}
+    for name, info in states[0]["inputs"].items():
+        rows = sum(s["inputs"][name]["shape"][0] for s in states) if info["shape"] else None
+        merged["inputs"][name] = {
+            "shape": [rows, *info["shape"][1:]] if info["shape"] else [],
+            "sources": [src for s in states for src in s["inputs"][name]["sources"]],
+            "read_as": info.get("read_as", "values"),
+        }
+    merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
+    return merged
+
+
+def _nan_or(pick, values: list[float]) -> float:
+    return math.nan if any(math.isnan(v) for v in values) else pick(values)
+
+
+def to_result(state: dict):
+    """The Result of the run a state stands for: value, gradient summary, inputs."""
+    from losscli.registry import get_spec
+    from losscli.result import Result
+
+    spec = get_spec(state["loss"])
+    total, denominator = state["sum"], state["denominator"]
+    mean = denominator is not None
+    value = (total / denominator if denominator else math.nan) if mean else total
+    factor = (1.0 / denominator if denominator else 0.0) if mean else 1.0
+    summary = {}
+    for name, partial in state["gradient"].items():
+        count = partial["count"]
+        summary[name] = {
+            "shape": state["inputs"][name]["shape"],
+            "norm": math.sqrt(partial["sum_squares"]) * factor,
+            "mean": partial["sum"] * factor / count if count else math.nan,
+            "min": partial["min"] * factor if count else math.nan,
+            "max": partial["max"] * factor if count else math.nan,
+        }
+    inputs = {
+        name: {
+            "source": ", ".join(map(str, info["sources"])),
+            "shape": info["shape"],
+            "read_as": str(info.get("read_as", "values")),
+            "shards": len(info["sources"]),
+        }
+        for name, info in state["inputs"].items()
+    }
+    return Result(
+        loss=spec.name,
+        torch_class=spec.torch_class,
+        value=value,
+        reduction=state["reduction"],
+        options=state["options"],
+        device=state.get("device", "cpu"),
+        dtype=state["dtype"],
+        inputs=inputs,
+        gradients=None,
+        gradient_summary=summary or None,
+        warnings=list(state.get("warnings", [])),
+        total=total,
+        denominator=denominator if mean else math.nan,
+        per_sample_total=state["inputs"][spec.inputs[0].name]["shape"][0]
+        if state["inputs"][spec.inputs[0].name]["shape"]
+        else 1,
+    )
