@@ -70,6 +70,15 @@ class Common:
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20
+    dask: Annotated[
+        str | None,
+        _common(
+            "--dask",
+            metavar="ADDRESS",
+            envvar="LOSSCLI_DASK",
+            help="Run one task per shard on a Dask scheduler (tcp://HOST:PORT), or 'local'.",
+        ),
+    ] = None
     emit_state: Annotated[
         str | None,
         _common(

@@ -171,6 +171,7 @@ def run_files(
     progress=None,
     also_read: dict[tuple[int, int], str] | None = None,
     keep_gradients: bool = False,
+    want_state: bool = False,
 ):
     """Read the sources block by block, compute, write --grad-out; returns (Result, Gate or
     None). ``progress(text)`` is a context manager giving an object with ``start(total)`` and
@@ -192,6 +193,17 @@ def run_files(
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
     classes = check_settings(settings)
+    if settings.dask:
+        from losscli import cluster
+
+        result, gate = cluster.run(spec, source_texts, options, settings, progress)
+        if settings.emit_state is not None:
+            from losscli.io.write import write_text
+            from losscli.state import dumps
+
+            write_text(check_output_path("--emit-state", settings.emit_state, {}, (".json",)),
+                       dumps(result.state))  # fmt: skip
+        return result, gate
     defaults = ReadOptions(
         format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
     )
@@ -254,7 +266,7 @@ def run_files(
                     grad_out=grad_out,
                     keep_gradients=keep_gradients,
                     tracker=tracker,
-                    emit_state=state_out is not None,
+                    emit_state=state_out is not None or want_state,
                 )
             if state_out is not None:
                 from losscli.io.write import write_text

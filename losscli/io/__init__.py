@@ -48,6 +48,8 @@ def open_blocks(source: Source, requests: list[Request], blocks: Blocks | None =
     the whole source (``rows``)."""
     fmt = source.format()
     options = source.arg.options
+    if options.row_group is not None and fmt != "parquet":
+        raise OptionError(f"{source.arg.text}: row_group= reads a Parquet file; this is {fmt}")
     if fmt == "parquet":
         read = parquet_blocks(source, requests, blocks)
     elif fmt in ("npy", "npz"):

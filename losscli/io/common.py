@@ -40,6 +40,8 @@ class ReadOptions:
     input_format: str | None = None
     delimiter: str | None = None
     header: bool | None = None
+    # One row group of a Parquet file (a task of a --dask run reads one).
+    row_group: int | None = None
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,15 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
         selections.append(chosen)
     wanted = sorted({i for chosen in selections for i in chosen})
     unique = all(names.count(names[i]) == 1 for i in wanted)
+    group = source.arg.options.row_group
     rows = parquet.metadata.num_rows
+    if group is not None:
+        if group >= parquet.num_row_groups:
+            parquet.close()
+            raise InputError(
+                f"{label}: has {parquet.num_row_groups} row group(s); row_group={group} is not one"
+            )
+        rows = parquet.metadata.row_group(group).num_rows
     if rows == 0:
         parquet.close()
         raise InputError(f"{label}: has no data rows")
@@ -93,7 +101,7 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
     start = 0
     try:
         for by_index in _batches(
-            pa, parquet, label, names, wanted, unique, block_rows(blocks, len(wanted))
+            pa, parquet, label, names, wanted, unique, block_rows(blocks, len(wanted)), group
         ):
             count = len(next(iter(by_index.values())))
             results = []
@@ -118,16 +126,20 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
         parquet.close()
 
 
-def _batches(pa, parquet, label, names, wanted, unique, rows_per_batch):
+def _batches(pa, parquet, label, names, wanted, unique, rows_per_batch, group=None):
     """{column index: Arrow array} for each batch of rows (one batch without ``rows_per_batch``)."""
     columns = [names[i] for i in wanted] if unique else None
     try:
+        groups = None if group is None else [group]
         if rows_per_batch is None:
-            table = parquet.read(columns=columns, use_threads=True)
+            if group is None:
+                table = parquet.read(columns=columns, use_threads=True)
+            else:
+                table = parquet.read_row_group(group, columns=columns, use_threads=True)
             batches = [table]
         else:
             batches = parquet.iter_batches(
-                batch_size=rows_per_batch, columns=columns, use_threads=True
+                batch_size=rows_per_batch, row_groups=groups, columns=columns, use_threads=True
             )
         for batch in batches:
             if unique:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from losscli.errors import InputError
 from losscli.io.common import InputArray
-from losscli.io.sources import STDIN, SourceArg, is_pattern
+from losscli.io.sources import STDIN, SourceArg, is_pattern, is_url
 
 
 def shard_args(arg: SourceArg) -> list[SourceArg] | None:
@@ -23,6 +23,8 @@ def shard_args(arg: SourceArg) -> list[SourceArg] | None:
     plain source."""
     if arg.path == STDIN:
         return None
+    if is_url(arg.path):
+        return _url_shards(arg)
     if os.path.isdir(arg.path):
         names = sorted(
             name
@@ -49,6 +51,32 @@ def shard_args(arg: SourceArg) -> list[SourceArg] | None:
             )
         seen[identity] = path
     return [replace(arg, text=path, path=path) for path in paths]
+
+
+def _url_shards(arg: SourceArg) -> list[SourceArg] | None:
+    """The shards of a URL that names a folder or a pattern (fsspec lists them)."""
+    try:
+        import fsspec.core
+    except ImportError:
+        return None  # opening it says that fsspec is needed
+    try:
+        fs, path = fsspec.core.url_to_fs(arg.path)
+        if any(ch in path for ch in "*?["):
+            paths = sorted(p for p in fs.glob(path) if fs.isfile(p))
+        elif fs.isdir(path):
+            paths = sorted(
+                p
+                for p in fs.ls(path, detail=False)
+                if fs.isfile(p) and not os.path.basename(p).startswith((".", "_"))
+            )
+        else:
+            return None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{arg.path}: cannot list: {error}") from None
+    if not paths:
+        raise InputError(f"{arg.path}: the folder or pattern holds no data files")
+    urls = [fs.unstrip_protocol(p) for p in paths]
+    return [replace(arg, text=url, path=url) for url in urls]
 
 
 def check_shard(label: str, first: InputArray, part: InputArray) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, replace
@@ -107,11 +108,21 @@ def _query_options(text: str, query: str, defaults: ReadOptions) -> ReadOptions:
             options = replace(options, delimiter=delimiter_option(value, where))
         elif name == "format":
             options = replace(options, input_format=format_option(value, where))
+        elif name == "row_group":
+            if not value.isdigit():
+                raise OptionError(f"{where}{value!r} is not a row group number (0, 1, ...)")
+            options = replace(options, row_group=int(value))
         else:
             raise OptionError(
-                f"{text}: unknown reading option {name!r}; known: header, delimiter, format"
+                f"{text}: unknown reading option {name!r}; known: header, delimiter, format, "
+                "row_group"
             )
     return options
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is a URL that fsspec opens (``s3://bucket/x``, ``memory://x``)."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path) is not None and not os.path.lexists(path)
 
 
 def is_pattern(path: str) -> bool:
@@ -122,9 +133,14 @@ def is_pattern(path: str) -> bool:
 
 
 def parse_source(text: str, defaults: ReadOptions) -> SourceArg:
-    """Take a source argument apart. A name that exists as written is always a plain path."""
+    """Take a source argument apart. A name that exists as written is always a plain path;
+    a URL takes reading options after '?' but no ':KEY'."""
     if text == STDIN or os.path.lexists(text):
         return SourceArg(text, text, None, defaults)
+    if is_url(text):
+        base, _, query = text.partition("?")
+        options = _query_options(text, query, defaults) if query else defaults
+        return SourceArg(text, base, None, options)
     base, options = text, defaults
     if "?" in base:
         head, query = base.rsplit("?", 1)
@@ -338,6 +354,8 @@ class SourceSet:
     def _open(self, arg: SourceArg) -> Source:
         if arg.path == STDIN:
             return self._open_stdin(arg)
+        if is_url(arg.path):
+            return self._open_url(arg)
         label = arg.label
         try:
             info = os.stat(arg.path)
@@ -365,6 +383,22 @@ class SourceSet:
         source = self._from_fd(arg, label, fd, owned=True)
         self._opened[source.identity or identity] = source
         return source
+
+    def _open_url(self, arg: SourceArg) -> Source:
+        """An fsspec URL (s3://, gs://, memory://...), read as a stream: in order, once."""
+        try:
+            import fsspec
+        except ImportError:
+            raise InputError(
+                f"{arg.path}: reading a URL needs fsspec (pip install 'losscli[dask]') and the "
+                "package of its filesystem"
+            ) from None
+        try:
+            handle = fsspec.open(arg.path, "rb").open()
+        except (OSError, ValueError, ImportError) as error:
+            raise InputError(f"{arg.path}: cannot read: {error}") from None
+        stream = _open_stream(handle.read, arg.path, handle.close)
+        return Source(arg, arg.path, stream, False, -1, None, stream.read_at(0, 8))
 
     def _open_stdin(self, arg: SourceArg) -> Source:
         fd = self.stdin_fd

@@ -1,0 +1,234 @@
+"""The same computation on a Dask cluster (``--dask ADDRESS``, ``--dask local``).
+
+Each part of the input is one task: a shard (a file of a folder or a pattern), a row group
+of a single Parquet file, or a single file of another format. A task runs on a worker: it
+reads its own part there (a local path, or an fsspec URL the worker can open), computes with
+torch on the worker's device, writes its part of the gradient itself (``--grad-out DIR/``:
+one ``.npy`` file per part, named after it), and returns its mergeable state
+(``losscli.state``); only states travel to the client, which merges them into the result of
+one run over every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from losscli.errors import InputError, OptionError
+from losscli.options import Common
+from losscli.registry import LossSpec
+
+INSTALL = "pip install 'losscli[dask]'"
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise OptionError(f"--dask needs Dask's distributed scheduler: {INSTALL}") from None
+    return distributed
+
+
+@dataclasses.dataclass
+class Part:
+    """One task: a name (for its gradient file and messages) and one source text per input."""
+
+    name: str
+    sources: list[str]
+
+
+def _with_query(arg, path: str) -> str:
+    """``path`` with the NPZ key and reading options that ``arg`` was written with."""
+    text = path + (f":{arg.key}" if arg.key is not None else "")
+    if "?" in arg.text and arg.text != arg.path:
+        query = arg.text.rsplit("?", 1)[1]
+        text += f"?{query}"
+    return text
+
+
+def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
+    """The parts of a run: the shards of sharded inputs, taken in step (every sharded input
+    must have as many), the row groups of a lone Parquet file, or the inputs whole."""
+    from losscli.io import ReadOptions, parse_source
+    from losscli.io.shards import shard_args
+    from losscli.io.sources import delimiter_option, format_option
+    from losscli.pipeline import input_sources
+
+    defaults = ReadOptions(
+        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
+    )
+    texts = input_sources(spec, texts, settings)
+    if any(parse_source(t, defaults).path == "-" for t in texts):
+        raise OptionError("--dask reads every input on the workers: stdin ('-') cannot be one")
+    args = [parse_source(t, defaults) for t in dict.fromkeys(texts)]
+    shards = {arg.text: shard_args(arg) for arg in args}
+    sharded = {t: s for t, s in shards.items() if s is not None}
+    if sharded:
+        counts = {t: len(s) for t, s in sharded.items()}
+        if len(set(counts.values())) > 1 or len(sharded) != len(args):
+            described = ", ".join(
+                f"{t} ({counts[t]} shards)" if t in counts else f"{t} (one file)" for t in shards
+            )
+            raise InputError(
+                f"--dask runs one task per shard, so every input needs as many shards: {described}"
+            )
+        count = next(iter(counts.values()))
+        parts = []
+        for i in range(count):
+            by_text = {arg.text: _with_query(arg, sharded[arg.text][i].path) for arg in args}
+            first = sharded[args[0].text][i].path
+            parts.append(Part(_part_name(first), [by_text[t] for t in texts]))
+        return parts
+    groups = _parquet_row_groups(args[0]) if len(args) == 1 else None
+    if groups:
+        join = "&" if "?" in args[0].text and args[0].text != args[0].path else "?"
+        return [
+            Part(f"{_part_name(args[0].path)}.rg{g}", [f"{t}{join}row_group={g}" for t in texts])
+            for g in range(groups)
+        ]
+    return [Part(_part_name(args[0].path), list(texts))]
+
+
+def _parquet_row_groups(arg) -> int | None:
+    """The row groups of a lone Parquet file (single-file mode), where it has several."""
+    fmt = arg.options.input_format or os.path.splitext(arg.path)[1].lower().lstrip(".")
+    if fmt != "parquet" or "://" in arg.path or not os.path.isfile(arg.path):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        groups = pq.ParquetFile(arg.path).num_row_groups
+    except Exception:  # an unreadable file is reported by the task that reads it
+        return None
+    return groups if groups > 1 else None
+
+
+def _part_name(path: str) -> str:
+    name = os.path.basename(path.rstrip("/")) or "part"
+    stem = name.split(".")[0] or name
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
+
+
+def run_part(loss: str, sources: list[str], options: dict, fields: dict, grad_out) -> dict:
+    """A task: one part read and computed on the worker; returns its state."""
+    from losscli import pipeline
+    from losscli.registry import get_spec
+
+    spec = get_spec(loss)
+    settings = Common(**{**fields, "grad_out": grad_out, "emit_state": None, "dask": None})
+    result, _ = pipeline.run_files(spec, sources, options, settings, stdin=None, want_state=True)
+    return result.state
+
+
+def rescale_part(path: str, ratio: float) -> None:
+    """A task: multiply a part's gradient file by ``ratio`` (its run's denominator over the
+    merged one), through a new file renamed into place."""
+    import numpy as np
+
+    from losscli.io.write import BlockWriter
+
+    written = np.load(path, mmap_mode="r")
+    writer = BlockWriter(Path(path), written.shape[1:] if written.ndim else None, written.dtype)
+    try:
+        if written.ndim == 0:
+            writer.add(np.asarray(written), ratio)
+        else:
+            step = max(1, (1 << 22) // max(1, int(np.prod(written.shape[1:]))))
+            for start in range(0, len(written), step):
+                writer.add(np.asarray(written[start : start + step]), ratio)
+        writer.commit(ratio)
+    finally:
+        writer.close()
+        del written
+
+
+def _client(address: str):
+    distributed = _distributed()
+    if address == "local":
+        cluster = distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=max(1, min(4, os.cpu_count() or 1)),
+            processes=False,  # threads of this process, talking in memory: no port opened
+            dashboard_address=None,
+        )
+        return distributed.Client(cluster), cluster
+    try:
+        return distributed.Client(address, timeout=30), None
+    except (OSError, TimeoutError) as error:
+        raise OptionError(f"--dask {address}: cannot reach the scheduler ({error})") from None
+
+
+def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Common, progress):
+    """Run every part as a task on the cluster at ``settings.dask``; returns (Result, Gate)."""
+    from losscli import pipeline, state
+
+    if settings.reduction == "none":
+        raise OptionError("--dask needs a reduced loss (--reduction mean, sum or batchmean)")
+    parts = plan(spec, texts, settings)
+    grad_dir = None
+    if settings.grad_out is not None:
+        grad_dir = Path(settings.grad_out)
+        if grad_dir.suffix or (grad_dir.exists() and not grad_dir.is_dir()):
+            raise OptionError(
+                f"--grad-out {settings.grad_out}: with --dask, give a folder (DIR/): each task "
+                "writes its part of the gradient there"
+            )
+        grad_dir.mkdir(parents=True, exist_ok=True)
+    names = [part.name for part in parts]
+    if len(set(names)) != len(names):  # shards with the same stem in two folders
+        names = [f"{i:05d}-{name}" for i, name in enumerate(names)]
+    fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Common)}
+    distributed = _distributed()
+    client, cluster = _client(settings.dask)
+    try:
+        with progress(f"{spec.name} on {len(parts)} task(s) at {settings.dask}") as tracker:
+            tracker.start(None)
+            futures = [
+                client.submit(
+                    run_part,
+                    spec.name,
+                    part.sources,
+                    options,
+                    fields,
+                    str(grad_dir / f"{name}.npy") if grad_dir is not None else None,
+                    key=f"losscli-{name}-{os.getpid()}-{i}",
+                    pure=False,
+                )
+                for i, (part, name) in enumerate(zip(parts, names))
+            ]
+            states = []
+            for future in futures:
+                try:
+                    states.append(future.result())
+                except distributed.KilledWorker as error:
+                    raise InputError(
+                        f"--dask: a worker died while running a task ({error}); nothing was "
+                        "merged, rerun"
+                    ) from None
+                tracker.advance(1)
+            merged = state.merge(names, states)
+            if grad_dir is not None and merged["denominator"]:
+                # Each part wrote the gradient of its own mean: scale it to the merged one,
+                # on the worker that wrote it.
+                where = client.who_has(futures)
+                rescales = [
+                    client.submit(
+                        rescale_part,
+                        str(grad_dir / f"{name}.npy"),
+                        part_state["denominator"] / merged["denominator"],
+                        workers=list(where.get(future.key, ())) or None,
+                        pure=False,
+                    )
+                    for future, name, part_state in zip(futures, names, states)
+                    if part_state["denominator"] != merged["denominator"]
+                ]
+                client.gather(rescales)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    result = state.to_result(merged)
+    result.state = merged
+    return result, pipeline.gate_of(result, settings)
