@@ -6,7 +6,7 @@ time: every figure is relative to a baseline measured in the same run.
 
     python benchmarks/run.py            # every case
     python benchmarks/run.py help small # chosen cases (help small csv npy batch
-                                        # stream-npy stream-csv)
+                                        # stream-npy stream-csv dask)
 
 The two stream cases write about 3 GB of data under benchmarks/data (once) and take a few
 minutes: a 50,000,000 x 10 float32 NPY (2 GB) and a 10,000,000 x 10 CSV (about 1 GB).
@@ -138,6 +138,71 @@ def make_stream_data(selected: set[str]) -> None:
         np.savetxt(DATA / "huge_labels.csv", rng.integers(0, 10, rows), fmt="%d")
 
 
+def make_dask_data() -> None:
+    """8 Parquet shards, 10,000,000 x 10 float32 logits and an int64 label column in all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = DATA / "shards"
+    if (folder / "part-7.parquet").exists():
+        return
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        rows = 1_250_000
+        logits = rng.standard_normal((rows, 10), np.float32)
+        columns = {f"c{j}": logits[:, j] for j in range(10)}
+        columns["y"] = rng.integers(0, 10, rows)
+        pq.write_table(pa.table(columns), folder / f"part-{i}.parquet", row_group_size=250_000)
+
+
+class DaskCluster:
+    """A scheduler and two single-threaded worker processes on 127.0.0.1."""
+
+    def __enter__(self):
+        bin_dir = os.path.dirname(PY)
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        state = DATA / "scheduler.json"
+        state.unlink(missing_ok=True)
+        common = ["--no-dashboard", "--host", "127.0.0.1"]
+        self.processes = [
+            subprocess.Popen(
+                [f"{bin_dir}/dask", "scheduler", *common, "--scheduler-file", str(state)],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        ]
+        while not state.exists():
+            time.sleep(0.2)
+        self.address = json.loads(state.read_text())["address"]
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    f"{bin_dir}/dask",
+                    "worker",
+                    self.address,
+                    *common,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                ],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+        from distributed import Client
+
+        with Client(self.address) as client:
+            client.wait_for_workers(2, timeout=120)
+        return self
+
+    def __exit__(self, *exc):
+        for process in reversed(self.processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def rss_limit(name: str, result: dict, megabytes: float) -> tuple[str, float, dict]:
     """A case whose target is an absolute peak RSS: the ratio is to the limit."""
     row = {**result, "case": name, "ratio": result["losscli_rss_mb"] / megabytes}
@@ -218,7 +283,23 @@ def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
         r = compare("10Mx10 CSV (1 GB) ce with gradient vs pandas", ours, base, 3, False)
         out.append(("time <= 0.9x", 0.9, r))
         out.append(rss_limit("10Mx10 CSV (1 GB) ce with gradient peak RSS", r, 700))
+    if not selected or "dask" in selected:
+        make_dask_data()
+        table = [str(DATA / "shards"), "--pred-cols", "0:10", "--target-cols", "y"]
+        single = [*LOSSCLI, "ce", *table, "-f", "value"]
+        with DaskCluster() as cluster:
+            on_dask = [*single, "--dask", cluster.address]
+            a, b = run_value(on_dask), run_value(single)
+            if abs(a - b) > 1e-12 * abs(b):
+                raise SystemExit(f"--dask gave {a!r}, one process {b!r}")
+            r = compare("8 Parquet shards 10Mx10: 2 Dask workers vs one process", on_dask,
+                        single, 3)  # fmt: skip
+        out.append(("time <= 1.5x", 1.5, r))
     return out
+
+
+def run_value(argv: list[str]) -> float:
+    return float(subprocess.run(argv, capture_output=True, check=True, text=True).stdout)
 
 
 def main() -> int:
