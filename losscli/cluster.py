@@ -1,7 +1,8 @@
 """The same computation on a Dask cluster (``--dask ADDRESS``, ``--dask local``).
 
 Each part of the input is one task: a shard (a file of a folder or a pattern), a row group
-of a single Parquet file, or a single file of another format. A task runs on a worker: it
+of a single Parquet file, a range of rows of single NPY files, or a single file of another
+format. A task runs on a worker: it
 reads its own part there (a local path, or an fsspec URL the worker can open), computes with
 torch on the worker's device, writes its part of the gradient itself (``--grad-out DIR/``:
 one ``.npy`` file per part, named after it), and returns its mergeable state
@@ -81,14 +82,64 @@ def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
             first = sharded[args[0].text][i].path
             parts.append(Part(_part_name(first), [by_text[t] for t in texts]))
         return parts
+    ranges = _npy_ranges(args)
+    if ranges:
+        parts = []
+        width = len(str(ranges[-1][1]))  # names that sort in row order
+        for start, stop in ranges:
+            by_text = {arg.text: _with_rows(arg, start, stop) for arg in args}
+            name = f"{_part_name(args[0].path)}.rows{start:0{width}d}-{stop:0{width}d}"
+            parts.append(Part(name, [by_text[t] for t in texts]))
+        return parts
     groups = _parquet_row_groups(args[0]) if len(args) == 1 else None
     if groups:
         join = "&" if "?" in args[0].text and args[0].text != args[0].path else "?"
         return [
-            Part(f"{_part_name(args[0].path)}.rg{g}", [f"{t}{join}row_group={g}" for t in texts])
+            Part(
+                f"{_part_name(args[0].path)}.rg{g:0{len(str(groups))}d}",
+                [f"{t}{join}row_group={g}" for t in texts],
+            )
             for g in range(groups)
         ]
     return [Part(_part_name(args[0].path), list(texts))]
+
+
+# Rows of a lone NPY file per task.
+TASK_ROWS = 2_000_000
+
+
+def _npy_rows(arg) -> int | None:
+    fmt = arg.options.input_format or os.path.splitext(arg.path)[1].lower().lstrip(".")
+    if fmt != "npy" or "://" in arg.path or not os.path.isfile(arg.path) or arg.options.rows:
+        return None
+    import numpy as np
+
+    try:
+        with open(arg.path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, _ = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, _ = np.lib.format.read_array_header_2_0(handle)
+    except Exception:  # an unreadable file is reported by the task that reads it
+        return None
+    return shape[0] if shape and not fortran else None
+
+
+def _npy_ranges(args) -> list[tuple[int, int]] | None:
+    """Row ranges of TASK_ROWS rows where every input is a lone NPY file of the same rows."""
+    rows = {_npy_rows(arg) for arg in args}
+    if len(rows) != 1 or None in rows:
+        return None
+    count = rows.pop()
+    if count <= TASK_ROWS:
+        return None
+    return [(a, min(a + TASK_ROWS, count)) for a in range(0, count, TASK_ROWS)]
+
+
+def _with_rows(arg, start: int, stop: int) -> str:
+    join = "&" if "?" in arg.text and arg.text != arg.path else "?"
+    return f"{arg.text}{join}rows={start}:{stop}"
 
 
 def _parquet_row_groups(arg) -> int | None:

@@ -239,3 +239,37 @@ def test_a_worker_killed_mid_run_gives_the_right_value_or_exit_2(tmp_path, rng, 
     else:
         assert run.returncode == 2, stderr
         assert b"worker died" in stderr and b"Traceback" not in stderr
+
+
+def test_lone_npy_files_are_one_task_per_range_of_rows(tmp_path, rng, monkeypatch):
+    from losscli import cluster
+
+    monkeypatch.setattr(cluster, "TASK_ROWS", 40)
+    x, y = rng.normal(size=(130, 4)), rng.integers(0, 4, 130)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["ce", tmp_path / "x.npy", tmp_path / "y.npy", "--dtype", "float64"]
+    one = _json(*args, "--grad-out", tmp_path / "whole.npy")
+    many = _json(*args, "--dask", "local", "--grad-out", f"{tmp_path / 'g'}/")
+    assert many["value"] == pytest.approx(one["value"], rel=1e-12)
+    assert many["inputs"]["predictions"]["shards"] == 4
+    names = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert names == ["x.rows000-040.npy", "x.rows040-080.npy", "x.rows080-120.npy",
+                     "x.rows120-130.npy"]  # fmt: skip
+    joined = np.concatenate([np.load(tmp_path / "g" / n) for n in names])
+    np.testing.assert_allclose(joined, np.load(tmp_path / "whole.npy"), rtol=1e-12, atol=1e-18)
+
+
+def test_the_rows_reading_option_reads_a_range_of_an_npy_file(tmp_path, rng):
+    x = rng.normal(size=(20, 3))
+    np.save(tmp_path / "x.npy", x)
+    got = _json("mse", f"{tmp_path / 'x.npy'}?rows=3:9", f"{tmp_path / 'x.npy'}?rows=5:11",
+                "--dtype", "float64")  # fmt: skip
+    assert got["value"] == pytest.approx(np.mean((x[3:9] - x[5:11]) ** 2), rel=1e-12)
+    assert got["inputs"]["predictions"]["shape"] == [6, 3]
+    for bad in ("9:3", "a:b", "3"):
+        out = run_cli("mse", f"{tmp_path / 'x.npy'}?rows={bad}", tmp_path / "x.npy")
+        assert_usage_error(out, "START:STOP")
+    (tmp_path / "x.csv").write_text("1\n2\n")
+    assert_usage_error(run_cli("mse", f"{tmp_path / 'x.csv'}?rows=0:1", tmp_path / "x.csv"),
+                       "rows= reads an NPY file")  # fmt: skip

@@ -50,6 +50,8 @@ def open_blocks(source: Source, requests: list[Request], blocks: Blocks | None =
     options = source.arg.options
     if options.row_group is not None and fmt != "parquet":
         raise OptionError(f"{source.arg.text}: row_group= reads a Parquet file; this is {fmt}")
+    if options.rows is not None and (fmt != "npy" or not source.regular):
+        raise OptionError(f"{source.arg.text}: rows= reads an NPY file; this is {fmt}")
     if fmt == "parquet":
         read = parquet_blocks(source, requests, blocks)
     elif fmt in ("npy", "npz"):

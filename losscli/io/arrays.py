@@ -69,6 +69,19 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
     shape, fortran, dtype = _header(handle, label, "NPY")
     offset = handle.tell()
     needed = _expected_bytes(shape, dtype)
+    held = source.size - offset
+    if source.regular and held < needed:
+        raise invalid(label, "NPY", f"its header promises {needed} bytes of data, it holds {held}")
+    wanted = source.arg.options.rows
+    if wanted is not None:  # rows [start, stop) only: a part of the file, as its own array
+        if fortran or not shape:
+            raise InputError(f"{label}: rows= needs a C-order array with rows")
+        start, stop = wanted[0], min(wanted[1], shape[0])
+        if start >= shape[0]:
+            raise InputError(f"{label}: has {shape[0]} rows; rows={start}:{wanted[1]} holds none")
+        offset += start * _expected_bytes(shape[1:], dtype)
+        shape = (stop - start, *shape[1:])
+        needed = _expected_bytes(shape, dtype)
     order = "F" if fortran else "C"
     rows = shape[0] if shape else None
     block_rows = block_row_count(blocks, _width(shape))
@@ -77,9 +90,6 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
         # A stream: read in order, block by block, each released once read.
         yield from _stream_blocks(source, shape, dtype, order, offset, needed, block_rows, names)
         return
-    held = source.size - offset
-    if held < needed:
-        raise invalid(label, "NPY", f"its header promises {needed} bytes of data, it holds {held}")
     if needed == 0:
         array = np.empty(shape, dtype=dtype, order=order)
     else:

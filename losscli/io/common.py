@@ -40,8 +40,10 @@ class ReadOptions:
     input_format: str | None = None
     delimiter: str | None = None
     header: bool | None = None
-    # One row group of a Parquet file (a task of a --dask run reads one).
+    # One row group of a Parquet file, or rows [start, stop) of an NPY file (a task of a
+    # --dask run reads one).
     row_group: int | None = None
+    rows: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

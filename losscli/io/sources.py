@@ -112,10 +112,15 @@ def _query_options(text: str, query: str, defaults: ReadOptions) -> ReadOptions:
             if not value.isdigit():
                 raise OptionError(f"{where}{value!r} is not a row group number (0, 1, ...)")
             options = replace(options, row_group=int(value))
+        elif name == "rows":
+            start, colon, stop = value.partition(":")
+            if not (colon and start.isdigit() and stop.isdigit() and int(start) < int(stop)):
+                raise OptionError(f"{where}{value!r} is not START:STOP (0-based, STOP excluded)")
+            options = replace(options, rows=(int(start), int(stop)))
         else:
             raise OptionError(
                 f"{text}: unknown reading option {name!r}; known: header, delimiter, format, "
-                "row_group"
+                "row_group, rows"
             )
     return options
 
