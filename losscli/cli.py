@@ -264,6 +264,9 @@ def merge(
         typer.Option("--fail-below", metavar="X", help="Exit 1 when the loss is below X."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
+    by_class: Annotated[
+        bool, typer.Option("--by-class", help="Also break the loss down by target class.")
+    ] = False,
 ) -> None:
     """Combine the states of runs over parts of the rows into the result of one run.
 
@@ -283,7 +286,8 @@ def merge(
         loaded = []
         for path in states:
             loaded.append(states_module.load(path, _read_state(path)))
-        result = states_module.to_result(states_module.merge(states, loaded))
+        merged = states_module.merge(states, loaded)
+        result = states_module.to_result(merged, by_class)
         settings = Common(format=format, fail_above=fail_above, fail_below=fail_below)
         pipeline.check_settings(settings)
         gate = pipeline.gate_of(result, settings)

@@ -67,6 +67,12 @@ class Common:
             "--steps", help="Also show the intermediate quantities for the first --limit samples."
         ),
     ] = False
+    by_class: Annotated[
+        bool,
+        _common(
+            "--by-class", help="Also break the loss down by target class (count, mean, share)."
+        ),
+    ] = False
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20

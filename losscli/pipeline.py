@@ -267,6 +267,7 @@ def run_files(
                     keep_gradients=keep_gradients,
                     tracker=tracker,
                     emit_state=state_out is not None or want_state,
+                    by_class=settings.by_class,
                 )
             if state_out is not None:
                 from losscli.io.write import write_text
@@ -445,6 +446,7 @@ def compute_blocks(
     keep_gradients: bool = False,
     tracker=NO_PROGRESS,
     emit_state: bool = False,
+    by_class: bool = False,
 ) -> Result:
     """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
@@ -491,8 +493,14 @@ def compute_blocks(
                     spec, reduction=ctx.reduction, device=device, dtype=dtype, grad=grad,
                     keep_rows=keep_rows,
                 )  # fmt: skip
-                if emit_state:
-                    block_run.track_elements(_class_count(spec, block, prepared))
+                classes = _class_count(spec, block, prepared)
+                if by_class and classes is None:
+                    raise OptionError(
+                        f"--by-class needs class-index targets; {spec.name}'s targets "
+                        f"({block[spec.inputs[1].name].source}) are "
+                        f"{prepared.targets_kind or 'not class indices'}"
+                    )
+                block_run.track_elements(classes if emit_state or by_class else None)
             with warnings.catch_warnings():
                 # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
                 # where they matter; none reaches stderr.
@@ -580,12 +588,35 @@ def compute_blocks(
         per_sample_total=batch_rows,
         steps=steps,
     )
+    _add_views(result, block_run, first_prepared.options, by_class, ctx, first[names[0]])
     if emit_state:
         from losscli import state
 
         sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
         result.state = state.build(result, block_run, stats, sources)
     return result
+
+
+def _add_views(result: Result, block_run, options, by_class: bool, ctx, predictions) -> None:
+    """The standard error, perplexity and per-class rows, from the run's element statistics."""
+    from losscli import views
+
+    elements = block_run.elements
+    if result.reduction == "none":
+        result.uncertainty = {"note": "reduction none gives every element, not a mean"}
+    else:
+        result.uncertainty = views.uncertainty(
+            block_run.total, block_run.denominator, elements.squares, result.reduction, options
+        )
+    result.language_model = views.language_model(result.loss, result.reduction, result.value)
+    if by_class:
+        # Class names: --classes where the targets were names it mapped, else the
+        # predictions' header.
+        named = result.targets_kind == "class names, mapped to indices"
+        names = (ctx.classes if named else None) or predictions.header
+        result.by_class = views.by_class(
+            elements.class_sums.tolist(), elements.class_counts.tolist(), names
+        )
 
 
 def _class_count(spec: LossSpec, block: dict[str, InputArray], prepared) -> int | None:

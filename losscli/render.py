@@ -92,6 +92,35 @@ def _input_text(info: dict) -> str:
     return text
 
 
+def _interval_text(uncertainty: dict) -> str:
+    if "stderr" not in uncertainty:
+        return f"not given: {uncertainty.get('note', 'no mean')}"
+    low, high = uncertainty["ci95"]
+    return (
+        f"[{format_number(low)}, {format_number(high)}] (value +- 1.96 x standard error "
+        f"{format_number(uncertainty['stderr'])}, n {format_number(uncertainty['n'])})"
+    )
+
+
+def _by_class_table(rows: list[dict]):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="by class", box=box.SIMPLE_HEAVY)
+    for column in ("class", "count", "mean loss", "share"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "class" else "right")
+    for row in rows:
+        share = row["share"]
+        table.add_row(
+            Text(escape(str(row["class"]))),
+            Text(str(row["count"])),
+            Text(format_number(row["mean"])),
+            Text("-" if share != share else f"{100 * share:.1f}%"),
+        )
+    return table
+
+
 def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> list:
     """The renderables of the table output: summary, gradients, per-sample, steps."""
     from rich import box
@@ -106,11 +135,21 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
     rows = [
         ("loss", f"{result.loss} ({result.torch_class})"),
         ("value", _value_text(result)),
+        ("95% interval", _interval_text(result.uncertainty)),
         ("reduction", _reduction_text(result)),
         ("options", _options_text(result.options)),
         ("device", result.device),
         ("dtype", result.dtype),
     ]
+    if result.language_model:
+        model = result.language_model
+        rows.append(
+            (
+                "perplexity",
+                f"{format_number(model['perplexity'])} (exp of the mean); "
+                f"{format_number(model['bits'])} bits per sample",
+            )
+        )
     for name, info in result.inputs.items():
         rows.append((f"input {name}", _input_text(info)))
     if result.gate is not None:
@@ -132,6 +171,8 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         tables.append(grads)
     else:
         tables.append(Text("gradient: not computed (--no-grad)"))
+    if result.by_class is not None:
+        tables.append(_by_class_table(result.by_class))
     if per_sample and result.per_sample is not None:
         tables.append(_per_sample_table(result.per_sample[:limit], result.per_sample_total))
     if result.steps is not None:

@@ -58,6 +58,11 @@ class Result:
     gate: dict[str, Any] | None = None
     # The mergeable state of the run (--emit-state), or None.
     state: dict[str, Any] | None = None
+    # The standard error of a mean: {"stderr", "ci95", "n"}, or {"note"} where it does not
+    # apply; perplexity and bits (ce, nll); per-class rows (--by-class).
+    uncertainty: dict[str, Any] = field(default_factory=dict)
+    language_model: dict[str, float] = field(default_factory=dict)
+    by_class: list[dict[str, Any]] | None = None
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""
@@ -79,6 +84,11 @@ class Result:
             "loss": self.loss,
             "torch": self.torch_class,
             "value": _plain(self.value),
+            "stderr": _plain(self.uncertainty.get("stderr")),
+            "ci95": _plain(self.uncertainty.get("ci95")),
+            **({"stderr_note": self.uncertainty["note"]} if "note" in self.uncertainty else {}),
+            **_plain(self.language_model),
+            **({"by_class": _plain(self.by_class)} if self.by_class is not None else {}),
             "reduction": self.reduction,
             "options": _plain(self.options),
             "device": self.device,

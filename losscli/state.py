@@ -197,8 +197,11 @@ def _nan_or(pick, values: list[float]) -> float:
     return math.nan if any(math.isnan(v) for v in values) else pick(values)
 
 
-def to_result(state: dict):
-    """The Result of the run a state stands for: value, gradient summary, inputs."""
+def to_result(state: dict, by_class: bool = False):
+    """The Result of the run a state stands for: value, gradient summary, inputs, the
+    standard error, and the per-class rows with ``by_class``."""
+    from losscli import views
+    from losscli.errors import OptionError
     from losscli.registry import get_spec
     from losscli.result import Result
 
@@ -226,7 +229,7 @@ def to_result(state: dict):
         }
         for name, info in state["inputs"].items()
     }
-    return Result(
+    result = Result(
         loss=spec.name,
         torch_class=spec.torch_class,
         value=value,
@@ -244,3 +247,13 @@ def to_result(state: dict):
         if state["inputs"][spec.inputs[0].name]["shape"]
         else 1,
     )
+    result.uncertainty = views.uncertainty(
+        total, denominator, state["sum_squares"], state["reduction"], state["options"]
+    )
+    result.language_model = views.language_model(spec.name, state["reduction"], value)
+    if by_class:
+        if state.get("per_class") is None:
+            raise OptionError("--by-class: these states have no per-class sums (no class targets)")
+        per_class = state["per_class"]
+        result.by_class = views.by_class(per_class["sums"], per_class["counts"], None)
+    return result
