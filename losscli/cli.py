@@ -162,6 +162,13 @@ def run_loss(
         env=env,
         progress=lambda text: output.progress(text, settings.quiet),
     )
+    return _report(result, gate, settings)
+
+
+def _report(result, gate, settings: Common) -> int:
+    """Warnings on stderr, the result on stdout, the gate's line; returns the exit code."""
+    from losscli import output, pipeline
+
     if not settings.quiet:
         for message in result.warnings:
             output.warning(message)
@@ -276,7 +283,7 @@ def merge(
     Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
     --emit-state s2.json; losscli merge s1.json s2.json -f json
     """
-    from losscli import output, pipeline
+    from losscli import pipeline
     from losscli import state as states_module
     from losscli.errors import OptionError
 
@@ -288,16 +295,9 @@ def merge(
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, by_class)
-        settings = Common(format=format, fail_above=fail_above, fail_below=fail_below)
+        settings = Common(format=format, fail_above=fail_above, fail_below=fail_below, quiet=quiet)
         pipeline.check_settings(settings)
-        gate = pipeline.gate_of(result, settings)
-        if not quiet:
-            for message in result.warnings:
-                output.warning(message)
-        _print_result(result, settings)
-        if gate is not None and gate.tripped:
-            output.note("gate", gate.reason)
-        return pipeline.exit_code(gate)
+        return _report(result, pipeline.gate_of(result, settings), settings)
 
     code = _guarded(False, run)
     if code:

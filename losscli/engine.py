@@ -309,33 +309,16 @@ class BlockRun:
         )
 
 
-def run(
-    spec: LossSpec,
-    prepared: Prepared,
-    *,
-    reduction: str = "mean",
-    device: str = "cpu",
-    dtype: str = "float32",
-    grad: bool = True,
-    keep_rows: int = 0,
-    chunk_elements: int = CHUNK_ELEMENTS,
-) -> EngineOutput:
-    """Compute the loss (and the gradients of its float inputs) of one whole input."""
-    block_run = BlockRun(
-        spec,
-        reduction=reduction,
-        device=device,
-        dtype=dtype,
-        grad=grad,
-        keep_rows=keep_rows,
-        chunk_elements=chunk_elements,
-    )
+def run(spec: LossSpec, prepared: Prepared, **settings) -> EngineOutput:
+    """Compute the loss (and the gradients of its float inputs) of one whole input;
+    ``settings`` are BlockRun's."""
+    block_run = BlockRun(spec, **settings)
     gradients = block_run.add(prepared)
     factor = block_run.factor
     if factor != 1.0:
         for g in gradients.values():
             np.multiply(g, factor, out=g)
-    return block_run.output(gradients if grad else None)
+    return block_run.output(gradients if settings.get("grad", True) else None)
 
 
 class ElementStats:
