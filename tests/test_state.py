@@ -10,20 +10,9 @@ import pytest
 from losscli.registry import get_spec
 from tests.conftest import assert_usage_error, run_cli
 from tests.test_reference import CASES, _case_id, _reference
-from tests.test_stream import _write
+from tests.test_stream import _write, option_args
 
 MERGEABLE = [c for c in CASES if get_spec(c.loss).chunkable]
-
-
-def _options(case) -> list[str]:
-    out = []
-    for name, value in case.options.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            out.append(flag if value else "--no-" + flag[2:])
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 def _state(*args, path) -> dict:
@@ -45,7 +34,7 @@ def test_states_of_parts_merge_into_the_state_of_the_whole(case, tmp_path):
     rows = len(np.asarray(case.inputs[0]))
     reduction = "batchmean" if "batchmean" in case.reductions else case.reductions[0]
     whole_paths = _write(tmp_path, case, "npy")
-    common = [*_options(case), "--reduction", reduction, "--dtype", "float64"]
+    common = [*option_args(case), "--reduction", reduction, "--dtype", "float64"]
     whole = _state(case.loss, *whole_paths, *common, path=tmp_path / "whole.json")
     expected = _reference(case, case.inputs, reduction)
     assert whole["sum"] / (whole["denominator"] or 1) == pytest.approx(float(expected), rel=1e-7)

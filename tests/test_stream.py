@@ -54,6 +54,18 @@ def _write(tmp_path, case, fmt: str) -> list:
     return paths
 
 
+def option_args(case) -> list[str]:
+    """A case's loss options as command-line arguments."""
+    out = []
+    for name, value in case.options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, str(value)]
+    return out
+
+
 def _same_result(whole: dict, blocks: dict) -> None:
     np.testing.assert_allclose(
         np.asarray(blocks["value"], dtype=float), np.asarray(whole["value"], dtype=float),
@@ -72,13 +84,7 @@ def _same_result(whole: dict, blocks: dict) -> None:
 def test_blocks_of_rows_equal_the_whole_input_for_every_loss_and_reduction(case, tmp_path):
     fmt = "npy" if any(np.asarray(a).ndim > 2 for a in case.inputs) else "csv"
     paths = _write(tmp_path, case, fmt)
-    options = []
-    for name, value in case.options.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            options.append(flag if value else "--no-" + flag[2:])
-        else:
-            options += [flag, str(value)]
+    options = option_args(case)
     for reduction in case.reductions:
         common = [case.loss, *paths, *options, "--reduction", reduction, "--dtype", "float64"]
         whole = _run_json(*common, "--grad-out", tmp_path / "whole.npy")
