@@ -338,7 +338,20 @@ def _jobs_stream(path: str):
         raise os_error(path, error) from None
 
 
-def _raise_terminated(signum, frame) -> None:
+_STOPPING: list[int] = []
+
+
+def _stop(signum, frame) -> None:
+    """The first SIGINT, SIGTERM or SIGHUP stops the run (KeyboardInterrupt, Terminated);
+    later ones are let go, so that the cleanup the first started (removing temporary files)
+    is never cut short, and none lands in the interpreter's own shutdown."""
+    import signal
+
+    if _STOPPING:
+        return
+    _STOPPING.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(signum)
 
 
@@ -356,9 +369,9 @@ def main() -> None:
         from rich.console import Console
 
         Console.on_broken_pipe = output.raise_broken_pipe
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _raise_terminated)
+            signal.signal(getattr(signal, name), _stop)
     try:
         code = app(prog_name="losscli", standalone_mode=False)
     except typer.Abort:
@@ -381,6 +394,11 @@ def main() -> None:
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
             output.error(error.format_message().rstrip(".") + hint)
         code = error.exit_code
+    # The run is over: a signal from now on does not interrupt the exit (ignored in C, since
+    # Python puts its own handlers back to the default while it shuts down).
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
         sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):

@@ -47,6 +47,7 @@ class _Input:
         self.current: list[InputArray] | None = None
         self.position = 0
         self.rows = 0  # rows taken so far
+        self.first: list[InputArray] | None = None
 
     def take(self) -> bool:
         """Move to the next block; False when there is none."""
@@ -82,15 +83,18 @@ Group = tuple[list[str], str, Iterator[list[InputArray]]]
 def lockstep(groups: list[Group]):
     """Blocks of every input with the same rows: yields {input name: InputArray}. Where each
     input is one block, they are given as read (the loss's own checks compare the shapes); a
-    0-d input (one value for every row) goes with every block."""
+    0-d input (one value for every row) goes with every block. Inputs split into blocks
+    whose row counts differ are refused with both shapes, once the shorter one ends."""
     inputs = [_Input(names, label, blocks) for names, label, blocks in groups]
     for item in inputs:
         item.take()
-    if all(item.ahead is None for item in inputs):
-        yield {n: a for item in inputs for n, a in zip(item.names, item.current)}
-        return
+        item.first = item.current
     constant = [item for item in inputs if item.current[0].array.ndim == 0]
     rowed = [item for item in inputs if item.current[0].array.ndim > 0]
+    if all(item.ahead is None for item in inputs):
+        # One block each: the loss's own checks compare the shapes and say what it accepts.
+        yield {n: a for item in inputs for n, a in zip(item.names, item.current)}
+        return
     while True:
         count = min(item.left for item in rowed)
         block: dict[str, Any] = {}
@@ -110,11 +114,17 @@ def lockstep(groups: list[Group]):
 
 def _different_rows(inputs: list[_Input]) -> None:
     counts = [(item.names[0], item.label, item.count_the_rest()) for item in inputs]
-    described = ", ".join(f"{name} ({label}) has {rows}" for name, label, rows in counts)
+    shapes = [[rows, *item.first[0].array.shape[1:]] for (*_, rows), item in zip(counts, inputs)]
+    described = ", ".join(
+        f"{name} ({label}) has {rows} (shape {shape})"
+        for (name, label, rows), shape in zip(counts, shapes)
+    )
     rows = [rows for *_, rows in counts]
     hint = ""
-    if max(rows) - min(rows) == 1:
-        hint = " (if line 1 of a text file is a header of numbers, write FILE?header=yes)"
+    longest = inputs[rows.index(max(rows))]
+    if max(rows) - min(rows) == 1 and longest.first[0].info.get("header") is False:
+        name = longest.label
+        hint = f" (if line 1 of {name} is a header, write {name}?header=yes)"
     raise InputError(
         f"inputs have different numbers of rows: {described}; every input needs one row per "
         f"sample{hint}"

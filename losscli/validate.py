@@ -308,7 +308,7 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
                     "known; pass --classes a,b,c or give the predictions a header of class names"
                 ) from None
             hint = ""
-            if index[0] == 0 and inp.info.get("header") is False:
+            if index[0] + inp.row_offset == 0 and inp.info.get("header") is False:
                 name_of_file = inp.source.split("[")[0]
                 hint = f" (if line 1 is a header, write {name_of_file}?header=yes)"
             raise InputError(

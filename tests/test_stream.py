@@ -165,7 +165,11 @@ def test_inputs_with_different_row_counts_are_refused_with_both_counts(tmp_path)
     whole = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy")
     assert_usage_error(whole, "shapes do not match", "[10, 3]", "[9]")
     blocks = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--block-rows", "4")
-    assert_usage_error(blocks, "predictions", "has 10", "targets", "has 9", "header=yes")
+    assert_usage_error(blocks, "predictions", "has 10 (shape [10, 3])", "has 9 (shape [9])")
+    (tmp_path / "y.csv").write_text("\n".join("0" for _ in range(11)) + "\n")
+    for rows in ([], ["--block-rows", "4"], ["--block-rows", "1"]):
+        text = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.csv", *rows)
+        assert_usage_error(text, "[10, 3]", "[11]", f"line 1 of {tmp_path / 'y.csv'}")
     (tmp_path / "y.csv").write_text("\n".join("0" for _ in range(13)) + "\n")
     text = run_cli("ce", tmp_path / "x.npy", tmp_path / "y.csv", "--block-rows", "4")
     assert_usage_error(text, "has 10", "has 13")
@@ -355,3 +359,43 @@ def test_cuda_blocks_equal_the_cpu_whole_input(tmp_path, classes):
     np.testing.assert_allclose(
         np.load(tmp_path / "gpu.npy"), np.load(tmp_path / "cpu.npy"), rtol=1e-10
     )
+
+
+def test_a_second_signal_never_cuts_the_cleanup_short(tmp_path, rng):
+    """Signals that follow the first (a second Ctrl-C, timeout's TERM to the group) are let
+    go: the temporary and spill files are removed, and no traceback is printed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    np.save(tmp_path / "x.npy", rng.normal(size=(1_000_000, 10)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, 1_000_000))
+    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "losscli", "ce", tmp_path / "x.npy", tmp_path / "y.npy",
+             "--grad-out", tmp_path / "g.csv", "-f", "value"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(4)
+        for _ in range(50):
+            if run.poll() is not None:
+                break
+            run.send_signal(signum)
+            time.sleep(0.002)
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode in (code, 0), stderr
+        assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_name_hint_about_line_1_only_for_the_file_s_first_row(tmp_path):
+    (tmp_path / "p.csv").write_text("1,2,3\n2,3,1\n3,1,2\n0,0,1\n1,1,0\n")
+    (tmp_path / "n.csv").write_text("a\nb\nc\na\nd\n")
+    for rows in (None, "1", "2"):
+        extra = ["--block-rows", rows] if rows else []
+        out = run_cli("ce", tmp_path / "p.csv", tmp_path / "n.csv", "--classes", "a,b,c", *extra)
+        assert_usage_error(out, "row 5 (line 5): class name 'd' is not a known class")
+        assert "header=yes" not in out.stderr

@@ -541,8 +541,8 @@ def text_blocks(
         elif index_name and (broken := _index_break(layout, parsed, position, rows)) is not None:
             raise InputError(
                 f"{label}, line {parsed.line(broken)}: column 1 ({index_name!r}) held the row "
-                f"numbers 0, 1, 2, ... in the first {rows} rows and was dropped as a pandas "
-                "row index, but it does not go on counting here; select the columns with "
+                f"numbers 0, 1, 2, ... in the first {rows + broken} rows and was dropped as a "
+                "pandas row index, but it does not go on counting here; select the columns with "
                 "--pred-cols/--target-cols"
             )
         arrays = [
