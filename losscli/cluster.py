@@ -40,13 +40,23 @@ class Part:
     sources: list[str]
 
 
+def _query(arg) -> str | None:
+    """The reading options ``arg`` was written with (after its '?'), or None."""
+    if "?" in arg.text and arg.text != arg.path:
+        return arg.text.rsplit("?", 1)[1]
+    return None
+
+
 def _with_query(arg, path: str) -> str:
     """``path`` with the NPZ key and reading options that ``arg`` was written with."""
     text = path + (f":{arg.key}" if arg.key is not None else "")
-    if "?" in arg.text and arg.text != arg.path:
-        query = arg.text.rsplit("?", 1)[1]
-        text += f"?{query}"
-    return text
+    query = _query(arg)
+    return text if query is None else f"{text}?{query}"
+
+
+def _with_option(arg, option: str) -> str:
+    """``arg`` as written, with one more reading option (``rows=0:10``, ``row_group=2``)."""
+    return f"{arg.text}{'?' if _query(arg) is None else '&'}{option}"
 
 
 def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
@@ -87,17 +97,16 @@ def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
         parts = []
         width = len(str(ranges[-1][1]))  # names that sort in row order
         for start, stop in ranges:
-            by_text = {arg.text: _with_rows(arg, start, stop) for arg in args}
+            by_text = {arg.text: _with_option(arg, f"rows={start}:{stop}") for arg in args}
             name = f"{_part_name(args[0].path)}.rows{start:0{width}d}-{stop:0{width}d}"
             parts.append(Part(name, [by_text[t] for t in texts]))
         return parts
     groups = _parquet_row_groups(args[0]) if len(args) == 1 else None
     if groups:
-        join = "&" if "?" in args[0].text and args[0].text != args[0].path else "?"
         return [
             Part(
                 f"{_part_name(args[0].path)}.rg{g:0{len(str(groups))}d}",
-                [f"{t}{join}row_group={g}" for t in texts],
+                [_with_option(args[0], f"row_group={g}")] * len(texts),
             )
             for g in range(groups)
         ]
@@ -135,11 +144,6 @@ def _npy_ranges(args) -> list[tuple[int, int]] | None:
     if count <= TASK_ROWS:
         return None
     return [(a, min(a + TASK_ROWS, count)) for a in range(0, count, TASK_ROWS)]
-
-
-def _with_rows(arg, start: int, stop: int) -> str:
-    join = "&" if "?" in arg.text and arg.text != arg.path else "?"
-    return f"{arg.text}{join}rows={start}:{stop}"
 
 
 def _parquet_row_groups(arg) -> int | None:

@@ -196,13 +196,12 @@ def run_files(
     if settings.dask:
         from losscli import cluster
 
+        state_out = None
+        if settings.emit_state is not None:  # checked before any task runs
+            state_out = check_output_path("--emit-state", settings.emit_state, {}, (".json",))
         result, gate = cluster.run(spec, source_texts, options, settings, progress)
-        if settings.emit_state is not None:
-            from losscli.io.write import write_text
-            from losscli.state import dumps
-
-            write_text(check_output_path("--emit-state", settings.emit_state, {}, (".json",)),
-                       dumps(result.state))  # fmt: skip
+        if state_out is not None:
+            _write_state(state_out, result)
         return result, gate
     defaults = ReadOptions(
         format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
@@ -270,10 +269,7 @@ def run_files(
                     by_class=settings.by_class,
                 )
             if state_out is not None:
-                from losscli.io.write import write_text
-                from losscli.state import dumps
-
-                write_text(state_out, dumps(result.state))
+                _write_state(state_out, result)
         except DeviceError as error:
             if "device" in env:
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
@@ -286,6 +282,14 @@ def gate_of(result: Result, settings: Common) -> Gate | None:
     gate = _gate(result.values(), settings)
     result.gate = gate.to_dict() if gate else None
     return gate
+
+
+def _write_state(path, result: Result) -> None:
+    """Write the run's mergeable state (--emit-state), atomically."""
+    from losscli.io.write import write_text
+    from losscli.state import dumps
+
+    write_text(path, dumps(result.state))
 
 
 def exit_code(gate: Gate | None) -> int:
@@ -472,7 +476,7 @@ def compute_blocks(
     kept: dict[str, list[np.ndarray]] = {}
     head: dict[str, list[np.ndarray]] = {}
     head_rows = 0
-    block_run = writer = prepared = first_prepared = expected = None
+    block_run = writer = first_prepared = expected = None
     try:
         for block in itertools.chain([first], blocks):
             for input_spec in spec.inputs:

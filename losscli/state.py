@@ -139,7 +139,7 @@ def load(path: str, text: bytes) -> dict:
     return state
 
 
-def _refuse(paths, states, what: str, values) -> None:
+def _refuse(paths, what: str, values) -> None:
     first = values[0]
     for path, value in zip(paths, values):
         if value != first:
@@ -152,14 +152,14 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
     for what in ("loss", "reduction", "dtype", "options"):
-        _refuse(paths, states, what, [s[what] for s in states])
-    _refuse(paths, states, "inputs", [sorted(s["inputs"]) for s in states])
+        _refuse(paths, what, [s[what] for s in states])
+    _refuse(paths, "inputs", [sorted(s["inputs"]) for s in states])
     for name in states[0]["inputs"]:
         tails = [s["inputs"][name]["shape"][1:] for s in states]
-        _refuse(paths, states, f"{name} shape past the first axis", tails)
-    _refuse(paths, states, "gradients", [sorted(s["gradient"]) for s in states])
+        _refuse(paths, f"{name} shape past the first axis", tails)
+    _refuse(paths, "gradients", [sorted(s["gradient"]) for s in states])
     classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
-    _refuse(paths, states, "classes", classes)
+    _refuse(paths, "classes", classes)
     merged = dict(states[0])
     merged["sum"] = math.fsum(s["sum"] for s in states)
     if merged["denominator"] is not None:

@@ -58,6 +58,8 @@ class _Input:
                 # The first block is the last: the source's row count is known.
                 block = [dataclasses.replace(b, rows=len(b.array)) for b in block]
         self.current, self.position = block, 0
+        if self.first is None:
+            self.first = block
         if block is not None:
             self.rows += len(block[0].array) if block[0].array.ndim else 0
         return block is not None
@@ -88,7 +90,6 @@ def lockstep(groups: list[Group]):
     inputs = [_Input(names, label, blocks) for names, label, blocks in groups]
     for item in inputs:
         item.take()
-        item.first = item.current
     constant = [item for item in inputs if item.current[0].array.ndim == 0]
     rowed = [item for item in inputs if item.current[0].array.ndim > 0]
     if all(item.ahead is None for item in inputs):

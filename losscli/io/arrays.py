@@ -61,8 +61,8 @@ def _expected_bytes(shape, dtype) -> int:
 
 
 def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None):
-    """An NPY source's rows in blocks of at most ``block_rows`` (None: the whole array,
-    memory-mapped for a regular file). Blocks of a regular file are read into memory of
+    """An NPY source's rows in blocks (``blocks`` None: the whole array, memory-mapped for a
+    regular file). Blocks of a regular file are read into memory of
     their own, so that what stays resident does not grow with the file."""
     label, handle = source.label, source.file
     handle.seek(0)
@@ -90,18 +90,19 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
         # A stream: read in order, block by block, each released once read.
         yield from _stream_blocks(source, shape, dtype, order, offset, needed, block_rows, names)
         return
-    if needed == 0:
-        array = np.empty(shape, dtype=dtype, order=order)
-    else:
-        array = np.memmap(handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
     if one_block:
-        # One block, or views of a Fortran-order file.
+        # One block, or views of a Fortran-order file, memory-mapped.
+        if needed == 0:
+            array = np.empty(shape, dtype=dtype, order=order)
+        else:
+            array = np.memmap(
+                handle, dtype=dtype, mode="r", offset=offset, shape=shape, order=order
+            )
         step = block_rows or max(rows or 1, 1)
         for start in range(0, max(rows or 1, 1), step) if shape else [0]:
             part = array[start : start + step] if shape else array
             yield checked_dtype(part, label, "NPY", names), start, rows
         return
-    del array
     row_bytes = _expected_bytes(shape[1:], dtype)
     for start in range(0, rows, block_rows):
         count = min(block_rows, rows - start)

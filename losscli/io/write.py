@@ -113,22 +113,37 @@ def _printable_name(name: str) -> str:
     )
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically, as gradients are written."""
+def _kept_mode(path: Path) -> int:
+    """The mode the written file gets: a replaced file keeps its own (never setuid, setgid or
+    sticky); a new one gets what the umask gives."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except OSError:
+        return _new_file_mode()
+
+
+def _temporary(path: Path, suffix: str, mode: int) -> tuple:
+    """A new temporary file beside ``path`` with ``mode``: (binary file object, its name)."""
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777
-    except OSError:
-        mode = _new_file_mode()
-    try:
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.name[:32]}.", suffix=".tmp", dir=folder
-        )
+        # A short temporary name: the final name may already be as long as names can be.
+        handle, name = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=suffix, dir=folder)
     except OSError as error:
         raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         os.fchmod(handle, mode)
-        with os.fdopen(handle, "wb") as out:
+    except OSError as error:
+        os.close(handle)
+        Path(name).unlink(missing_ok=True)
+        raise OptionError(f"cannot write {path}: {error.strerror or error}") from None
+    return os.fdopen(handle, "w+b"), name
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as gradients are written."""
+    out, temporary = _temporary(path, ".tmp", _kept_mode(path))
+    try:
+        with out:
             out.write(text.encode("utf-8"))
         os.replace(temporary, path)
     except OSError as error:
@@ -165,11 +180,7 @@ class BlockWriter:
         self.rows = 0
         self.applied = 1.0
         self.temporaries: list[str] = []
-        folder = path.parent if str(path.parent) else Path(".")
-        try:
-            self.mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never setuid/setgid
-        except OSError:
-            self.mode = _new_file_mode()
+        self.mode = _kept_mode(path)
         self.columns = None
         width = int(np.prod(self.trailing)) if self.trailing else 1
         if columns is not None and len(columns) == width:
@@ -177,8 +188,8 @@ class BlockWriter:
         self.out = self.spill = None
         self.header_bytes = 0
         try:
-            self.out = self._temporary(folder, ".tmp")
-            self.spill = None if self.suffix == ".npy" else self._temporary(folder, ".spill")
+            self.out = self._temporary(".tmp")
+            self.spill = None if self.suffix == ".npy" else self._temporary(".spill")
             if self.suffix == ".npy" and self.trailing is not None:
                 self.header_bytes = len(self._npy_header(2**63 - 1))
                 self._write(self.out, b" " * self.header_bytes)
@@ -186,21 +197,10 @@ class BlockWriter:
             self.close()
             raise
 
-    def _temporary(self, folder: Path, suffix: str):
-        try:
-            # A short temporary name: the final name may already be as long as names can be.
-            handle, name = tempfile.mkstemp(
-                prefix=f".{self.path.name[:32]}.", suffix=suffix, dir=folder
-            )
-        except OSError as error:
-            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
+    def _temporary(self, suffix: str):
+        handle, name = _temporary(self.path, suffix, self.mode)
         self.temporaries.append(name)
-        try:
-            os.fchmod(handle, self.mode)
-        except OSError as error:
-            os.close(handle)
-            raise OptionError(f"cannot write {self.path}: {error.strerror or error}") from None
-        return os.fdopen(handle, "w+b")
+        return handle
 
     def _write(self, handle, data) -> None:
         try:
