@@ -290,8 +290,12 @@ def merge(
     def run() -> int:
         if format not in ("table", "json", "value"):
             raise OptionError(f"--format {format!r} is not one of table, json, value")
-        loaded = []
+        loaded, seen = [], {}
         for path in states:
+            identity = _identity(path)
+            if identity in seen:  # its rows would count twice
+                raise OptionError(f"{path} and {seen[identity]} are the same state file")
+            seen[identity] = path
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, by_class)
@@ -302,6 +306,14 @@ def merge(
     code = _guarded(False, run)
     if code:
         raise typer.Exit(code)
+
+
+def _identity(path: str):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return path  # reading it says why
+    return (info.st_dev, info.st_ino)
 
 
 def _read_state(path: str) -> bytes:

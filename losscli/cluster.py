@@ -202,6 +202,11 @@ def rescale_part(path: str, ratio: float) -> None:
 def _client(address: str):
     distributed = _distributed()
     if address == "local":
+        import logging
+
+        # A task's error reaches the user once, as losscli's one line; the in-process
+        # workers' own logs of it (with tracebacks) stay quiet.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         cluster = distributed.LocalCluster(
             n_workers=1,
             threads_per_worker=max(1, min(4, os.cpu_count() or 1)),

@@ -89,8 +89,16 @@ def dumps(state: dict) -> str:
 
 def load(path: str, text: bytes) -> dict:
     """A state read from ``path``, its fields checked (InputError names what is wrong)."""
+
+    def unique_keys(pairs):
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise InputError(f"{path}: not a losscli state (the key {twice[0]!r} is there twice)")
+        return dict(pairs)
+
     try:
-        state = json.loads(text.decode("utf-8"))
+        state = json.loads(text.decode("utf-8"), object_pairs_hook=unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InputError(f"{path}: not a losscli state (not JSON: {error})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -107,8 +115,11 @@ def load(path: str, text: bytes) -> dict:
         state[key] = _float(state.get(key), f"{path}: {key}")
     if state.get("denominator") is not None:
         state["denominator"] = _float(state["denominator"], f"{path}: denominator")
+    for key in ("denominator", "sum_squares"):  # sums of weights and of squares
+        if state.get(key) is not None and state[key] < 0:
+            raise InputError(f"{path}: {key} {state[key]!r} is negative")
     count = state.get("count")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    if not _count(count):
         raise InputError(f"{path}: count {count!r} is not a row count")
     for name in ("inputs", "gradient", "options"):
         if not isinstance(state.get(name), dict):
@@ -124,8 +135,10 @@ def load(path: str, text: bytes) -> dict:
             raise InputError(f"{path}: gradient {name} is not a partial")
         for key in ("sum", "sum_squares", "min", "max"):
             partial[key] = _float(partial.get(key), f"{path}: gradient {name} {key}")
-        if not isinstance(partial.get("count"), int):
+        if not _count(partial.get("count")):
             raise InputError(f"{path}: gradient {name} has no count")
+        if partial["sum_squares"] < 0 or partial["min"] > partial["max"]:
+            raise InputError(f"{path}: gradient {name} has a negative sum of squares or min > max")
     per_class = state.get("per_class")
     if per_class is not None:
         if not isinstance(per_class, dict):
@@ -134,9 +147,16 @@ def load(path: str, text: bytes) -> dict:
         if not isinstance(sums, list) or not isinstance(counts, list) or len(sums) != len(counts):
             raise InputError(f"{path}: per_class sums and counts do not match")
         per_class["sums"] = [_float(v, f"{path}: per_class") for v in sums]
+        if not all(_count(c) for c in counts):
+            raise InputError(f"{path}: per_class counts are not row counts")
     if not isinstance(state.get("warnings", []), list):
         raise InputError(f"{path}: warnings is not a list")
     return state
+
+
+def _count(value: Any) -> bool:
+    """Whether ``value`` is a row count: an integer from 0 to 2**63 - 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _refuse(paths, what: str, values) -> None:

@@ -142,7 +142,10 @@ def test_merged_result_is_gated_and_reduction_none_has_no_state(tmp_path, classe
     state = tmp_path / "s.json"
     _state("ce", tmp_path / "x.npy", tmp_path / "y.npy", path=state)
     value = float(run_cli("merge", state, "-f", "value").stdout)
-    tripped = run_cli("merge", state, state, "--fail-above", str(value / 2), "-f", "json")
+    (tmp_path / "copy.json").write_text(state.read_text())  # another run over other rows
+    tripped = run_cli(
+        "merge", state, tmp_path / "copy.json", "--fail-above", str(value / 2), "-f", "json"
+    )
     assert tripped.exit_code == 1
     assert json.loads(tripped.stdout)["gate"]["tripped"] is True
     assert "gate" in tripped.stderr
@@ -154,3 +157,32 @@ def test_merged_result_is_gated_and_reduction_none_has_no_state(tmp_path, classe
         "ce", tmp_path / "x.npy", tmp_path / "y.npy", "--emit-state", tmp_path / "x.npy"
     )
     assert_usage_error(clash, "a file this run reads")
+
+
+def test_hand_edited_or_repeated_states_are_refused(tmp_path, classes):
+    x, y = classes
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    good = _state(
+        "ce", tmp_path / "x.npy", tmp_path / "y.npy", "--by-class", path=tmp_path / "s.json"
+    )
+    assert_usage_error(
+        run_cli("merge", tmp_path / "s.json", tmp_path / "s.json"), "same state file"
+    )
+    edits = [
+        ("denominator", -4.0, "negative"),
+        ("sum_squares", -1.0, "negative"),
+        ("count", 10**40, "not a row count"),
+    ]
+    for key, value, message in edits:
+        (tmp_path / "e.json").write_text(json.dumps({**good, key: value}))
+        assert_usage_error(run_cli("merge", tmp_path / "e.json"), message)
+    counts = {**good, "per_class": {**good["per_class"], "counts": [0, 1, -3, 0, 0, 0]}}
+    (tmp_path / "e.json").write_text(json.dumps(counts))
+    assert_usage_error(run_cli("merge", tmp_path / "e.json"), "not row counts")
+    gradient = {"predictions": {**good["gradient"]["predictions"], "min": 5.0, "max": 1.0}}
+    (tmp_path / "e.json").write_text(json.dumps({**good, "gradient": gradient}))
+    assert_usage_error(run_cli("merge", tmp_path / "e.json"), "min > max")
+    text = (tmp_path / "s.json").read_text().replace('"count": ', '"count": 9, "count": ', 1)
+    (tmp_path / "e.json").write_text(text)
+    assert_usage_error(run_cli("merge", tmp_path / "e.json"), "'count' is there twice")
