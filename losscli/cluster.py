@@ -289,6 +289,6 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
         client.close()
         if cluster is not None:
             cluster.close()
-    result = state.to_result(merged, settings.by_class)
+    result = state.to_result(merged, settings.by_class, settings.top or 0, settings.hist)
     result.state = merged
     return result, pipeline.gate_of(result, settings)

@@ -205,13 +205,15 @@ class BlockRun:
         self.kept_rows = 0
         self.compute_s = 0.0
 
-    def track_elements(self, classes: int | None) -> None:
+    def track_elements(self, classes: int | None, top: int = 0, hist: bool = False) -> None:
         """Keep the statistics of the unreduced loss that a mergeable state needs, per class
-        too where the targets are ``classes`` class indices."""
-        self.elements = ElementStats(classes)
+        too where the targets are ``classes`` class indices, and the per-row sketch and top
+        rows where asked."""
+        self.elements = ElementStats(self.spec, classes, top, hist)
 
-    def add(self, prepared: Prepared) -> dict[str, np.ndarray]:
-        """Compute one block; returns the gradients of its sum (empty without gradients)."""
+    def add(self, prepared: Prepared, first_row: int = 0) -> dict[str, np.ndarray]:
+        """Compute one block (its first row is row ``first_row`` of the input); returns the
+        gradients of its sum (empty without gradients)."""
         torch, spec = self.torch, self.spec
         started = time.perf_counter()
         arrays = prepared.arrays
@@ -251,10 +253,12 @@ class BlockRun:
                     ) from None
                 self.total += float(chunk_sum.item())
                 if self.elements is not None:
+                    start = rows.start if isinstance(rows, slice) else 0
                     self.elements.add(
                         elements.detach(),
-                        chunk.get("targets"),
-                        prepared.options.get("ignore_index"),
+                        chunk,
+                        prepared.options,
+                        first_row + start,
                         self.sum_dtype,
                     )
                 if self.mean:
@@ -322,15 +326,24 @@ def run(spec: LossSpec, prepared: Prepared, **settings) -> EngineOutput:
 
 
 class ElementStats:
-    """Count and sum of squares of the unreduced loss, and its sum and count per class."""
+    """Count and sum of squares of the unreduced loss, its sum and count per class, and
+    where asked the sketch of the per-row loss (``--hist``) and the ``top`` rows of highest
+    loss (``--top``). A row's loss is the sum of its elements."""
 
-    def __init__(self, classes: int | None):
+    def __init__(self, spec: LossSpec, classes: int | None, top: int = 0, hist: bool = False):
+        from losscli import views
+
+        self.spec = spec
         self.count, self.squares = 0, 0.0
         self.classes = classes
         self.class_sums = np.zeros(classes or 0)
         self.class_counts = np.zeros(classes or 0, dtype=np.int64)
+        self.sketch = views.Sketch() if hist else None
+        self.top = views.TopRows(top) if top else None
 
-    def add(self, elements, targets, ignore_index, sum_dtype) -> None:
+    def add(self, elements, chunk: dict, options: dict, first_row: int, sum_dtype) -> None:
+        targets = chunk.get("targets")
+        ignore_index = options.get("ignore_index")
         self.count += elements.numel()
         self.squares += float(elements.to(sum_dtype).square().sum())
         if self.classes and targets is not None and elements.numel() == np.size(targets):
@@ -340,6 +353,39 @@ class ElementStats:
             counts = np.bincount(labels[kept], minlength=self.classes)
             self.class_sums += np.bincount(labels[kept], values[kept], minlength=self.classes)
             self.class_counts += counts
+        if self.sketch is None and self.top is None:
+            return
+        import torch
+
+        wide = elements.to(torch.float64)
+        rows = wide.reshape(1) if wide.ndim == 0 else wide.reshape(wide.shape[0], -1).sum(1)
+        losses = rows.cpu().numpy()
+        kept_rows = None
+        if (
+            targets is not None
+            and ignore_index is not None
+            and targets.ndim == 1
+            and targets.dtype.kind in "iu"
+            and len(targets) == len(losses)
+        ):
+            kept_rows = np.asarray(targets) != ignore_index  # ignored rows are not samples
+        if self.sketch is not None:
+            self.sketch.add(losses if kept_rows is None else losses[kept_rows])
+        if self.top is not None:
+            if kept_rows is not None:
+                losses = np.where(kept_rows, losses, -np.inf)
+            self.top.add(losses, first_row, self._describer(chunk))
+
+    def _describer(self, chunk: dict):
+        from losscli import views
+
+        spec = self.spec
+        if not spec.chunkable:
+            return lambda indices: [{} for _ in indices]
+        arrays = {"predictions": chunk[spec.inputs[0].name]}
+        if len(spec.inputs) > 1:
+            arrays["targets"] = chunk[spec.inputs[1].name]
+        return lambda indices: views.describe_rows(spec.name, arrays, indices)
 
 
 class GradientStats:

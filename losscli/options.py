@@ -73,6 +73,19 @@ class Common:
             "--by-class", help="Also break the loss down by target class (count, mean, share)."
         ),
     ] = False
+    top: Annotated[
+        int | None,
+        _common(
+            "--top",
+            min=1,
+            metavar="K",
+            help="Also list the K rows of highest loss (row from 0, target, prediction).",
+        ),
+    ] = None
+    hist: Annotated[
+        bool,
+        _common("--hist", help="Also draw a histogram and quantiles of the per-row loss."),
+    ] = False
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20

@@ -39,6 +39,9 @@ from losscli.registry import (
 from losscli.result import Result
 from losscli.validate import Context, check_representable
 
+# The rows of highest loss a mergeable state keeps (more where --top asks for more).
+TOP_IN_STATE = 10
+
 READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
@@ -267,6 +270,8 @@ def run_files(
                     tracker=tracker,
                     emit_state=state_out is not None or want_state,
                     by_class=settings.by_class,
+                    top=settings.top or 0,
+                    hist=settings.hist,
                 )
             if state_out is not None:
                 _write_state(state_out, result)
@@ -451,6 +456,8 @@ def compute_blocks(
     tracker=NO_PROGRESS,
     emit_state: bool = False,
     by_class: bool = False,
+    top: int = 0,
+    hist: bool = False,
 ) -> Result:
     """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
@@ -477,6 +484,7 @@ def compute_blocks(
     head: dict[str, list[np.ndarray]] = {}
     head_rows = 0
     block_run = writer = first_prepared = expected = None
+    base_row = first[names[0]].row_offset  # a part of a larger input (--dask) starts there
     try:
         for block in itertools.chain([first], blocks):
             for input_spec in spec.inputs:
@@ -504,12 +512,16 @@ def compute_blocks(
                         f"({block[spec.inputs[1].name].source}) are "
                         f"{prepared.targets_kind or 'not class indices'}"
                     )
-                block_run.track_elements(classes if emit_state or by_class else None)
+                block_run.track_elements(
+                    classes if emit_state or by_class else None,
+                    max(top, TOP_IN_STATE) if emit_state else top,
+                    hist or emit_state,
+                )
             with warnings.catch_warnings():
                 # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
                 # where they matter; none reaches stderr.
                 warnings.simplefilter("ignore")
-                gradients = block_run.add(prepared)
+                gradients = block_run.add(prepared, base_row + rows[names[0]])
             if expected is None:
                 expected = _expected_factor(block_run, block[names[0]])
             for name, gradient in gradients.items():
@@ -592,7 +604,7 @@ def compute_blocks(
         per_sample_total=batch_rows,
         steps=steps,
     )
-    _add_views(result, block_run, first_prepared.options, by_class, ctx, first[names[0]])
+    _add_views(result, block_run, first_prepared.options, (by_class, top, hist), ctx, first)
     if emit_state:
         from losscli import state
 
@@ -601,11 +613,22 @@ def compute_blocks(
     return result
 
 
-def _add_views(result: Result, block_run, options, by_class: bool, ctx, predictions) -> None:
-    """The standard error, perplexity and per-class rows, from the run's element statistics."""
+def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
+    """The standard error, perplexity, per-class rows, histogram and top rows, from the
+    run's element statistics; ``wanted`` is (--by-class, --top, --hist)."""
     from losscli import views
 
+    by_class, top, hist = wanted
     elements = block_run.elements
+    spec = block_run.spec
+    named = result.targets_kind == "class names, mapped to indices"
+    # Class names: --classes where the targets were names it mapped, else the predictions'
+    # header.
+    names = (ctx.classes if named else None) or first[spec.inputs[0].name].header
+    if hist:
+        result.hist = elements.sketch.histogram()
+    if top:
+        result.top = views.name_classes(elements.top.rows[:top], names)
     if result.reduction == "none":
         result.uncertainty = {"note": "reduction none gives every element, not a mean"}
     else:
@@ -614,10 +637,6 @@ def _add_views(result: Result, block_run, options, by_class: bool, ctx, predicti
         )
     result.language_model = views.language_model(result.loss, result.reduction, result.value)
     if by_class:
-        # Class names: --classes where the targets were names it mapped, else the
-        # predictions' header.
-        named = result.targets_kind == "class names, mapped to indices"
-        names = (ctx.classes if named else None) or predictions.header
         result.by_class = views.by_class(
             elements.class_sums.tolist(), elements.class_counts.tolist(), names
         )

@@ -173,11 +173,80 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         tables.append(Text("gradient: not computed (--no-grad)"))
     if result.by_class is not None:
         tables.append(_by_class_table(result.by_class))
+    if result.hist is not None:
+        tables.append(hist_table(result.hist))
+    if result.top is not None:
+        tables.append(_top_table(result.top))
     if per_sample and result.per_sample is not None:
         tables.append(_per_sample_table(result.per_sample[:limit], result.per_sample_total))
     if result.steps is not None:
         tables.append(_steps_table(result.steps, result))
     return tables
+
+
+HIST_BAR = 30
+
+
+def hist_table(hist: dict):
+    """The histogram of the per-row loss as a table of bins with bars, quantiles below."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="per-row loss: histogram", box=box.SIMPLE)
+    for column in ("from", "to", "rows", ""):
+        table.add_column(column, no_wrap=True, justify="left" if not column else "right")
+    counts, edges = hist["counts"], hist["edges"]
+    most = max(counts, default=0)
+    for low, high, count in zip(edges, edges[1:], counts):
+        bar = "#" * (round(HIST_BAR * count / most) if most else 0)
+        if count and not bar:
+            bar = "."
+        table.add_row(
+            Text(format_number(low, 4)), Text(format_number(high, 4)), Text(str(count)), Text(bar)
+        )
+    quantiles = hist["quantiles"]
+    line = "  ".join(f"{name} {format_number(quantiles[name], 4)}" for name in quantiles)
+    notes = [Text(f"{line}  ({hist['count']} rows)")]
+    if hist.get("nonfinite"):
+        notes.append(Text(f"{hist['nonfinite']} rows of NaN or inf loss are not in the bins"))
+    if hist["count"] == 0:
+        notes = [Text("no rows with a finite loss")]
+    return Group(table, *notes)
+
+
+def _top_table(rows: list[dict]):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"top {len(rows)} rows by loss", caption="rows counted from 0", box=box.SIMPLE
+    )
+    names = ("source", "target", "predicted", "p_target", "prediction")
+    keys = [k for k in names if any(k in r for r in rows)]
+    shown = {"p_target": "p[target]"}
+    for column in ("row", "loss", *keys):
+        justify = "left" if column == "source" else "right"
+        table.add_column(shown.get(column, column), no_wrap=True, justify=justify)
+    for row in rows:
+        cells = [str(row["row"]), format_number(row["loss"])]
+        cells += [_top_cell(row.get(k)) for k in keys]
+        table.add_row(*(Text(escape(c)) for c in cells))
+    return table
+
+
+def _top_cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return f"argmax {value['argmax']} ({format_number(value['max'], 4)}) of {value['size']}"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_number(v, 4) for v in value) + "]"
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)
 
 
 def _per_sample_table(elements: np.ndarray, total_rows: int):

@@ -63,6 +63,9 @@ class Result:
     uncertainty: dict[str, Any] = field(default_factory=dict)
     language_model: dict[str, float] = field(default_factory=dict)
     by_class: list[dict[str, Any]] | None = None
+    # The histogram of the per-row loss (--hist) and the rows of highest loss (--top).
+    hist: dict[str, Any] | None = None
+    top: list[dict[str, Any]] | None = None
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""
@@ -89,6 +92,8 @@ class Result:
             **({"stderr_note": self.uncertainty["note"]} if "note" in self.uncertainty else {}),
             **_plain(self.language_model),
             **({"by_class": _plain(self.by_class)} if self.by_class is not None else {}),
+            **({"hist": _plain(self.hist)} if self.hist is not None else {}),
+            **({"top": _plain(self.top)} if self.top is not None else {}),
             "reduction": self.reduction,
             "options": _plain(self.options),
             "device": self.device,

@@ -65,6 +65,15 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
         "count": elements.count,
         "sum_squares": _number(elements.squares),
         "per_class": per_class,
+        "hist": elements.sketch.to_dict() if elements.sketch is not None else None,
+        "top": {
+            "k": elements.top.k,
+            "rows": [
+                {**_plain(r), "source": sources[_first(result)][0]} for r in elements.top.rows
+            ],
+        }
+        if elements.top is not None
+        else None,
         "gradient": {
             name: {
                 "count": stats.count,
@@ -84,6 +93,10 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
 
 
 def dumps(state: dict) -> str:
+    from losscli import views
+
+    if isinstance(state.get("hist"), views.Sketch):
+        state = {**state, "hist": state["hist"].to_dict()}
     return json.dumps(state, indent=1) + "\n"
 
 
@@ -149,9 +162,39 @@ def load(path: str, text: bytes) -> dict:
         per_class["sums"] = [_float(v, f"{path}: per_class") for v in sums]
         if not all(_count(c) for c in counts):
             raise InputError(f"{path}: per_class counts are not row counts")
+    _load_views(path, state)
     if not isinstance(state.get("warnings", []), list):
         raise InputError(f"{path}: warnings is not a list")
     return state
+
+
+def _load_views(path: str, state: dict) -> None:
+    """Check the histogram sketch and the top rows of a state (either may be absent)."""
+    from losscli import views
+
+    if state.get("hist") is not None:
+        if not isinstance(state["hist"], dict):
+            raise InputError(f"{path}: hist is not a histogram")
+        try:
+            state["hist"] = views.Sketch.from_dict(state["hist"], path)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+    top = state.get("top")
+    if top is not None:
+        rows = top.get("rows") if isinstance(top, dict) else None
+        if not _count(top.get("k") if isinstance(top, dict) else None) or not isinstance(
+            rows, list
+        ):
+            raise InputError(f"{path}: top is not a list of rows")
+        for row in rows:
+            if not (isinstance(row, dict) and _count(row.get("row"))):
+                raise InputError(f"{path}: a top row has no row number")
+            loss = row.get("loss")
+            row["loss"] = math.nan if loss is None else _float(loss, f"{path}: top row loss")
+
+
+def _first(result) -> str:
+    return next(iter(result.inputs))
 
 
 def _count(value: Any) -> bool:
@@ -171,6 +214,8 @@ def _refuse(paths, what: str, values) -> None:
 def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
+    from losscli import views
+
     for what in ("loss", "reduction", "dtype", "options"):
         _refuse(paths, what, [s[what] for s in states])
     _refuse(paths, "inputs", [sorted(s["inputs"]) for s in states])
@@ -209,6 +254,23 @@ def merge(paths: list[str], states: list[dict]) -> dict:
             "sources": [src for s in states for src in s["inputs"][name]["sources"]],
             "read_as": info.get("read_as", "values"),
         }
+    sketches = [s.get("hist") for s in states]
+    if all(sketches):
+        merged["hist"] = views.Sketch()
+        for path, sketch in zip(paths, sketches):
+            if isinstance(sketch, dict):  # a state built in this process (a --dask task)
+                sketch = views.Sketch.from_dict(sketch, path)
+            merged["hist"].merge(sketch)
+    else:
+        merged["hist"] = None
+    tops = [s.get("top") for s in states]
+    if all(tops):
+        top = views.TopRows(min(t["k"] for t in tops))
+        for t in tops:
+            top.merge(t["rows"])
+        merged["top"] = {"k": top.k, "rows": top.rows}
+    else:
+        merged["top"] = None
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
     return merged
 
@@ -217,9 +279,9 @@ def _nan_or(pick, values: list[float]) -> float:
     return math.nan if any(math.isnan(v) for v in values) else pick(values)
 
 
-def to_result(state: dict, by_class: bool = False):
+def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = False):
     """The Result of the run a state stands for: value, gradient summary, inputs, the
-    standard error, and the per-class rows with ``by_class``."""
+    standard error, and the per-class rows, top rows and histogram where asked."""
     from losscli import views
     from losscli.errors import OptionError
     from losscli.registry import get_spec
@@ -276,4 +338,18 @@ def to_result(state: dict, by_class: bool = False):
             raise OptionError("--by-class: these states have no per-class sums (no class targets)")
         per_class = state["per_class"]
         result.by_class = views.by_class(per_class["sums"], per_class["counts"], None)
+    if hist:
+        if state.get("hist") is None:
+            raise OptionError("--hist: these states have no histogram (written before --hist)")
+        result.hist = state["hist"].histogram()
+    if top:
+        kept = state.get("top")
+        if kept is None:
+            raise OptionError("--top: these states keep no top rows")
+        if top > kept["k"]:
+            result.warnings.append(
+                f"--top {top}: the states keep the top {kept['k']} rows (run them with "
+                f"--top {top} to keep more); showing {kept['k']}"
+            )
+        result.top = [dict(r) for r in kept["rows"][:top]]
     return result

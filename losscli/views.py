@@ -56,3 +56,317 @@ def by_class(sums, counts, names: list[str] | None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# ------------------------------------------------------------------ histogram and quantiles
+
+# The sketch's relative accuracy: a quantile it gives is within 1% of a value of that rank.
+SKETCH_ALPHA = 0.01
+_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
+_LOG_GAMMA = math.log(_GAMMA)
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+HIST_BINS = 12
+
+
+class Sketch:
+    """A mergeable summary of the per-sample loss (a DDSketch): counts of values in
+    logarithmic buckets ``(GAMMA**(k-1), GAMMA**k]`` (by magnitude, for positive and negative
+    values apart), exact zeros, non-finite values, the exact min and max. Merging adds the
+    counts, so a quantile of merged sketches is the quantile of one run over every row."""
+
+    def __init__(self) -> None:
+        self.positive: dict[int, int] = {}
+        self.negative: dict[int, int] = {}
+        self.zeros = self.nonfinite = self.count = 0
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, values) -> None:
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        finite = np.isfinite(values)
+        self.nonfinite += int(values.size - finite.sum())
+        values = values[finite]
+        if not values.size:
+            return
+        self.count += int(values.size)
+        self.low, self.high = (
+            min(self.low, float(values.min())),
+            max(self.high, float(values.max())),
+        )
+        self.zeros += int((values == 0).sum())
+        for store, part in (
+            (self.positive, values[values > 0]),
+            (self.negative, -values[values < 0]),
+        ):
+            if part.size:
+                keys = np.ceil(np.log(part) / _LOG_GAMMA).astype(np.int64)
+                found, counts = np.unique(keys, return_counts=True)
+                for key, count in zip(found.tolist(), counts.tolist()):
+                    store[key] = store.get(key, 0) + count
+
+    def merge(self, other: Sketch) -> None:
+        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.zeros += other.zeros
+        self.nonfinite += other.nonfinite
+        self.count += other.count
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": SKETCH_ALPHA,
+            "count": self.count,
+            "zeros": self.zeros,
+            "nonfinite": self.nonfinite,
+            "min": self.low if self.count else None,
+            "max": self.high if self.count else None,
+            "positive": {str(k): v for k, v in sorted(self.positive.items())},
+            "negative": {str(k): v for k, v in sorted(self.negative.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Sketch:
+        """A sketch read from a state; ValueError says what is wrong."""
+        sketch = cls()
+        if data.get("alpha") != SKETCH_ALPHA:
+            raise ValueError(f"{where}: a histogram of accuracy {data.get('alpha')!r}")
+        for name in ("count", "zeros", "nonfinite"):
+            value = data.get(name)
+            if not _is_count(value):
+                raise ValueError(f"{where}: histogram {name} {value!r} is not a count")
+            setattr(sketch, name, value)
+        for name, store in (("positive", sketch.positive), ("negative", sketch.negative)):
+            buckets = data.get(name)
+            if not isinstance(buckets, dict):
+                raise ValueError(f"{where}: histogram {name} buckets are missing")
+            for key, count in buckets.items():
+                try:
+                    index = int(key)
+                except ValueError:
+                    raise ValueError(
+                        f"{where}: histogram bucket {key!r} is not an integer"
+                    ) from None
+                if not _is_count(count) or not -100_000 < index < 100_000:
+                    raise ValueError(f"{where}: histogram bucket {key!r} is not a count")
+                store[index] = count
+        if (
+            sum(sketch.positive.values()) + sum(sketch.negative.values()) + sketch.zeros
+            != sketch.count
+        ):
+            raise ValueError(f"{where}: histogram counts do not add up to its count")
+        if sketch.count:
+            low, high = data.get("min"), data.get("max")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+                raise ValueError(f"{where}: histogram min and max are not numbers")
+            if low > high:
+                raise ValueError(f"{where}: histogram min > max")
+            sketch.low, sketch.high = float(low), float(high)
+        return sketch
+
+    def _ordered(self):
+        """(representative value, count) from the lowest bucket to the highest."""
+        for key in sorted(self.negative, reverse=True):
+            yield -_represent(key), self.negative[key]
+        if self.zeros:
+            yield 0.0, self.zeros
+        for key in sorted(self.positive):
+            yield _represent(key), self.positive[key]
+
+    def quantile(self, q: float) -> float:
+        """The value of rank ``q * (count - 1)`` (within SKETCH_ALPHA of it), clamped to
+        [min, max]; the max is exact."""
+        if not self.count:
+            return math.nan
+        if q >= 1:
+            return self.high
+        rank, seen = q * (self.count - 1), 0
+        for value, count in self._ordered():
+            seen += count
+            if seen > rank:
+                return min(max(value, self.low), self.high)
+        return self.high
+
+    def histogram(self, bins: int = HIST_BINS) -> dict[str, Any]:
+        """Bins of the sketch (logarithmic in magnitude, a bin of exact zeros where there
+        are some), their counts, and the quantiles p50, p90, p99 and max."""
+        edges: list[float] = []
+        counts: list[int] = []
+        if self.negative:
+            side_edges, side_counts = _log_bins(self.negative, bins)
+            edges += [-e for e in reversed(side_edges)]
+            counts += list(reversed(side_counts))
+        if self.zeros or (self.negative and self.positive):
+            if not edges:
+                edges.append(0.0)
+            elif edges[-1] != 0.0:
+                edges.append(0.0)
+                counts.append(0)
+        if self.positive:
+            side_edges, side_counts = _log_bins(self.positive, bins)
+            if edges:
+                counts.append(self.zeros)  # [0, lowest positive edge): the zeros only
+                edges += side_edges
+            else:
+                edges = side_edges
+            counts += side_counts
+        elif self.zeros:
+            edges.append(0.0)
+            counts.append(self.zeros)
+        if edges and self.count:  # the outer edges: the exact min and max
+            edges[0], edges[-1] = self.low, self.high
+        quantiles = {name: self.quantile(q) for name, q in QUANTILES.items()}
+        quantiles["max"] = self.high if self.count else math.nan
+        return {
+            "edges": edges,
+            "counts": counts,
+            "quantiles": quantiles,
+            "count": self.count,
+            "nonfinite": self.nonfinite,
+            "scale": "log",
+        }
+
+
+def _represent(key: int) -> float:
+    """The value a bucket stands for: within SKETCH_ALPHA of every value in it."""
+    return 2 * _GAMMA**key / (_GAMMA + 1)
+
+
+def _log_bins(store: dict[int, int], bins: int) -> tuple[list[float], list[int]]:
+    """Edges (ascending magnitudes) and counts of at most ``bins`` bins of whole buckets."""
+    low, high = min(store), max(store)
+    span = max(1, math.ceil((high - low + 1) / bins))
+    count = math.ceil((high - low + 1) / span)
+    edges = [_GAMMA ** (low - 1 + i * span) for i in range(count + 1)]
+    counts = [0] * count
+    for key, n in store.items():
+        counts[(key - low) // span] += n
+    return edges, counts
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+# ------------------------------------------------------------------ the hardest samples
+
+
+def _order_key(loss: float) -> float:
+    """Sort key of a row's loss, highest first; NaN counts as the highest."""
+    return math.inf if loss != loss else loss
+
+
+class TopRows:
+    """The ``k`` rows of highest loss seen so far, with what describes each (``describe``);
+    merging keeps the ``k`` highest of both."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, losses, first_row: int, describe) -> None:
+        """Rows ``first_row + i`` with per-row ``losses`` (NumPy); ``describe(indices)``
+        gives the description of the block's rows at those indices."""
+        import numpy as np
+
+        if not self.k or not losses.size:
+            return
+        keyed = np.where(np.isnan(losses), np.inf, losses)
+        candidates = np.flatnonzero(keyed > -np.inf)  # rows of no loss (ignored targets)
+        losses, keyed = losses[candidates], keyed[candidates]
+        if not candidates.size:
+            return
+        if len(keyed) > self.k:
+            chosen = np.argpartition(-keyed, self.k - 1)[: self.k]
+        else:
+            chosen = np.arange(len(keyed))
+        floor = self.rows[-1]["loss"] if len(self.rows) == self.k else None
+        if floor is not None:
+            chosen = chosen[keyed[chosen] >= _order_key(floor)]
+        if not chosen.size:
+            return
+        chosen = np.sort(chosen)
+        rows = candidates[chosen]
+        described = describe(rows)
+        for i, (index, row) in enumerate(zip(chosen.tolist(), rows.tolist())):
+            entry = {"row": first_row + row, "loss": float(losses[index])}
+            entry.update(described[i])
+            self.rows.append(entry)
+        self._trim()
+
+    def merge(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self._trim()
+
+    def _trim(self) -> None:
+        # Highest first; equal losses by row number (the first seen first).
+        self.rows.sort(key=lambda r: (-_order_key(r["loss"]), r["row"]))
+        del self.rows[self.k :]
+
+
+def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
+    """What the top-K table says of each chosen row: the target, and the prediction (for
+    ce and nll with class targets: the predicted class and p[target])."""
+    import numpy as np
+
+    predictions = arrays.get("predictions", arrays.get("input"))
+    targets = arrays.get("targets", arrays.get("target"))
+    rows = []
+    for index in indices.tolist():
+        entry: dict[str, Any] = {}
+        if targets is not None and targets.ndim and len(targets) > index:
+            entry["target"] = _short(targets[index])
+        if predictions is not None and predictions.ndim and len(predictions) > index:
+            row = np.asarray(predictions[index], dtype=np.float64)
+            class_target = (
+                loss in ("ce", "nll")
+                and targets is not None
+                and targets.dtype.kind in "iu"
+                and row.ndim == 1
+            )
+            if class_target:
+                target = int(targets[index])
+                entry["predicted"] = int(np.argmax(row))
+                if 0 <= target < row.size:
+                    if loss == "ce":
+                        shifted = row - row.max()
+                        p = float(np.exp(shifted[target]) / np.exp(shifted).sum())
+                    else:
+                        p = float(np.exp(row[target]))
+                    entry["p_target"] = p
+            else:
+                entry["prediction"] = _short(row)
+        rows.append(entry)
+    return rows
+
+
+def _short(value) -> Any:
+    """A row for JSON and a table cell: a number, up to 8 values, or its argmax and max."""
+    import numpy as np
+
+    value = np.asarray(value)
+    if value.ndim == 0:
+        item = value.item()
+        return int(item) if value.dtype.kind in "iu" else float(item)
+    flat = value.reshape(-1)
+    if flat.size <= 8:
+        return [int(v) if value.dtype.kind in "iu" else float(v) for v in flat.tolist()]
+    keyed = np.where(np.isnan(flat), -np.inf, flat) if flat.dtype.kind == "f" else flat
+    at = int(np.argmax(keyed))
+    return {"argmax": at, "max": float(flat[at]), "size": int(flat.size)}
+
+
+def name_classes(rows: list[dict[str, Any]], names: list[str] | None) -> list[dict[str, Any]]:
+    """Top rows with class indices (target, predicted) given by name where names are known."""
+    if not names:
+        return [dict(r) for r in rows]
+    named = []
+    for row in rows:
+        row = dict(row)
+        for key in ("target", "predicted"):
+            value = row.get(key)
+            if isinstance(value, int) and 0 <= value < len(names) and "p_target" in row:
+                row[key] = names[value]
+        named.append(row)
+    return named

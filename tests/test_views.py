@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.conftest import assert_usage_error, run_cli
+from tests.conftest import assert_usage_error, run_cli, run_process
 
 
 def _json(*args) -> dict:
@@ -97,3 +97,131 @@ def test_by_class_matches_numpy_with_names_and_ignored_targets(tmp_path, classes
     np.save(tmp_path / "a.npy", x)
     out = run_cli("mse", tmp_path / "a.npy", tmp_path / "a.npy", "--by-class")
     assert_usage_error(out, "--by-class needs class-index targets")
+
+
+# ------------------------------------------------------------------ --hist and --top
+
+
+def _check_hist(hist: dict, losses: np.ndarray) -> None:
+    """A histogram against NumPy: quantiles within the sketch's 1% of the values of that
+    rank, the exact max, bins that hold every row, counts as np.histogram's on its edges."""
+    from losscli.views import SKETCH_ALPHA
+
+    losses = np.sort(losses)
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        exact = np.quantile(losses, q, method="lower")
+        assert abs(hist["quantiles"][name] - exact) <= SKETCH_ALPHA * abs(exact) + 1e-12, name
+    assert hist["quantiles"]["max"] == pytest.approx(losses.max(), rel=1e-12)
+    assert sum(hist["counts"]) == hist["count"] == len(losses)
+    edges = np.asarray(hist["edges"])
+    assert np.all(np.diff(edges) >= 0) and len(edges) == len(hist["counts"]) + 1
+    assert edges[0] == pytest.approx(losses.min()) and edges[-1] == pytest.approx(losses.max())
+    expected, _ = np.histogram(losses, bins=edges)
+    # Values that fall on a bucket edge may be counted in the bin beside it.
+    assert np.abs(expected - np.asarray(hist["counts"])).sum() <= 2
+
+
+def test_hist_quantiles_and_bins_match_numpy_whole_by_blocks_and_merged(ce_files, tmp_path):
+    xp, yp, x, y = ce_files
+    losses = _ce_rows(x, y)
+    for extra in ([], ["--block-rows", "7"]):
+        got = _json("ce", xp, yp, "--dtype", "float64", "--hist", *extra)
+        _check_hist(got["hist"], losses)
+    half = len(y) // 3
+    for name, rows in (("a", slice(None, half)), ("b", slice(half, None))):
+        np.save(tmp_path / f"x{name}.npy", x[rows])
+        np.save(tmp_path / f"y{name}.npy", y[rows])
+        run_cli("ce", tmp_path / f"x{name}.npy", tmp_path / f"y{name}.npy", "--dtype", "float64",
+                "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
+    merged = _json("merge", tmp_path / "a.json", tmp_path / "b.json", "--hist")
+    _check_hist(merged["hist"], losses)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.linspace(-3, 5, 101),  # negative, zero and positive losses
+        np.zeros(7),
+        np.r_[np.zeros(5), np.geomspace(1e-6, 1e6, 40)],
+        -np.geomspace(0.1, 10, 9),
+    ],
+)
+def test_hist_of_any_sign_against_numpy(values):
+    from losscli.views import Sketch
+
+    sketch = Sketch()
+    for part in np.array_split(values, 3):
+        sketch.add(part)
+    _check_hist(sketch.histogram(), values)
+
+
+def test_hist_of_rows_of_several_elements_sums_each_row(tmp_path, rng):
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    got = _json("mse", tmp_path / "a.npy", tmp_path / "b.npy", "--dtype", "float64", "--hist")
+    _check_hist(got["hist"], ((a - b) ** 2).sum(1))
+
+
+def test_top_rows_of_ce_against_numpy(ce_files):
+    xp, yp, x, y = ce_files
+    losses = _ce_rows(x, y)
+    order = np.argsort(-losses, kind="stable")[:5]
+    probs = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    for extra in ([], ["--block-rows", "3"]):
+        top = _json("ce", xp, yp, "--dtype", "float64", "--top", "5", *extra)["top"]
+        assert [r["row"] for r in top] == order.tolist()
+        for row, expected in zip(top, order):
+            assert row["loss"] == pytest.approx(losses[expected], rel=1e-12)
+            assert row["target"] == y[expected]
+            assert row["predicted"] == int(np.argmax(x[expected]))
+            assert row["p_target"] == pytest.approx(probs[expected, y[expected]], rel=1e-9)
+
+
+def test_top_skips_ignored_rows_names_classes_and_merges(tmp_path, rng):
+    x = rng.normal(size=(12, 3))
+    y = rng.integers(0, 3, 12)
+    y[[2, 5]] = -100
+    names = ["cat", "dog", "eel"]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    got = _json("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--dtype", "float64", "--top", "20")
+    rows = [r["row"] for r in got["top"]]
+    assert sorted(rows) == [i for i in range(12) if i not in (2, 5)]
+    losses = [r["loss"] for r in got["top"]]
+    assert losses == sorted(losses, reverse=True)
+    x3 = rng.normal(size=(6, 3))
+    header = tmp_path / "named.csv"
+    header.write_text("cat,dog,eel\n" + "\n".join(",".join(map(str, r)) for r in x3) + "\n")
+    (tmp_path / "labels.csv").write_text("\n".join(names[i % 3] for i in range(6)) + "\n")
+    got = _json("ce", header, tmp_path / "labels.csv", "--top", "2", "--classes", "cat,dog,eel")
+    assert {r["target"] for r in got["top"]} <= set(names)
+
+
+def test_top_of_merged_states_is_the_top_of_one_run(ce_files, tmp_path):
+    xp, yp, x, y = ce_files
+    losses = _ce_rows(x, y)
+    cut = len(y) // 2
+    for name, rows in (("a", slice(None, cut)), ("b", slice(cut, None))):
+        np.save(tmp_path / f"x{name}.npy", x[rows])
+        np.save(tmp_path / f"y{name}.npy", y[rows])
+        run_cli("ce", tmp_path / f"x{name}.npy", tmp_path / f"y{name}.npy", "--dtype", "float64",
+                "--top", "4", "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
+    top = _json("merge", tmp_path / "a.json", tmp_path / "b.json", "--top", "4")["top"]
+    expected = np.sort(losses)[::-1][:4]
+    assert [r["loss"] for r in top] == pytest.approx(expected.tolist(), rel=1e-12)
+    for r in top:  # the row within its part, and the part's source
+        part = 0 if r["source"].endswith("xa.npy") else cut
+        assert losses[part + r["row"]] == pytest.approx(r["loss"], rel=1e-12)
+    out = run_cli("merge", tmp_path / "a.json", tmp_path / "b.json", "--top", "30", "-f", "json")
+    assert out.exit_code == 0 and "keep the top 10 rows" in out.stderr
+
+
+def test_top_and_hist_refused_or_said_plainly(tmp_path, rng, ce_files):
+    xp, yp, _, _ = ce_files
+    refused = run_process("ce", xp, yp, "--top", "0")
+    assert refused.returncode == 2 and b"--top" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    out = run_cli("ce", xp, yp, "--hist", "--top", "2")
+    assert out.exit_code == 0
+    assert "p50" in out.stdout and "top 2 rows by loss" in out.stdout and "p[target]" in out.stdout
