@@ -184,11 +184,13 @@ class BlockRun:
         grad: bool = True,
         keep_rows: int = 0,
         chunk_elements: int = CHUNK_ELEMENTS,
+        convert_from: str | None = None,
     ):
         self.torch = torch = import_torch()
         self.spec = spec
         self.reduction, self.dtype, self.keep_rows = reduction, dtype, keep_rows
         self.chunk_elements = chunk_elements
+        self.convert_from = convert_from  # --from: converted in autograd (losscli.convert)
         self.device = resolve_device(device)
         self.torch_dtype = _torch_dtype(torch, dtype)
         self.mean = reduction in ("mean", "batchmean")
@@ -211,9 +213,12 @@ class BlockRun:
         rows where asked."""
         self.elements = ElementStats(self.spec, classes, top, hist)
 
-    def add(self, prepared: Prepared, first_row: int = 0) -> dict[str, np.ndarray]:
+    def add(self, prepared: Prepared, first_row: int = 0, raw=None) -> dict[str, np.ndarray]:
         """Compute one block (its first row is row ``first_row`` of the input); returns the
-        gradients of its sum (empty without gradients)."""
+        gradients of its sum (empty without gradients). ``raw``: the first input as given,
+        which --from converts (``prepared`` holds it converted)."""
+        from losscli import convert
+
         torch, spec = self.torch, self.spec
         started = time.perf_counter()
         arrays = prepared.arrays
@@ -230,14 +235,23 @@ class BlockRun:
                 options = _option_tensors(torch, prepared, rows, device, dtype)
                 loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
                 chunk = {n: arrays[n][rows] for n in spec.input_names}
+                given = dict(chunk)
+                first = spec.input_names[0]
+                if raw is not None:
+                    given[first] = raw.reshape(arrays[first].shape)[rows]
                 tensors = {
                     n: _to_tensor(torch, a, device, dtype, n in self.float_inputs)
-                    for n, a in chunk.items()
+                    for n, a in given.items()
                 }
                 for name in self.differentiable:
                     tensors[name].requires_grad_(True)
+                taken = dict(tensors)
+                if raw is not None:
+                    taken[first] = convert.torch(
+                        torch, spec.name, self.convert_from, tensors[first], self.dtype
+                    )
                 try:
-                    elements = loss_fn(*(tensors[n] for n in spec.input_names))
+                    elements = loss_fn(*(taken[n] for n in spec.input_names))
                     summed = elements
                     if scale is not None:
                         summed = elements * _to_tensor(torch, scale[rows], device, dtype)

@@ -73,6 +73,14 @@ class Common:
             "--by-class", help="Also break the loss down by target class (count, mean, share)."
         ),
     ] = False
+    from_: Annotated[
+        Literal["logits", "probs", "log-probs"] | None,
+        _common(
+            "--from",
+            help="What the predictions are, converted to what the loss takes "
+            "(ce, nll, bce, bce-logits, kl-div).",
+        ),
+    ] = None
     top: Annotated[
         int | None,
         _common(

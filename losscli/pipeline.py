@@ -272,6 +272,7 @@ def run_files(
                     by_class=settings.by_class,
                     top=settings.top or 0,
                     hist=settings.hist,
+                    convert_from=settings.from_,
                 )
             if state_out is not None:
                 _write_state(state_out, result)
@@ -337,6 +338,8 @@ def split_settings(
     named: dict[str, Any] = {}
     for key, value in values.items():
         name = str(key).lstrip("-").replace("-", "_")
+        if name == "from":  # --from: a Python keyword, the field from_
+            name = "from_"
         if name not in fields | own and name.startswith("no_") and isinstance(value, bool):
             name, value = name[3:], not value
         if name not in ignored:
@@ -458,18 +461,20 @@ def compute_blocks(
     by_class: bool = False,
     top: int = 0,
     hist: bool = False,
+    convert_from: str | None = None,
 ) -> Result:
     """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
     Result. ``blocks`` yields {input name: InputArray}; warnings about the whole input are
     said once every block has been seen."""
-    from losscli import engine
+    from losscli import convert, engine
     from losscli.io import check_output_shape
     from losscli.io.write import BlockWriter
     from losscli.stream import whole
 
     started = time.perf_counter()
     options = check_options(spec, options, ctx.reduction)
+    given_as, conversion = convert.check(spec.name, convert_from)
     first = next(blocks)
     if _needs_whole(spec, first, options):
         first, blocks = whole(first, blocks), iter(())
@@ -497,13 +502,21 @@ def compute_blocks(
                     )
                 if input_spec.role in (FLOAT, LABEL):  # computed in --dtype
                     check_representable(input_spec.name, inp, ctx)
+            raw = None
+            if given_as is not None:
+                inp = block[names[0]]
+                convert.check_values(given_as, inp.source, inp.array)
+            if conversion is not None:
+                raw = inp.array
+                converted = convert.numpy(spec.name, conversion, raw, dtype)
+                block = {**block, names[0]: inp.with_array(converted)}
             prepared = spec.prepare(block, options, ctx)
             if block_run is None:
                 first_prepared = prepared
                 engine.resolve_device(device)  # refused before any computation
                 block_run = engine.BlockRun(
                     spec, reduction=ctx.reduction, device=device, dtype=dtype, grad=grad,
-                    keep_rows=keep_rows,
+                    keep_rows=keep_rows, convert_from=conversion,
                 )  # fmt: skip
                 classes = _class_count(spec, block, prepared)
                 if by_class and classes is None:
@@ -521,7 +534,7 @@ def compute_blocks(
                 # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
                 # where they matter; none reaches stderr.
                 warnings.simplefilter("ignore")
-                gradients = block_run.add(prepared, base_row + rows[names[0]])
+                gradients = block_run.add(prepared, base_row + rows[names[0]], raw)
             if expected is None:
                 expected = _expected_factor(block_run, block[names[0]])
             for name, gradient in gradients.items():

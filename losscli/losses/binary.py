@@ -26,7 +26,9 @@ def _prepare_bce(inputs, options, ctx: Context) -> Prepared:
 
     preds = inputs["predictions"]
     target_array = probability_targets(inputs, ctx, "bce")
-    in_unit_interval("prediction", preds, "bce needs probabilities; for logits use bce-logits")
+    in_unit_interval(
+        "prediction", preds, "bce needs probabilities; for logits use bce-logits (or --from logits)"
+    )
     p = preds.array
     ctx.gather(
         "bce exact",
@@ -115,7 +117,8 @@ def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
             fact[0] == fact[1]
             and fact[2] > 1
             and "bce-logits predictions all lie in [0,1], so they look like probabilities; "
-            "BCEWithLogitsLoss applies the sigmoid itself: pass logits, or use bce"
+            "BCEWithLogitsLoss applies the sigmoid itself: pass logits, say --from probs, "
+            "or use bce"
         ),
     )
     weight, per_row = element_weight("--weight", options["weight"], logits.shape)

@@ -109,8 +109,8 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
             lambda fact: (
                 fact[0] == fact[1]
                 and "ce predictions look like probabilities (rows in [0,1] summing to 1); "
-                "CrossEntropyLoss applies log-softmax itself: pass logits, or use nll on "
-                "log-probabilities"
+                "CrossEntropyLoss applies log-softmax itself: pass logits, or say --from probs "
+                "(or use nll on log-probabilities)"
             ),
         )
     return Prepared(arrays, dict(options), kind)
@@ -146,7 +146,7 @@ def _prepare_nll(inputs, options, ctx: Context) -> Prepared:
         logp,
         1,
         "nll predictions are not log-probabilities ({reason}); pass log_softmax output, "
-        "or use ce on logits",
+        "say --from logits or --from probs, or use ce on logits",
     )
     return Prepared({"predictions": logp, "targets": indices}, dict(options), kind)
 

@@ -46,7 +46,7 @@ def _prepare_kl(inputs, options, ctx: Context) -> Prepared:
         preds.array,
         _class_axis(preds.array),
         "kl-div predictions are not log-probabilities ({reason}); KLDivLoss expects "
-        "log_softmax output as its input",
+        "log_softmax output as its input (say --from probs or --from logits to convert)",
         whole,
     )
     if log_target:

@@ -1,0 +1,104 @@
+"""``--from logits|probs|log-probs``: say what the predictions are, and convert them to what
+the loss takes (ce and bce-logits take logits, nll and kl-div log-probabilities, bce
+probabilities).
+
+Validation and the views see the converted predictions (NumPy, float64); torch computes the
+conversion again inside autograd, so that the gradient is with respect to the predictions as
+given. Probabilities are clamped to [eps, 1] before a logarithm (to [eps, 1 - eps] for a
+logit), eps being the machine epsilon of --dtype, as scikit-learn's ``log_loss`` clips
+to [eps, 1 - eps]; a clamped probability has no gradient.
+"""
+
+from __future__ import annotations
+
+from losscli.errors import InputError, OptionError
+
+KINDS = ("logits", "probs", "log-probs")
+# What each loss takes; a loss not named here has no --from.
+TAKES = {
+    "ce": "logits",
+    "nll": "log-probs",
+    "bce": "probs",
+    "bce-logits": "logits",
+    "kl-div": "log-probs",
+}
+EPS = {"float64": 2.220446049250313e-16, "float32": 1.1920929e-07, "float16": 0.0009765625,
+       "bfloat16": 0.0078125}  # fmt: skip
+
+
+def check(loss: str, kind: str | None) -> tuple[str | None, str | None]:
+    """(what --from says the predictions are, the conversion it asks of ``loss``: None
+    where the loss takes them as they are)."""
+    if kind is None:
+        return None, None
+    if kind not in KINDS:
+        raise OptionError(f"--from {kind!r} is not one of {', '.join(KINDS)}")
+    if loss not in TAKES:
+        raise OptionError(
+            f"--from applies to {', '.join(TAKES)}; {loss} takes its predictions as they are"
+        )
+    return kind, None if TAKES[loss] == kind else kind
+
+
+def _axis(array) -> int:
+    return 1 if array.ndim >= 2 else 0
+
+
+def check_values(kind: str, source: str, array) -> None:
+    """Refuse predictions that cannot be ``kind``: probabilities outside [0, 1],
+    log-probabilities above 0."""
+    import numpy as np
+
+    if not array.size:
+        return
+    if kind == "probs" and (np.nanmin(array) < 0 or np.nanmax(array) > 1):
+        bad = np.nanmin(array) if np.nanmin(array) < 0 else np.nanmax(array)
+        raise InputError(
+            f"predictions ({source}): --from probs, but {bad:.6g} is not a probability in [0, 1]"
+        )
+    if kind == "log-probs" and np.nanmax(array) > 0:
+        raise InputError(
+            f"predictions ({source}): --from log-probs, but {np.nanmax(array):.6g} > 0 is not "
+            "a log-probability"
+        )
+
+
+def numpy(loss: str, kind: str, array, dtype: str):
+    """The predictions converted (float64) to what ``loss`` takes."""
+    import numpy as np
+
+    x = np.asarray(array, dtype=np.float64)
+    eps = EPS[dtype]
+    target = TAKES[loss]
+    if target == "logits" and loss == "ce":  # log-probabilities are logits already
+        return np.log(np.clip(x, eps, 1.0)) if kind == "probs" else x
+    if target == "logits":  # bce-logits: the logit of a probability
+        p = np.clip(x if kind == "probs" else np.exp(x), eps, 1 - eps)
+        return np.log(p) - np.log1p(-p)
+    if target == "log-probs":
+        if kind == "probs":
+            return np.log(np.clip(x, eps, 1.0))
+        shifted = x - np.max(x, axis=_axis(x), keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=_axis(x), keepdims=True))
+    # bce: probabilities
+    if kind == "logits":
+        return 1.0 / (1.0 + np.exp(-x))
+    return np.exp(x)
+
+
+def torch(torch, loss: str, kind: str, tensor, dtype: str):
+    """The same conversion in torch, inside autograd."""
+    eps = EPS[dtype]
+    target = TAKES[loss]
+    if target == "logits" and loss == "ce":
+        return torch.log(tensor.clamp(eps, 1.0)) if kind == "probs" else tensor
+    if target == "logits":
+        p = (tensor if kind == "probs" else torch.exp(tensor)).clamp(eps, 1 - eps)
+        return torch.log(p) - torch.log1p(-p)
+    if target == "log-probs":
+        if kind == "probs":
+            return torch.log(tensor.clamp(eps, 1.0))
+        return torch.log_softmax(tensor, dim=_axis(tensor))
+    if kind == "logits":
+        return torch.sigmoid(tensor)
+    return torch.exp(tensor)
