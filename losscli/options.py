@@ -81,6 +81,14 @@ class Common:
             "(ce, nll, bce, bce-logits, kl-div).",
         ),
     ] = None
+    check: Annotated[
+        bool,
+        _common(
+            "--check",
+            help="Also recompute in float64 on the CPU: relative error of the value and "
+            "gradient, and a finite-difference check of the gradient on sampled rows.",
+        ),
+    ] = False
     top: Annotated[
         int | None,
         _common(

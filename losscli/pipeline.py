@@ -107,7 +107,7 @@ def _requests(spec: LossSpec, settings: Common):
         elif position == 1:
             columns = parse_columns(settings.target_cols)
         names = input_spec.role == INDEX
-        dtype = float_dtype if input_spec.differentiable else np.float64
+        dtype = float_dtype if input_spec.differentiable and not settings.check else np.float64
         requests.append(Request(columns, names, dtype))
     return requests
 
@@ -273,6 +273,7 @@ def run_files(
                     top=settings.top or 0,
                     hist=settings.hist,
                     convert_from=settings.from_,
+                    check=settings.check,
                 )
             if state_out is not None:
                 _write_state(state_out, result)
@@ -462,6 +463,7 @@ def compute_blocks(
     top: int = 0,
     hist: bool = False,
     convert_from: str | None = None,
+    check: bool = False,
 ) -> Result:
     """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
@@ -488,7 +490,7 @@ def compute_blocks(
     kept: dict[str, list[np.ndarray]] = {}
     head: dict[str, list[np.ndarray]] = {}
     head_rows = 0
-    block_run = writer = first_prepared = expected = None
+    block_run = writer = first_prepared = expected = checker = None
     base_row = first[names[0]].row_offset  # a part of a larger input (--dask) starts there
     try:
         for block in itertools.chain([first], blocks):
@@ -525,6 +527,10 @@ def compute_blocks(
                         f"({block[spec.inputs[1].name].source}) are "
                         f"{prepared.targets_kind or 'not class indices'}"
                     )
+                if check:
+                    from losscli.check import Check
+
+                    checker = Check(spec, ctx.reduction, grad, conversion)
                 block_run.track_elements(
                     classes if emit_state or by_class else None,
                     max(top, TOP_IN_STATE) if emit_state else top,
@@ -535,6 +541,8 @@ def compute_blocks(
                 # where they matter; none reaches stderr.
                 warnings.simplefilter("ignore")
                 gradients = block_run.add(prepared, base_row + rows[names[0]], raw)
+            if checker is not None:
+                checker.add(prepared, gradients, raw)
             if expected is None:
                 expected = _expected_factor(block_run, block[names[0]])
             for name, gradient in gradients.items():
@@ -618,11 +626,20 @@ def compute_blocks(
         steps=steps,
     )
     _add_views(result, block_run, first_prepared.options, (by_class, top, hist), ctx, first)
+    if checker is not None:
+        from losscli.check import report
+
+        # For reduction none, the sum of the elements stands for the value.
+        value = result.total if ctx.reduction == "none" else result.value
+        result.check = report(checker.to_state(), value, dtype, result.device)
+        result.warnings.extend(result.check.pop("warnings"))
     if emit_state:
         from losscli import state
 
         sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
         result.state = state.build(result, block_run, stats, sources)
+        if checker is not None:
+            result.state["check"] = checker.to_state()
     return result
 
 

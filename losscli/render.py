@@ -92,6 +92,24 @@ def _input_text(info: dict) -> str:
     return text
 
 
+def _check_text(check: dict) -> str:
+    """What --check found, in one line."""
+
+    def error(value) -> str:
+        return "-" if value is None else f"{value:.2g}"
+
+    text = (
+        f"relative error vs float64 on cpu: value {error(check['value_rel_error'])}, "
+        f"gradient {error(check['grad_rel_error'])}"
+    )
+    if check["fd_points"]:
+        text += (
+            f"; finite differences {error(check['fd_max_rel_error'])} "
+            f"(max of {check['fd_points']} points)"
+        )
+    return text
+
+
 def _interval_text(uncertainty: dict) -> str:
     if "stderr" not in uncertainty:
         return f"not given: {uncertainty.get('note', 'no mean')}"
@@ -141,6 +159,8 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         ("device", result.device),
         ("dtype", result.dtype),
     ]
+    if result.check is not None:
+        rows.append(("check", _check_text(result.check)))
     if result.language_model:
         model = result.language_model
         rows.append(

@@ -66,6 +66,8 @@ class Result:
     # The histogram of the per-row loss (--hist) and the rows of highest loss (--top).
     hist: dict[str, Any] | None = None
     top: list[dict[str, Any]] | None = None
+    # --check: relative errors against a float64 CPU recomputation.
+    check: dict[str, Any] | None = None
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""
@@ -94,6 +96,7 @@ class Result:
             **({"by_class": _plain(self.by_class)} if self.by_class is not None else {}),
             **({"hist": _plain(self.hist)} if self.hist is not None else {}),
             **({"top": _plain(self.top)} if self.top is not None else {}),
+            **({"check": _plain(self.check)} if self.check is not None else {}),
             "reduction": self.reduction,
             "options": _plain(self.options),
             "device": self.device,

@@ -163,6 +163,7 @@ def load(path: str, text: bytes) -> dict:
         if not all(_count(c) for c in counts):
             raise InputError(f"{path}: per_class counts are not row counts")
     _load_views(path, state)
+    _load_check(path, state)
     if not isinstance(state.get("warnings", []), list):
         raise InputError(f"{path}: warnings is not a list")
     return state
@@ -193,6 +194,26 @@ def _load_views(path: str, state: dict) -> None:
             row["loss"] = math.nan if loss is None else _float(loss, f"{path}: top row loss")
 
 
+def _load_check(path: str, state: dict) -> None:
+    """Check the --check partials of a state (absent without --check)."""
+    check = state.get("check")
+    if check is None:
+        return
+    if not isinstance(check, dict):
+        raise InputError(f"{path}: check is not a --check state")
+    for key in ("sum", "denominator", "grad_diff_squares", "grad_ref_squares", "fd_max_rel_error"):
+        if check.get(key) is not None:
+            check[key] = _float(check[key], f"{path}: check {key}")
+            if key != "sum" and check[key] < 0:
+                raise InputError(f"{path}: check {key} {check[key]!r} is negative")
+        elif key == "sum":
+            raise InputError(f"{path}: check has no sum")
+        else:
+            check[key] = None
+    if not _count(check.get("fd_points")):
+        raise InputError(f"{path}: check fd_points is not a count")
+
+
 def _first(result) -> str:
     return next(iter(result.inputs))
 
@@ -214,6 +235,7 @@ def _refuse(paths, what: str, values) -> None:
 def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
+    from losscli import check as check_module
     from losscli import views
 
     for what in ("loss", "reduction", "dtype", "options"):
@@ -271,6 +293,8 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         merged["top"] = {"k": top.k, "rows": top.rows}
     else:
         merged["top"] = None
+    checks = [s.get("check") for s in states]
+    merged["check"] = check_module.merge(checks) if all(checks) else None
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
     return merged
 
@@ -338,6 +362,13 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
             raise OptionError("--by-class: these states have no per-class sums (no class targets)")
         per_class = state["per_class"]
         result.by_class = views.by_class(per_class["sums"], per_class["counts"], None)
+    if state.get("check") is not None:
+        from losscli.check import report
+
+        result.check = report(state["check"], value, state["dtype"], result.device)
+        for message in result.check.pop("warnings"):
+            if message not in result.warnings:
+                result.warnings.append(message)
     if hist:
         if state.get("hist") is None:
             raise OptionError("--hist: these states have no histogram (written before --hist)")
