@@ -7,7 +7,7 @@ shell completion stay fast.
 import inspect
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -199,11 +199,30 @@ for _spec in all_specs().values():
 
 
 @app.command("list")
-def list_losses() -> None:
-    """List every loss: command, aliases, torch class, task, what the inputs must be."""
-    from losscli.meta import losses_table, print_renderable
+def list_losses(
+    format: Annotated[
+        Literal["table", "json"],
+        typer.Option(
+            "--format", "-f", help="table (Rich), or json (an array of the losses, for scripts)."
+        ),
+    ] = "table",
+) -> None:
+    """List every loss: command, aliases, torch class, task, what the inputs must be.
 
-    code = _guarded(False, lambda: print_renderable(losses_table()) or 0)
+    Example: losscli list -f json
+    """
+    from losscli.meta import losses_json, losses_table, print_renderable
+
+    def show() -> int:
+        if format == "json":
+            from losscli import output
+
+            output.write_stdout(losses_json())
+        else:
+            print_renderable(losses_table())
+        return 0
+
+    code = _guarded(False, show)
     if code:
         raise typer.Exit(code)
 
@@ -211,14 +230,22 @@ def list_losses() -> None:
 @app.command("explain")
 def explain(
     loss: Annotated[str, typer.Argument(help="A loss command or alias, e.g. ce.")],
+    lang: Annotated[
+        Literal["en", "zh"],
+        typer.Option(
+            "--lang",
+            help="Language of the explanation: en (English) or zh (Chinese), "
+            "e.g. losscli explain ce --lang zh.",
+        ),
+    ] = "en",
 ) -> None:
     """Explain a loss: formula, inputs, steps, common mistakes, and a runnable example.
 
-    Example: losscli explain ce
+    Example: losscli explain ce (in Chinese: losscli explain ce --lang zh)
     """
     from losscli.meta import explain_text, print_renderable
 
-    code = _guarded(False, lambda: print_renderable(explain_text(get_spec(loss))) or 0)
+    code = _guarded(False, lambda: print_renderable(explain_text(get_spec(loss), lang)) or 0)
     if code:
         raise typer.Exit(code)
 
@@ -274,6 +301,13 @@ def merge(
     by_class: Annotated[
         bool, typer.Option("--by-class", help="Also break the loss down by target class.")
     ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", min=1, metavar="K", help="Also list the K rows of highest loss."),
+    ] = None,
+    hist: Annotated[
+        bool, typer.Option("--hist", help="Also draw a histogram and quantiles of the loss.")
+    ] = False,
 ) -> None:
     """Combine the states of runs over parts of the rows into the result of one run.
 
@@ -298,7 +332,7 @@ def merge(
             seen[identity] = path
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
-        result = states_module.to_result(merged, by_class)
+        result = states_module.to_result(merged, by_class, top or 0, hist)
         settings = Common(format=format, fail_above=fail_above, fail_below=fail_below, quiet=quiet)
         pipeline.check_settings(settings)
         return _report(result, pipeline.gate_of(result, settings), settings)

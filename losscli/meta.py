@@ -26,21 +26,102 @@ def losses_table():
     return table
 
 
-def explain_text(spec: LossSpec) -> str:
-    """The explanation of one loss as plain text."""
-    lines = [f"{spec.name}: torch.nn.{spec.torch_class}", spec.summary, ""]
-    lines += ["Formula", *("  " + f for f in spec.explain.formula.splitlines()), ""]
-    lines.append("Inputs, in order")
-    lines += [f"  {i.name}: {i.must_be}" for i in spec.inputs]
-    if spec.options:
+def losses_json() -> str:
+    """Every loss as a JSON array, for scripts: command, aliases, torch class, task, inputs,
+    options (flag, torch default, help as --help shows it) and reductions."""
+    import json
+
+    losses = [
+        {
+            "command": spec.name,
+            "aliases": list(spec.aliases),
+            "torch": spec.torch_class,
+            "task": spec.task,
+            "inputs": [{"name": i.name, "must_be": i.must_be} for i in spec.inputs],
+            "options": [
+                {"flag": o.flag, "default": o.default, "help": o.described} for o in spec.options
+            ],
+            "reductions": list(spec.reductions),
+        }
+        for spec in all_specs().values()
+    ]
+    return json.dumps(losses, indent=2) + "\n"
+
+
+LANGUAGES = ("en", "zh")
+
+_HEADINGS_EN = {
+    "formula": "Formula",
+    "inputs": "Inputs, in order",
+    "options": "Options (torch defaults)",
+    "steps": "Steps",
+    "mistakes": "Common mistakes",
+    "try": "Try it",
+}
+
+
+def explain_text(spec: LossSpec, lang: str = "en") -> str:
+    """The explanation of one loss as plain text, in English (``en``) or Chinese (``zh``).
+
+    Both have the same sections; the formula and the example command are the spec's own.
+    """
+    if lang == "zh":
+        return _explain_zh(spec)
+    if lang != "en":
+        from losscli.errors import OptionError
+
+        raise OptionError(f"--lang {lang!r} is not one of {', '.join(LANGUAGES)}")
+    return _assemble(
+        spec,
+        _HEADINGS_EN,
+        spec.summary,
+        [f"  {i.name}: {i.must_be}" for i in spec.inputs],
+        [f"  {o.flag} (default {o.default}): {o.described}" for o in spec.options],
+        spec.explain.procedure,
+        spec.explain.mistakes,
+    )
+
+
+def _explain_zh(spec: LossSpec) -> str:
+    """The Chinese explanation; a text missing from ``explain_zh`` is shown in English."""
+    from losscli import explain_zh as zh
+
+    entry = zh.LOSSES.get(spec.name, {})
+    must_be, helps = entry.get("inputs", {}), entry.get("options", {})
+    options = []
+    for o in spec.options:
+        text = helps.get(o.name) or o.help
+        if o.domain:
+            domain = zh.OR.join(map(str, o.choices)) if o.choices else o.domain
+            text += f"{zh.VALID}{domain}。"
+        options.append(f"  {o.flag}（{zh.DEFAULT} {o.default}）：{text}")
+    steps, mistakes = entry.get("steps", ()), entry.get("mistakes", ())
+    return _assemble(
+        spec,
+        zh.HEADINGS,
+        entry.get("summary") or spec.summary,
+        [f"  {i.name}：{must_be.get(i.name) or i.must_be}" for i in spec.inputs],
+        options,
+        steps if len(steps) == len(spec.explain.procedure) else spec.explain.procedure,
+        mistakes if len(mistakes) == len(spec.explain.mistakes) else spec.explain.mistakes,
+    )
+
+
+def _assemble(spec, headings, summary, inputs, options, steps, mistakes) -> str:
+    """The sections of an explanation under the given headings, from its lines and texts."""
+    lines = [f"{spec.name}: torch.nn.{spec.torch_class}", summary, ""]
+    lines += [headings["formula"], *("  " + f for f in spec.explain.formula.splitlines()), ""]
+    lines.append(headings["inputs"])
+    lines += inputs
+    if options:
         lines.append("")
-        lines.append("Options (torch defaults)")
-        lines += [f"  {o.flag} (default {o.default}): {o.described}" for o in spec.options]
-    lines += ["", "Steps"]
-    lines += [f"  {n}. {s}" for n, s in enumerate(spec.explain.procedure, start=1)]
-    lines += ["", "Common mistakes"]
-    lines += [f"  - {m}" for m in spec.explain.mistakes]
-    lines += ["", "Try it", f"  {spec.example} --steps"]
+        lines.append(headings["options"])
+        lines += options
+    lines += ["", headings["steps"]]
+    lines += [f"  {n}. {s}" for n, s in enumerate(steps, start=1)]
+    lines += ["", headings["mistakes"]]
+    lines += [f"  - {m}" for m in mistakes]
+    lines += ["", headings["try"], f"  {spec.example} --steps"]
     return "\n".join(lines)
 
 

@@ -144,7 +144,8 @@ def write_stdout(text: str) -> None:
 
 def print_renderables(renderables: list) -> None:
     """Print Rich renderables to stdout literally (no markup, no emoji). Piped, the output is
-    as wide as the widest renderable, so no cell wraps or is cut at 80 columns."""
+    as wide as the widest renderable, so no cell wraps or is cut at 80 columns. In a terminal
+    narrower than a table, the table is wrapped or stacked (``losscli.layout``), never cut."""
     from rich.console import Console
 
     stream = sys.stdout
@@ -155,6 +156,10 @@ def print_renderables(renderables: list) -> None:
         console = Console(
             file=stream, emoji=False, markup=False, highlight=False, width=max(width, 40)
         )
+    else:
+        from losscli import layout
+
+        renderables = [layout.fit(r, console) for r in renderables]
     console.on_broken_pipe = raise_broken_pipe  # the CLI ends quietly, with its own exit code
     for renderable in renderables:
         console.print(renderable)
