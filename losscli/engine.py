@@ -185,12 +185,16 @@ class BlockRun:
         keep_rows: int = 0,
         chunk_elements: int = CHUNK_ELEMENTS,
         convert_from: str | None = None,
+        keep_elements: bool = False,
     ):
         self.torch = torch = import_torch()
         self.spec = spec
         self.reduction, self.dtype, self.keep_rows = reduction, dtype, keep_rows
         self.chunk_elements = chunk_elements
         self.convert_from = convert_from  # --from: converted in autograd (losscli.convert)
+        # The unreduced loss of the last block (float64, flat), where asked (compare pairs it).
+        self.keep_elements = keep_elements
+        self.last_elements: list[np.ndarray] = []
         self.device = resolve_device(device)
         self.torch_dtype = _torch_dtype(torch, dtype)
         self.mean = reduction in ("mean", "batchmean")
@@ -222,6 +226,7 @@ class BlockRun:
         torch, spec = self.torch, self.spec
         started = time.perf_counter()
         arrays = prepared.arrays
+        self.last_elements = []
         chunks = _chunks(spec, prepared, self.chunk_elements)
         gradients = {}
         if len(chunks) > 1:
@@ -266,6 +271,10 @@ class BlockRun:
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
                 self.total += float(chunk_sum.item())
+                if self.keep_elements:
+                    self.last_elements.append(
+                        elements.detach().to(torch.float64).cpu().numpy().reshape(-1)
+                    )
                 if self.elements is not None:
                     start = rows.start if isinstance(rows, slice) else 0
                     self.elements.add(

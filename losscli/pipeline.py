@@ -444,203 +444,256 @@ def _needs_whole(spec: LossSpec, first: dict[str, InputArray], options: dict[str
     return False
 
 
-def compute_blocks(
-    spec: LossSpec,
-    blocks,
-    options: dict[str, Any],
-    ctx: Context,
-    *,
-    device: str = "cpu",
-    dtype: str = "float32",
-    grad: bool = True,
-    keep_rows: int = 0,
-    steps_limit: int = 0,
-    grad_out=None,
-    keep_gradients: bool = False,
-    tracker=NO_PROGRESS,
-    emit_state: bool = False,
-    by_class: bool = False,
-    top: int = 0,
-    hist: bool = False,
-    convert_from: str | None = None,
-    check: bool = False,
-) -> Result:
-    """Validate each block of rows on the CPU, compute it on ``device``, write the gradient
+def compute_blocks(spec: LossSpec, blocks, options: dict[str, Any], ctx: Context, **settings):
+    """Validate each block of rows on the CPU, compute it on the device, write the gradient
     of the first float input to ``grad_out`` block by block, and describe the run in a
     Result. ``blocks`` yields {input name: InputArray}; warnings about the whole input are
-    said once every block has been seen."""
-    from losscli import convert, engine
-    from losscli.io import check_output_shape
-    from losscli.io.write import BlockWriter
+    said once every block has been seen. ``settings`` are BlockPipeline's."""
     from losscli.stream import whole
 
-    started = time.perf_counter()
     options = check_options(spec, options, ctx.reduction)
-    given_as, conversion = convert.check(spec.name, convert_from)
     first = next(blocks)
     if _needs_whole(spec, first, options):
         first, blocks = whole(first, blocks), iter(())
-    first_float = spec.float_inputs[0]
-    if grad_out is not None:
-        check_output_shape("--grad-out", grad_out, first[first_float].array.shape)
-    tracker.start(first[spec.inputs[0].name].rows)
-    names = spec.input_names
-    rows = dict.fromkeys(names, 0)
-    stats: dict[str, engine.GradientStats] = {}
-    kept: dict[str, list[np.ndarray]] = {}
-    head: dict[str, list[np.ndarray]] = {}
-    head_rows = 0
-    block_run = writer = first_prepared = expected = checker = None
-    base_row = first[names[0]].row_offset  # a part of a larger input (--dask) starts there
+    run = BlockPipeline(spec, first, options, ctx, **settings)
     try:
         for block in itertools.chain([first], blocks):
-            for input_spec in spec.inputs:
-                inp = block[input_spec.name]
-                for message in inp.info.get("notes", []):
-                    ctx.warn(message)
-                if inp.array.size == 0:
-                    raise InputError(
-                        f"{input_spec.name} ({inp.source}): has no data (shape {inp.shape})"
-                    )
-                if input_spec.role in (FLOAT, LABEL):  # computed in --dtype
-                    check_representable(input_spec.name, inp, ctx)
-            raw = None
-            if given_as is not None:
-                inp = block[names[0]]
-                convert.check_values(given_as, inp.source, inp.array)
-            if conversion is not None:
-                raw = inp.array
-                converted = convert.numpy(spec.name, conversion, raw, dtype)
-                block = {**block, names[0]: inp.with_array(converted)}
-            prepared = spec.prepare(block, options, ctx)
-            if block_run is None:
-                first_prepared = prepared
-                engine.resolve_device(device)  # refused before any computation
-                block_run = engine.BlockRun(
-                    spec, reduction=ctx.reduction, device=device, dtype=dtype, grad=grad,
-                    keep_rows=keep_rows, convert_from=conversion,
-                )  # fmt: skip
-                classes = _class_count(spec, block, prepared)
-                if by_class and classes is None:
-                    raise OptionError(
-                        f"--by-class needs class-index targets; {spec.name}'s targets "
-                        f"({block[spec.inputs[1].name].source}) are "
-                        f"{prepared.targets_kind or 'not class indices'}"
-                    )
-                if check:
-                    from losscli.check import Check
+            run.add(block)
+        return run.finish()
+    finally:
+        run.close()
 
-                    checker = Check(spec, ctx.reduction, grad, conversion)
-                block_run.track_elements(
-                    classes if emit_state or by_class else None,
-                    max(top, TOP_IN_STATE) if emit_state else top,
-                    hist or emit_state,
+
+class BlockPipeline:
+    """One loss run over blocks of rows given one by one (``add``), ``first`` being the
+    first: checks, --from, prepare, the engine, the gradient statistics and --grad-out, the
+    head kept for --steps, --check; ``finish`` gives the Result."""
+
+    def __init__(
+        self,
+        spec: LossSpec,
+        first: dict[str, InputArray],
+        options: dict[str, Any],
+        ctx: Context,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        grad: bool = True,
+        keep_rows: int = 0,
+        steps_limit: int = 0,
+        grad_out=None,
+        keep_gradients: bool = False,
+        tracker=NO_PROGRESS,
+        emit_state: bool = False,
+        by_class: bool = False,
+        top: int = 0,
+        hist: bool = False,
+        convert_from: str | None = None,
+        check: bool = False,
+        keep_elements: bool = False,
+    ):
+        from losscli import convert
+        from losscli.io import check_output_shape
+
+        self.started = time.perf_counter()
+        self.spec, self.first, self.options, self.ctx = spec, first, options, ctx
+        self.device, self.dtype, self.grad = device, dtype, grad
+        self.keep_rows, self.steps_limit, self.grad_out = keep_rows, steps_limit, grad_out
+        self.keep_gradients, self.tracker, self.emit_state = keep_gradients, tracker, emit_state
+        self.by_class, self.top, self.hist, self.check = by_class, top, hist, check
+        self.keep_elements = keep_elements
+        self.given_as, self.conversion = convert.check(spec.name, convert_from)
+        self.first_float = spec.float_inputs[0]
+        if grad_out is not None:
+            check_output_shape("--grad-out", grad_out, first[self.first_float].array.shape)
+        tracker.start(first[spec.inputs[0].name].rows)
+        self.names = names = spec.input_names
+        self.rows = dict.fromkeys(names, 0)
+        self.stats: dict[str, Any] = {}
+        self.kept: dict[str, list[np.ndarray]] = {}
+        self.head: dict[str, list[np.ndarray]] = {}
+        self.head_rows = 0
+        self.block_run = self.writer = self.first_prepared = None
+        self.expected = self.checker = None
+        self.base_row = first[names[0]].row_offset  # a part of a larger input (--dask)
+
+    def add(self, block: dict[str, InputArray]) -> None:
+        """Check, prepare and compute one block of rows."""
+        from losscli import convert, engine
+        from losscli.io.write import BlockWriter
+
+        spec, ctx, names = self.spec, self.ctx, self.names
+        for input_spec in spec.inputs:
+            inp = block[input_spec.name]
+            for message in inp.info.get("notes", []):
+                ctx.warn(message)
+            if inp.array.size == 0:
+                raise InputError(
+                    f"{input_spec.name} ({inp.source}): has no data (shape {inp.shape})"
                 )
-            with warnings.catch_warnings():
-                # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
-                # where they matter; none reaches stderr.
-                warnings.simplefilter("ignore")
-                gradients = block_run.add(prepared, base_row + rows[names[0]], raw)
-            if checker is not None:
-                checker.add(prepared, gradients, raw)
-            if expected is None:
-                expected = _expected_factor(block_run, block[names[0]])
-            for name, gradient in gradients.items():
-                # In the shape the input was read in ((T,C) CTC log_probs, (N,1) targets).
-                shape = block[name].array.shape
-                if gradient.shape != shape and gradient.size == math.prod(shape):
-                    gradient = gradient.reshape(shape)
-                stats.setdefault(name, engine.GradientStats([])).add(gradient)
-                if name == first_float and grad_out is not None:
-                    if writer is None:
-                        trailing = gradient.shape[1:] if gradient.ndim else None
-                        writer = BlockWriter(grad_out, trailing, gradient.dtype, block[name].header)
-                    writer.add(gradient, expected)
-                if keep_gradients:
-                    kept.setdefault(name, []).append(gradient)
-            if steps_limit and head_rows < steps_limit:
-                head_rows = _keep_head(head, prepared.arrays, head_rows, steps_limit)
-            for name in names:
-                array = block[name].array
-                rows[name] += len(array) if array.ndim else 0
-            first_array = block[names[0]].array
-            tracker.advance(len(first_array) if first_array.ndim else 1)
+            if input_spec.role in (FLOAT, LABEL):  # computed in --dtype
+                check_representable(input_spec.name, inp, ctx)
+        raw = None
+        if self.given_as is not None:
+            inp = block[names[0]]
+            convert.check_values(self.given_as, inp.source, inp.array)
+        if self.conversion is not None:
+            raw = inp.array
+            converted = convert.numpy(spec.name, self.conversion, raw, self.dtype)
+            block = {**block, names[0]: inp.with_array(converted)}
+        prepared = spec.prepare(block, self.options, ctx)
+        if self.block_run is None:
+            self._start(block, prepared)
+        block_run = self.block_run
+        with warnings.catch_warnings():
+            # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
+            # where they matter; none reaches stderr.
+            warnings.simplefilter("ignore")
+            gradients = block_run.add(prepared, self.base_row + self.rows[names[0]], raw)
+        if self.checker is not None:
+            self.checker.add(prepared, gradients, raw)
+        if self.expected is None:
+            self.expected = _expected_factor(block_run, block[names[0]])
+        for name, gradient in gradients.items():
+            # In the shape the input was read in ((T,C) CTC log_probs, (N,1) targets).
+            shape = block[name].array.shape
+            if gradient.shape != shape and gradient.size == math.prod(shape):
+                gradient = gradient.reshape(shape)
+            self.stats.setdefault(name, engine.GradientStats([])).add(gradient)
+            if name == self.first_float and self.grad_out is not None:
+                if self.writer is None:
+                    trailing = gradient.shape[1:] if gradient.ndim else None
+                    self.writer = BlockWriter(
+                        self.grad_out, trailing, gradient.dtype, block[name].header
+                    )
+                self.writer.add(gradient, self.expected)
+            if self.keep_gradients:
+                self.kept.setdefault(name, []).append(gradient)
+        if self.steps_limit and self.head_rows < self.steps_limit:
+            self.head_rows = _keep_head(
+                self.head, prepared.arrays, self.head_rows, self.steps_limit
+            )
+        for name in names:
+            array = block[name].array
+            self.rows[name] += len(array) if array.ndim else 0
+        first_array = block[names[0]].array
+        self.tracker.advance(len(first_array) if first_array.ndim else 1)
+
+    def _start(self, block, prepared) -> None:
+        """Set up the engine once the first block is prepared."""
+        from losscli import engine
+
+        spec = self.spec
+        self.first_prepared = prepared
+        engine.resolve_device(self.device)  # refused before any computation
+        self.block_run = engine.BlockRun(
+            spec, reduction=self.ctx.reduction, device=self.device, dtype=self.dtype,
+            grad=self.grad, keep_rows=self.keep_rows, convert_from=self.conversion,
+            keep_elements=self.keep_elements,
+        )  # fmt: skip
+        classes = _class_count(spec, block, prepared)
+        if self.by_class and classes is None:
+            raise OptionError(
+                f"--by-class needs class-index targets; {spec.name}'s targets "
+                f"({block[spec.inputs[1].name].source}) are "
+                f"{prepared.targets_kind or 'not class indices'}"
+            )
+        if self.check:
+            from losscli.check import Check
+
+            self.checker = Check(spec, self.ctx.reduction, self.grad, self.conversion)
+        self.block_run.track_elements(
+            classes if self.emit_state or self.by_class else None,
+            max(self.top, TOP_IN_STATE) if self.emit_state else self.top,
+            self.hist or self.emit_state,
+        )
+
+    def close(self) -> None:
+        """Remove what an unfinished --grad-out left (nothing once finished)."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def finish(self) -> Result:
+        """Say the whole-input warnings, finish --grad-out, and describe the run."""
+        spec, ctx, names, first, rows = self.spec, self.ctx, self.names, self.first, self.rows
+        block_run, first_prepared, grad = self.block_run, self.first_prepared, self.grad
         ctx.finish()
         factor = block_run.factor
-        if writer is not None:
-            writer.commit(factor)
-    finally:
-        if writer is not None:
-            writer.close()
-    shapes = {n: [rows[n], *first[n].array.shape[1:]] if first[n].array.ndim else [] for n in names}
-    gradients = None
-    if grad:
-        gradients = {}
-        for name, parts in kept.items():
-            gradient = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            if factor != 1.0:
-                np.multiply(gradient, factor, out=gradient)
-            gradients[name] = gradient
-    summary = None
-    if grad:
-        summary = {}
-        for name, gradient_stats in stats.items():
-            gradient_stats.shape = shapes[name]
-            summary[name] = gradient_stats.summary(factor)
-    steps = None
-    if steps_limit:
-        joined = {
-            n: parts[0] if len(parts) == 1 else np.concatenate(parts) for n, parts in head.items()
+        if self.writer is not None:
+            self.writer.commit(factor)
+        shapes = {
+            n: [rows[n], *first[n].array.shape[1:]] if first[n].array.ndim else [] for n in names
         }
-        steps = spec.steps_table(joined, first_prepared.options, steps_limit)
-    output = block_run.output(gradients if keep_gradients else None)
-    total_s = time.perf_counter() - started
-    batch_rows = (
-        rows[names[0]]
-        if spec.chunkable
-        else _rows(first_prepared.arrays[spec.inputs[0].name], spec)
-    )
-    if first[names[0]].array.ndim == 0:
-        batch_rows = 1
-    result = Result(
-        loss=spec.name,
-        torch_class=spec.torch_class,
-        value=output.value,
-        reduction=ctx.reduction,
-        options=first_prepared.options,
-        device=output.device,
-        dtype=dtype,
-        inputs={
-            i.name: _input_summary(first[i.name], first_prepared.targets_kind, i, shapes[i.name])
-            for i in spec.inputs
-        },
-        gradients=output.gradients,
-        gradient_summary=summary,
-        warnings=ctx.warnings,
-        timing={"read_s": max(total_s - output.compute_s, 0.0), "compute_s": output.compute_s},
-        targets_kind=first_prepared.targets_kind,
-        total=output.total,
-        denominator=output.denominator,
-        per_sample=output.elements if keep_rows else None,
-        per_sample_total=batch_rows,
-        steps=steps,
-    )
-    _add_views(result, block_run, first_prepared.options, (by_class, top, hist), ctx, first)
-    if checker is not None:
-        from losscli.check import report
+        gradients = None
+        if grad:
+            gradients = {}
+            for name, parts in self.kept.items():
+                gradient = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                if factor != 1.0:
+                    np.multiply(gradient, factor, out=gradient)
+                gradients[name] = gradient
+        summary = None
+        if grad:
+            summary = {}
+            for name, gradient_stats in self.stats.items():
+                gradient_stats.shape = shapes[name]
+                summary[name] = gradient_stats.summary(factor)
+        steps = None
+        if self.steps_limit:
+            joined = {
+                n: parts[0] if len(parts) == 1 else np.concatenate(parts)
+                for n, parts in self.head.items()
+            }
+            steps = spec.steps_table(joined, first_prepared.options, self.steps_limit)
+        output = block_run.output(gradients if self.keep_gradients else None)
+        total_s = time.perf_counter() - self.started
+        batch_rows = (
+            rows[names[0]]
+            if spec.chunkable
+            else _rows(first_prepared.arrays[spec.inputs[0].name], spec)
+        )
+        if first[names[0]].array.ndim == 0:
+            batch_rows = 1
+        kind = first_prepared.targets_kind
+        result = Result(
+            loss=spec.name,
+            torch_class=spec.torch_class,
+            value=output.value,
+            reduction=ctx.reduction,
+            options=first_prepared.options,
+            device=output.device,
+            dtype=self.dtype,
+            inputs={
+                i.name: _input_summary(first[i.name], kind, i, shapes[i.name]) for i in spec.inputs
+            },
+            gradients=output.gradients,
+            gradient_summary=summary,
+            warnings=ctx.warnings,
+            timing={"read_s": max(total_s - output.compute_s, 0.0), "compute_s": output.compute_s},
+            targets_kind=kind,
+            total=output.total,
+            denominator=output.denominator,
+            per_sample=output.elements if self.keep_rows else None,
+            per_sample_total=batch_rows,
+            steps=steps,
+        )
+        wanted = (self.by_class, self.top, self.hist)
+        _add_views(result, block_run, first_prepared.options, wanted, ctx, first)
+        if self.checker is not None:
+            from losscli.check import report
 
-        # For reduction none, the sum of the elements stands for the value.
-        value = result.total if ctx.reduction == "none" else result.value
-        result.check = report(checker.to_state(), value, dtype, result.device)
-        result.warnings.extend(result.check.pop("warnings"))
-    if emit_state:
-        from losscli import state
+            # For reduction none, the sum of the elements stands for the value.
+            value = result.total if ctx.reduction == "none" else result.value
+            result.check = report(self.checker.to_state(), value, self.dtype, result.device)
+            result.warnings.extend(result.check.pop("warnings"))
+        if self.emit_state:
+            from losscli import state
 
-        sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
-        result.state = state.build(result, block_run, stats, sources)
-        if checker is not None:
-            result.state["check"] = checker.to_state()
-    return result
+            sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
+            result.state = state.build(result, block_run, self.stats, sources)
+            if self.checker is not None:
+                result.state["check"] = self.checker.to_state()
+        return result
 
 
 def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
