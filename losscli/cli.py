@@ -189,10 +189,119 @@ def _print_result(result, settings: Common) -> None:
         output.print_renderables(render.build_tables(result, settings.per_sample, settings.limit))
 
 
+# ------------------------------------------------------------------ compare
+
+compare_app = typer.Typer(
+    name="compare",
+    help=(
+        "Compare two prediction files on the same targets: both losses, the paired "
+        "difference b - a with its 95% interval, and --fail-if-worse MARGIN as a CI gate.\n\n"
+        "Example: losscli compare ce old_logits.csv new_logits.csv labels.csv "
+        "--fail-if-worse 0.01"
+    ),
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(compare_app, name="compare")
+
+# The common options that apply to a comparison (no gradients are computed).
+COMPARE_OPTIONS = (
+    "reduction", "device", "dtype", "format", "by_class", "block_rows", "input_format",
+    "delimiter", "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+)  # fmt: skip
+
+
+def add_compare_command(spec: LossSpec) -> None:
+    """Register ``losscli compare LOSS A B REST...`` for one loss."""
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    rest = " ".join(i.name.upper() for i in spec.inputs[1:])
+    inputs = inspect.Parameter(
+        "inputs",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        annotation=Annotated[
+            list[str],
+            typer.Argument(
+                metavar=f"A B {rest}".strip(),
+                help="Predictions A, predictions B, then the inputs they share ('-' for stdin).",
+                show_default=False,
+            ),
+        ],
+    )
+    margin = inspect.Parameter(
+        "fail_if_worse",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            float | None,
+            typer.Option(
+                "--fail-if-worse",
+                metavar="MARGIN",
+                help="Exit 1 when b's loss exceeds a's by more than MARGIN (or is NaN).",
+            ),
+        ],
+    )
+    own = [loss_parameter(option) for option in spec.options]
+
+    def command(ctx: typer.Context, **kwargs):
+        sources = kwargs.pop("inputs")
+        worse = kwargs.pop("fail_if_worse")
+        options = {option.name: kwargs.pop(option.name) for option in spec.options}
+        settings = Common(**kwargs)
+        code = _guarded(
+            settings.debug, lambda: run_comparison(spec, sources, options, settings, worse)
+        )
+        if code:
+            raise typer.Exit(code)
+
+    command.__signature__ = inspect.Signature(
+        [context, inputs, *own, *common_parameters(spec, COMPARE_OPTIONS), margin]
+    )
+    command.__name__ = "compare_" + spec.name.replace("-", "_")
+    text = (
+        f"Compare two sets of predictions with {spec.torch_class} on the same "
+        f"{rest.lower() or 'inputs'}: a, b, the paired difference b - a and its 95% interval."
+        f"\n\nExample: losscli compare {spec.name} A B {rest} --fail-if-worse 0.01"
+    )
+    compare_app.command(spec.name, help=text, no_args_is_help=True)(command)
+    for alias in spec.aliases:
+        compare_app.command(alias, help=text, hidden=True, no_args_is_help=True)(command)
+
+
+def run_comparison(spec, sources, options, settings: Common, margin) -> int:
+    """Compare, print (warnings, result, the gate's line); returns the exit code."""
+    from losscli import output, pipeline, render
+    from losscli.io.sources import stdin_fd
+
+    comparison, gate = pipeline.run_compare(
+        spec,
+        sources,
+        options,
+        settings,
+        margin,
+        stdin=stdin_fd(),
+        progress=lambda text: output.progress(text, settings.quiet),
+    )
+    if not settings.quiet:
+        for message in comparison.warnings:
+            output.warning(message)
+    if settings.format == "json":
+        output.write_stdout(render.render_compare_json(comparison))
+    elif settings.format == "value":
+        output.write_stdout(repr(float(comparison.value)) + "\n")
+    else:
+        output.print_renderables(render.compare_tables(comparison))
+    if gate is not None and gate.tripped:
+        output.note("gate", gate.reason)
+    return pipeline.exit_code(gate)
+
+
 # ------------------------------------------------------------------ loss commands
 
 for _spec in all_specs().values():
     add_loss_command(_spec)
+    add_compare_command(_spec)
 
 
 # ------------------------------------------------------------------ meta commands

@@ -193,11 +193,14 @@ def _common_hints() -> dict:
     return typing.get_type_hints(Common, include_extras=True)
 
 
-def common_parameters(spec: LossSpec) -> list[inspect.Parameter]:
-    """The common options as keyword parameters; ``--reduction`` offers the loss's reductions."""
+def common_parameters(spec: LossSpec, only: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """The common options as keyword parameters (those named in ``only``, where given);
+    ``--reduction`` offers the loss's reductions."""
     hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
+        if only and field.name not in only:
+            continue
         annotation = hints[field.name]
         if field.name == "reduction":
             annotation = Annotated[

@@ -112,10 +112,11 @@ def _requests(spec: LossSpec, settings: Common):
     return requests
 
 
-def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=None):
+def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=None, slots=None):
     """Every input as blocks of rows in lockstep ({input name: InputArray} per block);
     inputs that name one argument (single-file mode) share one read. ``blocks`` None reads
-    each input whole (in as few blocks as its reader makes)."""
+    each input whole (in as few blocks as its reader makes). ``slots``: (name, input
+    position) of each argument, where they are not the loss's inputs in order (compare)."""
     from losscli.io import open_blocks
     from losscli.io.shards import shard_args, shard_blocks
     from losscli.stream import lockstep
@@ -127,8 +128,9 @@ def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=No
     groups = []
     for positions in positions_of.values():
         arg = args[positions[0]]
-        wanted = [requests[p] for p in positions]
-        names = [spec.inputs[p].name for p in positions]
+        slot = [slots[p] if slots else (spec.inputs[p].name, p) for p in positions]
+        wanted = [requests[index] for _, index in slot]
+        names = [name for name, _ in slot]
         shards = shard_args(arg)
         if shards is None:
             source = sources.open(arg)
@@ -188,7 +190,6 @@ def run_files(
         SourceSet,
         check_output_path,
         parse_source,
-        read_vector,
     )
     from losscli.io.shards import shard_args
     from losscli.io.sources import delimiter_option, format_option
@@ -225,11 +226,7 @@ def run_files(
         for arg in args:
             for shard in shard_args(arg) or [arg]:
                 sources.open(shard)
-        options = dict(options)
-        for option in spec.options:  # vectors given as files are sources too
-            if option.kind == VECTOR and options.get(option.name) is not None:
-                value = options[option.name]
-                options[option.name] = read_vector(option.flag, value, sources, defaults, notes)
+        options = _vector_options(spec, options, sources, defaults, notes)
         grad_out = state_out = None
         read = {**(also_read or {}), **sources.identities}
         if settings.grad_out is not None:
@@ -282,6 +279,138 @@ def run_files(
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
             raise
     return result, gate_of(result, settings)
+
+
+def _vector_options(spec: LossSpec, options: dict, sources, defaults, notes: list) -> dict:
+    """The loss options with vectors given as files read (they are sources too)."""
+    from losscli.io import read_vector
+
+    options = dict(options)
+    for option in spec.options:
+        if option.kind == VECTOR and options.get(option.name) is not None:
+            value = options[option.name]
+            options[option.name] = read_vector(option.flag, value, sources, defaults, notes)
+    return options
+
+
+def run_compare(
+    spec: LossSpec,
+    source_texts: list[str],
+    options: dict[str, Any],
+    settings: Common,
+    margin: float | None,
+    *,
+    stdin=0,
+    progress=None,
+):
+    """The loss of predictions A and of predictions B on the same targets, read once in
+    lockstep, and the paired difference b - a of their unreduced losses (its standard error
+    and 95% interval); returns (Comparison, Gate or None) for --fail-if-worse MARGIN."""
+    from losscli import engine, views
+    from losscli.io import Blocks, ReadOptions, SourceSet, parse_source
+    from losscli.io.sources import delimiter_option, format_option
+    from losscli.stream import whole
+
+    progress = progress or (lambda text: NO_PROGRESS)
+    classes = check_settings(settings)
+    if margin is not None and not math.isfinite(margin):
+        raise OptionError(f"--fail-if-worse {margin} is not a finite number")
+    if settings.reduction == "none":
+        raise OptionError("compare needs a reduced loss (--reduction mean, sum or batchmean)")
+    count = len(spec.inputs)
+    if len(source_texts) != count + 1:
+        rest = " ".join(i.name.upper() for i in spec.inputs[1:])
+        raise OptionError(
+            f"compare {spec.name} takes {count + 1} inputs: A B {rest} (two prediction files, "
+            f"then what they share); got {len(source_texts)}"
+        )
+    defaults = ReadOptions(
+        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
+    )
+    parsed = {text: parse_source(text, defaults) for text in source_texts}
+    if sum(parsed[text].path == "-" for text in source_texts) > 1:
+        raise OptionError(
+            "only one input can come from stdin ('-'); write the others to files first"
+        )
+    args = [parsed[text] for text in source_texts]
+    first = spec.inputs[0].name
+    b_name = f"{first} (b)"
+    slots = [(first, 0), (b_name, 0), *((i.name, p) for p, i in enumerate(spec.inputs) if p)]
+    notes: list[str] = []
+    with SourceSet(stdin_fd=stdin) as sources:
+        engine.preload_torch()
+        for arg in args:
+            sources.open(arg)
+        options = check_options(
+            spec, _vector_options(spec, options, sources, defaults, notes), settings.reduction
+        )
+        contexts = [
+            Context(
+                reduction=settings.reduction,
+                allow_nonfinite=settings.allow_nonfinite,
+                classes=classes,
+                dtype=settings.dtype,
+            )
+            for _ in "ab"
+        ]
+        for message in notes:
+            contexts[0].warn(message)
+        blocks = read_inputs(spec, args, sources, settings, Blocks(settings.block_rows), slots)
+        joined = next(blocks)
+        if _needs_whole(spec, joined, options):
+            joined, blocks = whole(joined, blocks), iter(())
+
+        def sides(block):
+            a = {n: block[n] for n in spec.input_names}
+            return a, {**a, first: block[b_name]}
+
+        runs = [
+            BlockPipeline(
+                spec,
+                side,
+                options,
+                ctx,
+                device=settings.device,
+                dtype=settings.dtype,
+                grad=False,
+                by_class=settings.by_class,
+                convert_from=settings.from_,
+                keep_elements=True,
+            )  # fmt: skip
+            for side, ctx in zip(sides(joined), contexts)
+        ]
+        total = squares = 0.0
+        with progress(f"compare {spec.name} on {settings.device}") as tracker:
+            tracker.start(joined[first].rows)
+            for block in itertools.chain([joined], blocks):
+                for run, side in zip(runs, sides(block)):
+                    run.add(side)
+                a, b = (np.concatenate(run.block_run.last_elements) for run in runs)
+                difference = b - a
+                total += float(difference.sum())
+                squares += float(np.dot(difference, difference))
+                rows = block[first].array
+                tracker.advance(len(rows) if rows.ndim else 1)
+        results = [run.finish() for run in runs]
+    a, b = results
+    uncertainty = views.uncertainty(total, b.denominator, squares, settings.reduction, a.options)
+    comparison = views.Comparison(a, b, b.value - a.value, uncertainty)
+    if settings.by_class:
+        comparison.by_class = views.class_differences(a.by_class, b.by_class)
+    gate = None
+    if margin is not None:
+        worse = comparison.value
+        tripped = not worse <= margin  # NaN trips
+        reason = None
+        if tripped:
+            reason = (
+                f"b is worse than a by {worse!r} (more than --fail-if-worse {margin!r})"
+                if worse == worse
+                else f"the difference is NaN (trips --fail-if-worse {margin!r})"
+            )
+        gate = Gate(None, None, tripped, reason)
+        comparison.gate = {"fail_if_worse": margin, "tripped": tripped, "reason": reason}
+    return comparison, gate
 
 
 def gate_of(result: Result, settings: Common) -> Gate | None:

@@ -304,3 +304,61 @@ def _steps_table(steps: Steps, result: Result):
     notes = [Text(escape(n)) for n in steps.notes]
     notes.append(Text(f"reduction {_reduction_text(result)} = {_value_text(result)}"))
     return Group(table, *notes)
+
+
+# ------------------------------------------------------------------ compare
+
+
+def render_compare_json(comparison) -> str:
+    """The JSON of ``losscli compare``: {"a", "b", "difference", ...} (NaN/inf as null)."""
+    return json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def compare_tables(comparison) -> list:
+    """The table output of ``losscli compare``: both values, the paired difference and its
+    interval, the verdict, and per-class differences with --by-class."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    a, b = comparison.a, comparison.b
+    first = next(iter(a.inputs))
+    summary = Table(
+        title=Text(f"compare {a.loss} ({a.torch_class}): b - a"),
+        box=box.SIMPLE_HEAVY,
+        show_header=False,
+    )
+    summary.add_column("field", style="bold", no_wrap=True)
+    summary.add_column("value", no_wrap=True)
+    rows = [
+        ("a", f"{float(a.value)!r}  ({a.inputs[first]['source']})"),
+        ("b", f"{float(b.value)!r}  ({b.inputs[first]['source']})"),
+        ("difference b - a", repr(float(comparison.value))),
+        ("95% interval", _interval_text(comparison.uncertainty)),
+        ("verdict", comparison.verdict()),
+        ("reduction", a.reduction),
+        ("options", _options_text(a.options)),
+        ("device", a.device),
+        ("dtype", a.dtype),
+    ]
+    for name, info in a.inputs.items():
+        if name != first:
+            rows.append((f"input {name}", _input_text(info)))
+    if comparison.gate is not None:
+        gate = comparison.gate
+        rows.append(("gate", f"tripped: {gate['reason']}" if gate["tripped"] else "passed"))
+    for field, text in rows:
+        summary.add_row(Text(field), Text(escape(text)))
+    tables = [summary]
+    if comparison.by_class is not None:
+        table = Table(title="by class: b - a", box=box.SIMPLE_HEAVY)
+        for column in ("class", "count", "mean a", "mean b", "b - a"):
+            table.add_column(column, no_wrap=True, justify="left" if column == "class" else "right")
+        for row in comparison.by_class:
+            table.add_row(
+                Text(escape(str(row["class"]))),
+                Text(str(row["count"])),
+                *(Text(format_number(row[k])) for k in ("mean_a", "mean_b", "difference")),
+            )
+        tables.append(table)
+    return tables

@@ -370,3 +370,78 @@ def name_classes(rows: list[dict[str, Any]], names: list[str] | None) -> list[di
                 row[key] = names[value]
         named.append(row)
     return named
+
+
+# ------------------------------------------------------------------ compare
+
+
+class Comparison:
+    """Two results on the same targets and their paired difference b - a."""
+
+    def __init__(self, a, b, value: float, uncertainty: dict[str, Any]):
+        self.a, self.b, self.value, self.uncertainty = a, b, value, uncertainty
+        self.by_class: list[dict[str, Any]] | None = None
+        self.gate: dict[str, Any] | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Each side's warnings, said once where both give them, else marked (a) or (b)."""
+        a, b = self.a.warnings, self.b.warnings
+        shared = [w for w in a if w in b]
+        return [
+            *shared,
+            *(f"(a) {w}" for w in a if w not in shared),
+            *(f"(b) {w}" for w in b if w not in shared),
+        ]
+
+    def difference(self) -> dict[str, Any]:
+        difference = {
+            "value": self.value,
+            "stderr": self.uncertainty.get("stderr"),
+            "ci95": self.uncertainty.get("ci95"),
+        }
+        if "note" in self.uncertainty:
+            difference["stderr_note"] = self.uncertainty["note"]
+        return difference
+
+    def verdict(self) -> str:
+        """What the interval says, in words (lower loss is better)."""
+        if self.value != self.value:
+            return "no verdict: the difference is NaN"
+        if "ci95" not in self.uncertainty:
+            if self.value == 0:
+                return "the same loss"
+            return f"b is {'lower (better)' if self.value < 0 else 'higher (worse)'}; no interval"
+        low, high = self.uncertainty["ci95"]
+        if high < 0:
+            return "b is better (lower loss): the 95% interval is below 0"
+        if low > 0:
+            return "b is worse (higher loss): the 95% interval is above 0"
+        return "no clear difference: the 95% interval contains 0"
+
+    def to_dict(self) -> dict[str, Any]:
+        from losscli.result import _plain
+
+        out = {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "difference": _plain(self.difference()),
+        }
+        if self.by_class is not None:
+            out["by_class"] = _plain(self.by_class)
+        out["gate"] = _plain(self.gate)
+        return out
+
+
+def class_differences(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per class: count, mean loss of a and of b, and b - a."""
+    return [
+        {
+            "class": x["class"],
+            "count": x["count"],
+            "mean_a": x["mean"],
+            "mean_b": y["mean"],
+            "difference": y["mean"] - x["mean"],
+        }
+        for x, y in zip(a, b)
+    ]

@@ -1,0 +1,124 @@
+"""losscli compare LOSS A B TARGETS...: both losses, the paired difference and its 95%
+interval against SciPy, per-class differences against NumPy, the --fail-if-worse gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.conftest import assert_usage_error, run_cli, run_process
+
+
+def _json(*args) -> dict:
+    out = run_cli("compare", *args, "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _ce_rows(x, y):
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    return -logp[np.arange(len(y)), y]
+
+
+@pytest.fixture
+def two_models(tmp_path, rng):
+    y = rng.integers(0, 4, 200)
+    a = rng.normal(size=(200, 4))
+    b = a + 1.5 * np.eye(4)[y] + rng.normal(size=(200, 4)) * 0.3  # b is better
+    for name, array in (("a", a), ("b", b), ("y", y)):
+        np.save(tmp_path / f"{name}.npy", array)
+    return tmp_path, a, b, y
+
+
+@pytest.mark.parametrize("extra", [[], ["--block-rows", "7"]])
+def test_paired_difference_and_interval_match_scipy(two_models, extra):
+    path, a, b, y = two_models
+    got = _json("ce", path / "a.npy", path / "b.npy", path / "y.npy", "--dtype", "float64", *extra)
+    la, lb = _ce_rows(a, y), _ce_rows(b, y)
+    assert got["a"]["value"] == pytest.approx(la.mean(), rel=1e-12)
+    assert got["b"]["value"] == pytest.approx(lb.mean(), rel=1e-12)
+    d = lb - la
+    difference = got["difference"]
+    assert difference["value"] == pytest.approx(d.mean(), rel=1e-10)
+    assert difference["stderr"] == pytest.approx(stats.sem(d), rel=1e-9)
+    low, high = stats.norm.interval(0.95, loc=d.mean(), scale=stats.sem(d))
+    assert difference["ci95"] == pytest.approx([low, high], rel=1e-9)
+    assert high < 0  # b is better, and the interval says so
+    # a paired t-test agrees on the direction
+    assert stats.ttest_rel(lb, la).statistic < 0
+
+
+def test_by_class_differences_and_table(two_models):
+    path, a, b, y = two_models
+    got = _json("ce", path / "a.npy", path / "b.npy", path / "y.npy", "--dtype", "float64",
+                "--by-class")  # fmt: skip
+    la, lb = _ce_rows(a, y), _ce_rows(b, y)
+    for row in got["by_class"]:
+        rows = y == row["class"]
+        assert row["count"] == rows.sum()
+        assert row["mean_a"] == pytest.approx(la[rows].mean(), rel=1e-12)
+        assert row["difference"] == pytest.approx(lb[rows].mean() - la[rows].mean(), rel=1e-9)
+    table = run_cli("compare", "ce", path / "a.npy", path / "b.npy", path / "y.npy", "--by-class")
+    assert "b is better (lower loss)" in table.stdout and "by class: b - a" in table.stdout
+
+
+def test_elementwise_loss_pairs_every_element_and_three_input_losses(tmp_path, rng):
+    t, p, q = rng.normal(size=(3, 50, 3))
+    for name, array in (("t", t), ("p", p), ("q", q)):
+        np.save(tmp_path / f"{name}.npy", array)
+    got = _json("mse", tmp_path / "p.npy", tmp_path / "q.npy", tmp_path / "t.npy",
+                "--dtype", "float64")  # fmt: skip
+    d = ((q - t) ** 2 - (p - t) ** 2).reshape(-1)
+    assert got["difference"]["value"] == pytest.approx(d.mean(), rel=1e-10)
+    assert got["difference"]["stderr"] == pytest.approx(stats.sem(d), rel=1e-9)
+    x2, sign = rng.normal(size=50), np.where(rng.random(50) < 0.5, -1.0, 1.0)
+    np.save(tmp_path / "x1a.npy", t[:, 0])
+    np.save(tmp_path / "x1b.npy", p[:, 0])
+    np.save(tmp_path / "x2.npy", x2)
+    np.save(tmp_path / "y.npy", sign)
+    got = _json("margin-ranking", tmp_path / "x1a.npy", tmp_path / "x1b.npy", tmp_path / "x2.npy",
+                tmp_path / "y.npy", "--margin", "0.5", "--dtype", "float64")  # fmt: skip
+    for side, x1 in (("a", t[:, 0]), ("b", p[:, 0])):
+        expected = np.maximum(0, -sign * (x1 - x2) + 0.5).mean()
+        assert got[side]["value"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_fail_if_worse_gates_with_its_line(two_models):
+    path, *_ = two_models
+    worse = run_process("compare", "ce", path / "b.npy", path / "a.npy", path / "y.npy",
+                        "--fail-if-worse", "0.05", "-f", "value")  # fmt: skip
+    assert worse.returncode == 1
+    assert b"losscli: gate: b is worse than a by" in worse.stderr
+    assert float(worse.stdout) > 0.05
+    fine = run_cli("compare", "ce", path / "a.npy", path / "b.npy", path / "y.npy",
+                   "--fail-if-worse", "0")  # fmt: skip
+    assert fine.exit_code == 0 and "passed" in fine.stdout
+    same = _json("ce", path / "a.npy", path / "a.npy", path / "y.npy", "--fail-if-worse", "0")
+    assert same["difference"]["value"] == 0 and same["difference"]["stderr"] == 0
+    assert same["gate"]["tripped"] is False
+
+
+def test_compare_refuses_what_it_cannot_pair(two_models, tmp_path):
+    path, a, *_ = two_models
+    args = [path / "a.npy", path / "b.npy", path / "y.npy"]
+    assert_usage_error(run_cli("compare", "ce", *args[:2]), "takes 3 inputs")
+    assert_usage_error(run_cli("compare", "ce", *args, "-r", "none"), "reduced loss")
+    assert_usage_error(run_cli("compare", "ce", *args, "--fail-if-worse", "nan"), "finite")
+    np.save(tmp_path / "short.npy", a[:150])
+    out = run_cli("compare", "ce", path / "a.npy", tmp_path / "short.npy", path / "y.npy")
+    assert out.exit_code == 2 and "Traceback" not in out.stderr
+    unknown = run_process("compare", "nope", *args)
+    assert unknown.returncode == 2
+
+
+def test_compare_reads_a_from_stdin(two_models):
+    path, a, b, y = two_models
+    data = (path / "a.npy").read_bytes()
+    out = run_process("compare", "ce", "-", path / "b.npy", path / "y.npy", "-f", "json",
+                      "--dtype", "float64", input=data)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["difference"]["value"] == pytest.approx((_ce_rows(b, y) - _ce_rows(a, y)).mean())
