@@ -211,16 +211,21 @@ class BlockRun:
         self.kept_rows = 0
         self.compute_s = 0.0
 
-    def track_elements(self, classes: int | None, top: int = 0, hist: bool = False) -> None:
+    def track_elements(
+        self, classes: int | None, top: int = 0, hist: bool = False, groups: bool = False
+    ) -> None:
         """Keep the statistics of the unreduced loss that a mergeable state needs, per class
         too where the targets are ``classes`` class indices, and the per-row sketch and top
         rows where asked."""
-        self.elements = ElementStats(self.spec, classes, top, hist)
+        self.elements = ElementStats(self.spec, classes, top, hist, groups)
 
-    def add(self, prepared: Prepared, first_row: int = 0, raw=None) -> dict[str, np.ndarray]:
+    def add(
+        self, prepared: Prepared, first_row: int = 0, raw=None, groups=None
+    ) -> dict[str, np.ndarray]:
         """Compute one block (its first row is row ``first_row`` of the input); returns the
         gradients of its sum (empty without gradients). ``raw``: the first input as given,
-        which --from converts (``prepared`` holds it converted)."""
+        which --from converts (``prepared`` holds it converted); ``groups``: each row's
+        --group-by value."""
         from losscli import convert
 
         torch, spec = self.torch, self.spec
@@ -283,6 +288,7 @@ class BlockRun:
                         prepared.options,
                         first_row + start,
                         self.sum_dtype,
+                        None if groups is None else groups[rows],
                     )
                 if self.mean:
                     self.denominator += float(
@@ -353,7 +359,14 @@ class ElementStats:
     where asked the sketch of the per-row loss (``--hist``) and the ``top`` rows of highest
     loss (``--top``). A row's loss is the sum of its elements."""
 
-    def __init__(self, spec: LossSpec, classes: int | None, top: int = 0, hist: bool = False):
+    def __init__(
+        self,
+        spec: LossSpec,
+        classes: int | None,
+        top: int = 0,
+        hist: bool = False,
+        groups: bool = False,
+    ):
         from losscli import views
 
         self.spec = spec
@@ -363,8 +376,11 @@ class ElementStats:
         self.class_counts = np.zeros(classes or 0, dtype=np.int64)
         self.sketch = views.Sketch() if hist else None
         self.top = views.TopRows(top) if top else None
+        self.groups = views.Groups() if groups else None
 
-    def add(self, elements, chunk: dict, options: dict, first_row: int, sum_dtype) -> None:
+    def add(
+        self, elements, chunk: dict, options: dict, first_row: int, sum_dtype, groups=None
+    ) -> None:
         targets = chunk.get("targets")
         ignore_index = options.get("ignore_index")
         self.count += elements.numel()
@@ -376,7 +392,7 @@ class ElementStats:
             counts = np.bincount(labels[kept], minlength=self.classes)
             self.class_sums += np.bincount(labels[kept], values[kept], minlength=self.classes)
             self.class_counts += counts
-        if self.sketch is None and self.top is None:
+        if self.sketch is None and self.top is None and self.groups is None:
             return
         import torch
 
@@ -394,6 +410,11 @@ class ElementStats:
             kept_rows = np.asarray(targets) != ignore_index  # ignored rows are not samples
         if self.sketch is not None:
             self.sketch.add(losses if kept_rows is None else losses[kept_rows])
+        if self.groups is not None and groups is not None:
+            if kept_rows is None:
+                self.groups.add(groups, losses)
+            else:
+                self.groups.add(groups[kept_rows], losses[kept_rows])
         if self.top is not None:
             if kept_rows is not None:
                 losses = np.where(kept_rows, losses, -np.inf)

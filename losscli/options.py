@@ -89,6 +89,15 @@ class Common:
             "gradient, and a finite-difference check of the gradient on sampled rows.",
         ),
     ] = False
+    group_by: Annotated[
+        str | None,
+        _common(
+            "--group-by",
+            metavar="COL",
+            help="Also break the loss down by the values of column COL of the table "
+            "(single-file mode: --pred-cols and --target-cols).",
+        ),
+    ] = None
     top: Annotated[
         int | None,
         _common(

@@ -129,7 +129,7 @@ def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=No
     for positions in positions_of.values():
         arg = args[positions[0]]
         slot = [slots[p] if slots else (spec.inputs[p].name, p) for p in positions]
-        wanted = [requests[index] for _, index in slot]
+        wanted = [requests[index] if isinstance(index, int) else index for _, index in slot]
         names = [name for name, _ in slot]
         shards = shard_args(arg)
         if shards is None:
@@ -250,11 +250,14 @@ def run_files(
             ctx.warn(message)
         table = settings.format == "table"
         blocks = Blocks(settings.block_rows)
+        slots = None
+        if settings.group_by is not None:
+            args, slots = _group_slots(spec, texts, args, settings)
         try:
             with progress(f"{spec.name} on {settings.device}") as tracker:
                 result = compute_blocks(
                     spec,
-                    read_inputs(spec, args, sources, settings, blocks),
+                    read_inputs(spec, args, sources, settings, blocks, slots),
                     options,
                     ctx,
                     device=settings.device,
@@ -271,6 +274,7 @@ def run_files(
                     hist=settings.hist,
                     convert_from=settings.from_,
                     check=settings.check,
+                    group_by=settings.group_by,
                 )
             if state_out is not None:
                 _write_state(state_out, result)
@@ -279,6 +283,29 @@ def run_files(
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
             raise
     return result, gate_of(result, settings)
+
+
+# The name of the --group-by column among the inputs read in lockstep.
+GROUP = "--group-by"
+
+
+def _group_slots(spec: LossSpec, texts: list[str], args: list, settings: Common):
+    """The arguments and slots that read the --group-by column beside the inputs, from
+    the one table of single-file mode."""
+    from losscli.io import Request, parse_columns
+
+    single = settings.pred_cols is not None and settings.target_cols is not None
+    if not single or len(set(texts)) != 1:
+        raise OptionError(
+            "--group-by COL reads a column of the table that holds the predictions and the "
+            "targets: give one file with --pred-cols and --target-cols"
+        )
+    columns = parse_columns(settings.group_by)
+    if columns is None or len(columns) != 1:
+        raise OptionError(f"--group-by {settings.group_by!r} is not one column")
+    slots = [(i.name, p) for p, i in enumerate(spec.inputs)]
+    slots.append((GROUP, Request(columns, True, np.float64)))
+    return [*args, args[0]], slots
 
 
 def _vector_options(spec: LossSpec, options: dict, sources, defaults, notes: list) -> dict:
@@ -620,6 +647,7 @@ class BlockPipeline:
         convert_from: str | None = None,
         check: bool = False,
         keep_elements: bool = False,
+        group_by: str | None = None,
     ):
         from losscli import convert
         from losscli.io import check_output_shape
@@ -630,7 +658,7 @@ class BlockPipeline:
         self.keep_rows, self.steps_limit, self.grad_out = keep_rows, steps_limit, grad_out
         self.keep_gradients, self.tracker, self.emit_state = keep_gradients, tracker, emit_state
         self.by_class, self.top, self.hist, self.check = by_class, top, hist, check
-        self.keep_elements = keep_elements
+        self.keep_elements, self.group_by = keep_elements, group_by
         self.given_as, self.conversion = convert.check(spec.name, convert_from)
         self.first_float = spec.float_inputs[0]
         if grad_out is not None:
@@ -652,6 +680,10 @@ class BlockPipeline:
         from losscli.io.write import BlockWriter
 
         spec, ctx, names = self.spec, self.ctx, self.names
+        groups = None
+        if GROUP in block:
+            block = dict(block)
+            groups = block.pop(GROUP).array
         for input_spec in spec.inputs:
             inp = block[input_spec.name]
             for message in inp.info.get("notes", []):
@@ -678,7 +710,9 @@ class BlockPipeline:
             # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
             # where they matter; none reaches stderr.
             warnings.simplefilter("ignore")
-            gradients = block_run.add(prepared, self.base_row + self.rows[names[0]], raw)
+            gradients = block_run.add(
+                prepared, self.base_row + self.rows[names[0]], raw, groups=groups
+            )
         if self.checker is not None:
             self.checker.add(prepared, gradients, raw)
         if self.expected is None:
@@ -735,6 +769,7 @@ class BlockPipeline:
             classes if self.emit_state or self.by_class else None,
             max(self.top, TOP_IN_STATE) if self.emit_state else self.top,
             self.hist or self.emit_state,
+            self.group_by is not None,
         )
 
     def close(self) -> None:
@@ -808,6 +843,11 @@ class BlockPipeline:
         )
         wanted = (self.by_class, self.top, self.hist)
         _add_views(result, block_run, first_prepared.options, wanted, ctx, first)
+        if self.group_by is not None:
+            from losscli import views
+
+            result.by_group = views.by_group(block_run.elements.groups)
+            result.group_by = self.group_by
         if self.checker is not None:
             from losscli.check import report
 
@@ -820,6 +860,8 @@ class BlockPipeline:
 
             sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
             result.state = state.build(result, block_run, self.stats, sources)
+            if self.group_by is not None:
+                result.state["groups"] = state.groups_state(self.group_by, block_run.elements)
             if self.checker is not None:
                 result.state["check"] = self.checker.to_state()
         return result

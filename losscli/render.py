@@ -139,6 +139,25 @@ def _by_class_table(rows: list[dict]):
     return table
 
 
+def _by_group_table(rows: list[dict], column: str):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(escape(f"by {column}")), box=box.SIMPLE_HEAVY)
+    for name in ("group", "rows", "mean loss", "share"):
+        table.add_column(name, no_wrap=True, justify="left" if name == "group" else "right")
+    for row in rows:
+        share = row["share"]
+        table.add_row(
+            Text(escape(row["group"]) if row["group"] != "" else "(empty)"),
+            Text(str(row["count"])),
+            Text(format_number(row["mean"])),
+            Text("-" if share != share else f"{100 * share:.1f}%"),
+        )
+    return table
+
+
 def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> list:
     """The renderables of the table output: summary, gradients, per-sample, steps."""
     from rich import box
@@ -193,6 +212,8 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         tables.append(Text("gradient: not computed (--no-grad)"))
     if result.by_class is not None:
         tables.append(_by_class_table(result.by_class))
+    if result.by_group is not None:
+        tables.append(_by_group_table(result.by_group, result.group_by))
     if result.hist is not None:
         tables.append(hist_table(result.hist))
     if result.top is not None:

@@ -66,6 +66,9 @@ class Result:
     # The histogram of the per-row loss (--hist) and the rows of highest loss (--top).
     hist: dict[str, Any] | None = None
     top: list[dict[str, Any]] | None = None
+    # --group-by: the column, and per value of it {"group", "count", "mean", "share"}.
+    group_by: str | None = None
+    by_group: list[dict[str, Any]] | None = None
     # --check: relative errors against a float64 CPU recomputation.
     check: dict[str, Any] | None = None
 
@@ -94,6 +97,8 @@ class Result:
             **({"stderr_note": self.uncertainty["note"]} if "note" in self.uncertainty else {}),
             **_plain(self.language_model),
             **({"by_class": _plain(self.by_class)} if self.by_class is not None else {}),
+            **({"by_group": _plain(self.by_group)} if self.by_group is not None else {}),
+            **({"group_by": self.group_by} if self.group_by is not None else {}),
             **({"hist": _plain(self.hist)} if self.hist is not None else {}),
             **({"top": _plain(self.top)} if self.top is not None else {}),
             **({"check": _plain(self.check)} if self.check is not None else {}),

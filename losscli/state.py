@@ -92,6 +92,16 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
     }
 
 
+def groups_state(column: str, elements) -> dict:
+    """The --group-by part of a state: the column, and per value the sum and row count."""
+    groups = elements.groups
+    return {
+        "column": column,
+        "sums": {k: _number(v) for k, v in groups.sums.items()},
+        "counts": dict(groups.counts),
+    }
+
+
 def dumps(state: dict) -> str:
     from losscli import views
 
@@ -164,6 +174,7 @@ def load(path: str, text: bytes) -> dict:
             raise InputError(f"{path}: per_class counts are not row counts")
     _load_views(path, state)
     _load_check(path, state)
+    _load_groups(path, state)
     if not isinstance(state.get("warnings", []), list):
         raise InputError(f"{path}: warnings is not a list")
     return state
@@ -212,6 +223,24 @@ def _load_check(path: str, state: dict) -> None:
             check[key] = None
     if not _count(check.get("fd_points")):
         raise InputError(f"{path}: check fd_points is not a count")
+
+
+def _load_groups(path: str, state: dict) -> None:
+    """Check the --group-by part of a state (absent without --group-by)."""
+    groups = state.get("groups")
+    if groups is None:
+        return
+    sums = groups.get("sums") if isinstance(groups, dict) else None
+    counts = groups.get("counts") if isinstance(groups, dict) else None
+    if not (
+        isinstance(groups.get("column"), str)
+        and isinstance(sums, dict)
+        and isinstance(counts, dict)
+        and set(sums) == set(counts)
+        and all(_count(c) for c in counts.values())
+    ):
+        raise InputError(f"{path}: groups is not a --group-by state")
+    groups["sums"] = {k: _float(v, f"{path}: groups") for k, v in sums.items()}
 
 
 def _first(result) -> str:
@@ -293,6 +322,15 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         merged["top"] = {"k": top.k, "rows": top.rows}
     else:
         merged["top"] = None
+    grouped = [s.get("groups") for s in states]
+    merged["groups"] = None
+    if all(grouped):
+        _refuse(paths, "--group-by column", [g["column"] for g in grouped])
+        groups = views.Groups()
+        for g in grouped:
+            groups.merge(g["sums"], g["counts"])
+        merged["groups"] = {"column": grouped[0]["column"], "sums": groups.sums,
+                            "counts": groups.counts}  # fmt: skip
     checks = [s.get("check") for s in states]
     merged["check"] = check_module.merge(checks) if all(checks) else None
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
@@ -362,6 +400,10 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
             raise OptionError("--by-class: these states have no per-class sums (no class targets)")
         per_class = state["per_class"]
         result.by_class = views.by_class(per_class["sums"], per_class["counts"], None)
+    if state.get("groups") is not None:
+        groups = views.Groups()
+        groups.merge(state["groups"]["sums"], state["groups"]["counts"])
+        result.by_group, result.group_by = views.by_group(groups), state["groups"]["column"]
     if state.get("check") is not None:
         from losscli.check import report
 

@@ -445,3 +445,75 @@ def class_differences(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[
         }
         for x, y in zip(a, b)
     ]
+
+
+# ------------------------------------------------------------------ --group-by
+
+# More values than this in a --group-by column is not a grouping (a float column, an id).
+MAX_GROUPS = 10_000
+
+
+class Groups:
+    """Per value of the --group-by column: the sum of the per-row loss and the row count."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values, losses) -> None:
+        import numpy as np
+
+        values = np.asarray(values).reshape(-1)
+        if values.dtype.kind == "f":
+            keys = np.where(np.isnan(values), np.inf, values)  # NaN: one group, not many
+        else:
+            keys = np.asarray([str(v) for v in values.tolist()], dtype=object)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        sums = np.bincount(inverse, weights=losses, minlength=len(unique))
+        counts = np.bincount(inverse, minlength=len(unique))
+        for value, total, count in zip(unique.tolist(), sums.tolist(), counts.tolist()):
+            label = group_label(value)
+            self.sums[label] = self.sums.get(label, 0.0) + total
+            self.counts[label] = self.counts.get(label, 0) + count
+        if len(self.counts) > MAX_GROUPS:
+            from losscli.errors import InputError
+
+            raise InputError(
+                f"--group-by: the column has more than {MAX_GROUPS} values; group by a column "
+                "of labels (a split, a source, a class)"
+            )
+
+    def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
+        for label, total in sums.items():
+            self.sums[label] = self.sums.get(label, 0.0) + total
+            self.counts[label] = self.counts.get(label, 0) + counts[label]
+
+
+def group_label(value) -> str:
+    """A --group-by value as text: integral numbers without '.0', empty cells as ''."""
+    if isinstance(value, float):
+        if value == math.inf:
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def by_group(groups: Groups) -> list[dict[str, Any]]:
+    """Per group, in the order of their labels (numbers by value): count, mean, share."""
+    grand = math.fsum(groups.sums.values())
+
+    def order(label: str):
+        try:
+            return (0, float(label), label)
+        except ValueError:
+            return (1, 0.0, label)
+
+    return [
+        {
+            "group": label,
+            "count": groups.counts[label],
+            "mean": groups.sums[label] / groups.counts[label] if groups.counts[label] else math.nan,
+            "share": groups.sums[label] / grand if grand else math.nan,
+        }
+        for label in sorted(groups.sums, key=order)
+    ]

@@ -225,3 +225,84 @@ def test_top_and_hist_refused_or_said_plainly(tmp_path, rng, ce_files):
     out = run_cli("ce", xp, yp, "--hist", "--top", "2")
     assert out.exit_code == 0
     assert "p50" in out.stdout and "top 2 rows by loss" in out.stdout and "p[target]" in out.stdout
+
+
+# ------------------------------------------------------------------ --group-by
+
+
+@pytest.fixture
+def grouped_table(tmp_path, rng):
+    n = 120
+    x = rng.normal(size=(n, 3))
+    y = rng.integers(0, 3, n)
+    split = rng.choice(["train", "val", "test, held out"], n)
+    fold = np.arange(n) % 4
+    lines = ["a,b,c,label,split,fold"]
+    lines += [
+        ",".join(f"{v:.17g}" for v in x[i]) + f',{y[i]},"{split[i]}",{fold[i]}' for i in range(n)
+    ]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path, x, y, split, fold
+
+
+def _expected_groups(losses, keys) -> list[dict]:
+    import pandas as pd
+
+    frame = pd.DataFrame({"loss": losses, "key": keys}).groupby("key")["loss"]
+    total = losses.sum()
+    return [
+        {"group": str(k), "count": int(c), "mean": m, "share": s / total}
+        for k, c, m, s in zip(frame.count().index, frame.count(), frame.mean(), frame.sum())
+    ]
+
+
+@pytest.mark.parametrize("column", ["split", "fold", "4"])
+@pytest.mark.parametrize("extra", [[], ["--block-rows", "11"]])
+def test_group_by_matches_pandas(grouped_table, column, extra):
+    path, x, y, split, fold = grouped_table
+    got = _json("ce", path, "--pred-cols", "a,b,c", "--target-cols", "label", "--group-by", column,
+                "--dtype", "float64", *extra)  # fmt: skip
+    keys = fold if column == "fold" else split
+    expected = _expected_groups(_ce_rows(x, y), keys)
+    assert [g["group"] for g in got["by_group"]] == [g["group"] for g in expected]
+    for row, want in zip(got["by_group"], expected):
+        assert row["count"] == want["count"]
+        assert row["mean"] == pytest.approx(want["mean"], rel=1e-12)
+        assert row["share"] == pytest.approx(want["share"], rel=1e-12)
+
+
+def test_group_by_from_parquet_merged_and_in_the_table(tmp_path, rng):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p, t = rng.random(60), rng.integers(0, 2, 60).astype(float)
+    src = rng.choice(["x", "y", "z"], 60)
+    losses = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    for name, rows in (("a", slice(0, 25)), ("b", slice(25, None))):
+        table = pa.table({"p": p[rows], "y": t[rows], "src": src[rows]})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=7)
+        run_cli("bce", tmp_path / f"{name}.parquet", "--pred-cols", "p", "--target-cols", "y",
+                "--group-by", "src", "--dtype", "float64",
+                "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
+    merged = _json("merge", tmp_path / "a.json", tmp_path / "b.json")
+    expected = _expected_groups(losses, src)
+    assert merged["group_by"] == "src"
+    for row, want in zip(merged["by_group"], expected):
+        assert row["count"] == want["count"]
+        assert row["mean"] == pytest.approx(want["mean"], rel=1e-12)
+    table = run_cli("bce", tmp_path / "a.parquet", "--pred-cols", "p", "--target-cols", "y",
+                    "--group-by", "src")  # fmt: skip
+    assert "by src" in table.stdout and "mean loss" in table.stdout
+
+
+def test_group_by_refusals(grouped_table, monkeypatch):
+    from losscli import views
+
+    path, *_ = grouped_table
+    single = ["--pred-cols", "a,b,c", "--target-cols", "label"]
+    assert_usage_error(run_cli("ce", path, path, "--group-by", "split"), "--pred-cols")
+    assert_usage_error(run_cli("ce", path, *single, "--group-by", "nope"), "no column 'nope'")
+    assert_usage_error(run_cli("ce", path, *single, "--group-by", "split,fold"), "one column")
+    monkeypatch.setattr(views, "MAX_GROUPS", 3)
+    assert_usage_error(run_cli("ce", path, *single, "--group-by", "fold"), "more than 3 values")
