@@ -101,6 +101,20 @@ def main():
     save_csv("ctc_targets.csv", targets, fmt="%d")
     save_csv("ctc_input_lengths.csv", np.array([12, 10, 11]), fmt="%d")
     save_csv("ctc_target_lengths.csv", target_lengths, fmt="%d")
+    # Beyond the number (its own generator, so the files above stay as they are):
+    # probabilities for --from probs, a second model for compare, a table with a split column.
+    more = np.random.default_rng(11)
+    probs = np.exp(log_softmax(logits))
+    save_csv("probs.csv", probs, fmt="%.10f")
+    better = logits + 1.5 * np.eye(5)[labels] + more.normal(0, 0.5, size=logits.shape)
+    save_csv("logits_b.csv", np.round(better, 6))
+    n = 60
+    eval_labels = more.integers(0, 3, size=n)
+    eval_logits = np.round(more.normal(0, 1.5, size=(n, 3)) + 1.2 * np.eye(3)[eval_labels], 6)
+    split = more.choice(["train", "val", "test"], size=n)
+    rows = [",".join(f"{v:.6f}" for v in eval_logits[i]) + f",{eval_labels[i]},{split[i]}"
+            for i in range(n)]  # fmt: skip
+    (HERE / "eval.csv").write_text("cat,dog,bird,label,split\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

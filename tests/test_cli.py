@@ -632,7 +632,7 @@ def _readme_jobs() -> list[dict]:
         if "sample_data/" not in line or "|" in line or "\\" in line:
             continue
         words = shlex.split(line.split("#")[0])[1:]
-        if words[0] in ("list", "explain") or words[-1].endswith("\\"):
+        if words[0] in ("list", "explain", "compare", "merge") or words[-1].endswith("\\"):
             continue
         inputs = [w for w in words[1:] if w.startswith("sample_data/")]
         rest = words[1 + len(inputs) :]

@@ -306,3 +306,49 @@ def test_group_by_refusals(grouped_table, monkeypatch):
     assert_usage_error(run_cli("ce", path, *single, "--group-by", "split,fold"), "one column")
     monkeypatch.setattr(views, "MAX_GROUPS", 3)
     assert_usage_error(run_cli("ce", path, *single, "--group-by", "fold"), "more than 3 values")
+
+
+# ------------------------------------------------------------------ the README's examples
+
+
+def _section_examples() -> list[str]:
+    """The commands quoted in the README's "Beyond the number" section."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Beyond the number") : readme.index("## Merging runs")]
+    found = re.findall(r"`(losscli [^`]*sample_data[^`]*)`", section)
+    return list(dict.fromkeys(" ".join(c.split()) for c in found))
+
+
+def test_every_beyond_the_number_example_runs_and_gives_its_view(monkeypatch):
+    import shlex
+    from pathlib import Path
+
+    from sklearn.metrics import log_loss
+
+    monkeypatch.chdir(Path(__file__).parents[1])
+    examples = _section_examples()
+    views = {"--group-by": "by_group", "--top": "top", "--hist": "hist", "--check": "check",
+             "compare": "difference"}  # fmt: skip
+    for flag in views:
+        assert any(flag in e for e in examples), flag
+    for example in examples:
+        out = run_cli(*shlex.split(example)[1:], "-f", "json")
+        assert out.exit_code == 0, (example, out.stderr)
+        got = json.loads(out.stdout)
+        for flag, key in views.items():
+            if flag in example.split():
+                assert got.get(key) is not None, (example, key)
+        if "--from" in example:
+            probs = np.loadtxt("sample_data/probs.csv", delimiter=",")
+            labels = np.loadtxt("sample_data/labels.csv", dtype=int)
+            assert got["value"] == pytest.approx(log_loss(labels, probs, labels=range(5)), rel=1e-6)
+        if "--dtype bfloat16" in example and "--check" in example:
+            assert got["check"]["value_rel_error"] > 0
+    table = run_cli(*shlex.split(next(e for e in examples if "--hist" in e))[1:])
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for line in table.stdout.splitlines()[-35:]:  # the sample in the README is real output
+        if "#" in line or line.startswith("p50"):
+            assert line.rstrip() in readme, line
