@@ -86,9 +86,8 @@ def _guarded(debug: bool, action) -> int:
         return EXIT_INTERNAL
 
 
-def add_loss_command(spec: LossSpec) -> None:
-    """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
-    and the common options, running the shared pipeline."""
+def _input_parameters(metavar: str, text: str) -> list[inspect.Parameter]:
+    """The context and the positional inputs of a command that reads files."""
     context = inspect.Parameter(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
     )
@@ -96,13 +95,17 @@ def add_loss_command(spec: LossSpec) -> None:
         "inputs",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         annotation=Annotated[
-            list[str],
-            typer.Argument(
-                metavar=spec.metavar,
-                help="Input files in this order ('-' for stdin, 'file.npz:key' for NPZ).",
-                show_default=False,
-            ),
+            list[str], typer.Argument(metavar=metavar, help=text, show_default=False)
         ],
+    )
+    return [context, inputs]
+
+
+def add_loss_command(spec: LossSpec) -> None:
+    """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
+    and the common options, running the shared pipeline."""
+    inputs = _input_parameters(
+        spec.metavar, "Input files in this order ('-' for stdin, 'file.npz:key' for NPZ)."
     )
     own = [loss_parameter(option) for option in spec.options]
 
@@ -115,7 +118,7 @@ def add_loss_command(spec: LossSpec) -> None:
         if code:
             raise typer.Exit(code)
 
-    command.__signature__ = inspect.Signature([context, inputs, *own, *common_parameters(spec)])
+    command.__signature__ = inspect.Signature([*inputs, *own, *common_parameters(spec)])
     command.__name__ = spec.name.replace("-", "_")
     text = _command_help(spec)
     app.command(spec.name, help=text, no_args_is_help=True)(command)
@@ -213,21 +216,10 @@ COMPARE_OPTIONS = (
 
 def add_compare_command(spec: LossSpec) -> None:
     """Register ``losscli compare LOSS A B REST...`` for one loss."""
-    context = inspect.Parameter(
-        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-    )
     rest = " ".join(i.name.upper() for i in spec.inputs[1:])
-    inputs = inspect.Parameter(
-        "inputs",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[
-            list[str],
-            typer.Argument(
-                metavar=f"A B {rest}".strip(),
-                help="Predictions A, predictions B, then the inputs they share ('-' for stdin).",
-                show_default=False,
-            ),
-        ],
+    inputs = _input_parameters(
+        f"A B {rest}".strip(),
+        "Predictions A, predictions B, then the inputs they share ('-' for stdin).",
     )
     margin = inspect.Parameter(
         "fail_if_worse",
@@ -256,7 +248,7 @@ def add_compare_command(spec: LossSpec) -> None:
             raise typer.Exit(code)
 
     command.__signature__ = inspect.Signature(
-        [context, inputs, *own, *common_parameters(spec, COMPARE_OPTIONS), margin]
+        [*inputs, *own, *common_parameters(spec, COMPARE_OPTIONS), margin]
     )
     command.__name__ = "compare_" + spec.name.replace("-", "_")
     text = (

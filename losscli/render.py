@@ -158,6 +158,16 @@ def _by_group_table(rows: list[dict], column: str):
     return table
 
 
+def _add_fields(summary, rows: list[tuple[str, str]], gate: dict | None) -> None:
+    """The field/value rows of a summary table, and the gate's row where there is a gate."""
+    from rich.text import Text
+
+    if gate is not None:
+        rows = [*rows, ("gate", f"tripped: {gate['reason']}" if gate["tripped"] else "passed")]
+    for field, text in rows:
+        summary.add_row(Text(field), Text(escape(text)))
+
+
 def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> list:
     """The renderables of the table output: summary, gradients, per-sample, steps."""
     from rich import box
@@ -189,13 +199,8 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
                 f"{format_number(model['bits'])} bits per sample",
             )
         )
-    for name, info in result.inputs.items():
-        rows.append((f"input {name}", _input_text(info)))
-    if result.gate is not None:
-        gate = result.gate
-        rows.append(("gate", f"tripped: {gate['reason']}" if gate["tripped"] else "passed"))
-    for field, text in rows:
-        summary.add_row(Text(field), Text(escape(text)))
+    rows += [(f"input {name}", _input_text(info)) for name, info in result.inputs.items()]
+    _add_fields(summary, rows, result.gate)
     tables = [summary]
     if result.gradient_summary is not None:
         grads = Table(title="gradient", box=box.SIMPLE_HEAVY)
@@ -362,14 +367,8 @@ def compare_tables(comparison) -> list:
         ("device", a.device),
         ("dtype", a.dtype),
     ]
-    for name, info in a.inputs.items():
-        if name != first:
-            rows.append((f"input {name}", _input_text(info)))
-    if comparison.gate is not None:
-        gate = comparison.gate
-        rows.append(("gate", f"tripped: {gate['reason']}" if gate["tripped"] else "passed"))
-    for field, text in rows:
-        summary.add_row(Text(field), Text(escape(text)))
+    rows += [(f"input {n}", _input_text(info)) for n, info in a.inputs.items() if n != first]
+    _add_fields(summary, rows, comparison.gate)
     tables = [summary]
     if comparison.by_class is not None:
         table = Table(title="by class: b - a", box=box.SIMPLE_HEAVY)

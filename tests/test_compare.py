@@ -10,17 +10,13 @@ import pytest
 from scipy import stats
 
 from tests.conftest import assert_usage_error, run_cli, run_process
+from tests.test_views import _ce_rows
 
 
 def _json(*args) -> dict:
     out = run_cli("compare", *args, "-f", "json")
     assert out.exit_code == 0, out.stderr
     return json.loads(out.stdout)
-
-
-def _ce_rows(x, y):
-    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
-    return -logp[np.arange(len(y)), y]
 
 
 @pytest.fixture
