@@ -6,7 +6,7 @@ time: every figure is relative to a baseline measured in the same run.
 
     python benchmarks/run.py            # every case
     python benchmarks/run.py help small # chosen cases (help small csv npy batch
-                                        # stream-npy stream-csv dask)
+                                        # views compare stream-npy stream-csv dask)
 
 The two stream cases write about 3 GB of data under benchmarks/data (once) and take a few
 minutes: a 50,000,000 x 10 float32 NPY (2 GB) and a 10,000,000 x 10 CSV (about 1 GB).
@@ -103,6 +103,9 @@ def make_data() -> None:
         big = rng.normal(size=(1_000_000, 10)).astype(np.float32)
         np.save(big_path, big)
         np.save(DATA / "big_labels.npy", rng.integers(0, 10, 1_000_000))
+    second = DATA / "big_logits_b.npy"
+    if not second.exists():  # a second model, for compare
+        np.save(second, rng.normal(size=(1_000_000, 10)).astype(np.float32))
     big = np.load(big_path)
     write_csv(DATA / "big_logits.csv", big, "%.6f")
     write_csv(DATA / "big_labels.csv", np.load(DATA / "big_labels.npy"), "%d")
@@ -270,6 +273,18 @@ def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
         ours, base = ce_commands("big_logits.npy", "big_labels.npy", "ce_npload.py")
         r = compare("1Mx10 NPY ce vs np.load script", ours, base, 7)
         out.append(("time <= 1.1x", 1.1, r))
+    if not selected or "views" in selected:
+        files = [str(DATA / "big_logits.npy"), str(DATA / "big_labels.npy")]
+        ours = [*LOSSCLI, "ce", *files, "--hist", "--top", "10", "--by-class", "-f", "json"]
+        base = [PY, str(BASE / "ce_views.py"), *files]
+        r = compare("1Mx10 NPY ce --hist --top --by-class vs NumPy", ours, base, 5)
+        out.append(("time <= 1.2x", 1.2, r))
+    if not selected or "compare" in selected:
+        files = [str(DATA / n) for n in ("big_logits.npy", "big_logits_b.npy", "big_labels.npy")]
+        ours = [*LOSSCLI, "compare", "ce", *files, "-f", "value"]
+        base = [PY, str(BASE / "ce_compare.py"), *files]
+        r = compare("1Mx10 NPY compare ce vs torch + NumPy", ours, base, 5)
+        out.append(("time <= 1.2x", 1.2, r))
     if not selected or "stream-npy" in selected:
         files = [str(DATA / "huge_logits.npy"), str(DATA / "huge_labels.npy")]
         grad, base_grad = str(DATA / "grad_losscli.npy"), str(DATA / "grad_baseline.npy")
