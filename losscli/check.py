@@ -26,13 +26,16 @@ FD_COORDINATES = 3  # coordinates per sampled row
 class Check:
     """The float64 CPU reference of one run, block by block."""
 
-    def __init__(self, spec, reduction: str, grad: bool, convert_from: str | None):
+    def __init__(self, spec, reduction: str, grad: bool, convert_from: str | None, dtype: str):
         from losscli import engine
 
+        # --from clamps probabilities at the run's epsilon, in the reference too: --check
+        # measures rounding, not the clamp.
         self.reference = engine.BlockRun(
             spec, reduction=reduction, device="cpu", dtype="float64", grad=grad,
-            convert_from=convert_from,
+            convert_from=convert_from, convert_dtype=dtype,
         )  # fmt: skip
+        self.dtype = dtype
         self.spec, self.grad, self.convert_from = spec, grad, convert_from
         self.diff_squares = self.ref_squares = 0.0
         self.fd_max: float | None = None
@@ -49,7 +52,7 @@ class Check:
             self.ref_squares += float(np.dot(ref, ref))
         if self.fd_max is None and self.grad:
             self.fd_max, self.fd_points = finite_differences(
-                self.spec, prepared, raw, self.convert_from
+                self.spec, prepared, raw, self.convert_from, self.dtype
             )
 
     def to_state(self) -> dict[str, Any]:
@@ -66,10 +69,11 @@ class Check:
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One check state from those of parts of the rows."""
+    from losscli import views
 
     def total(key):
         values = [p[key] for p in parts]
-        return None if any(v is None for v in values) else math.fsum(values)
+        return None if any(v is None for v in values) else views.fsum(values)
 
     errors = [p["fd_max_rel_error"] for p in parts if p["fd_max_rel_error"] is not None]
     return {
@@ -124,11 +128,16 @@ def _relative(value: float, reference: float) -> float | None:
     return abs(value - reference) / abs(reference)
 
 
-def finite_differences(spec, prepared, raw, convert_from) -> tuple[float | None, int]:
-    """The largest relative difference between the float64 gradient of the loss summed over
-    a few rows of ``prepared`` and central differences, at a few coordinates of each row
-    (where the loss is smooth there: a kink's one-sided differences disagree); (None, 0)
-    where rows cannot be taken apart (ctc, a 0-d input)."""
+def finite_differences(
+    spec, prepared, raw, convert_from, dtype: str = "float64"
+) -> tuple[float | None, int]:
+    """The largest relative difference between the float64 gradient of a sampled row's loss
+    (the sum of its elements) and central differences, at a few coordinates of each of a few
+    rows of ``prepared``. Points where the loss is not smooth (a kink's one-sided
+    differences disagree) or not defined a step away (a probability at 0 or 1) are skipped,
+    and a gradient below the rounding noise of the row's loss is compared absolutely.
+    (None, 0) where rows cannot be taken apart (ctc, a 0-d input). ``dtype``: the run's,
+    whose epsilon --from clamps with."""
     from losscli import convert, engine
 
     torch = engine.import_torch()
@@ -151,7 +160,7 @@ def finite_differences(spec, prepared, raw, convert_from) -> tuple[float | None,
         elif isinstance(value, np.floating):
             value = float(value)
         options[key] = value
-    loss_fn = getattr(torch.nn, spec.torch_class)(reduction="sum", **options)
+    loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
     target = spec.float_inputs[0]
     floats = {i.name for i in spec.inputs if i.role in ("float", "label")}
 
@@ -163,12 +172,16 @@ def finite_differences(spec, prepared, raw, convert_from) -> tuple[float | None,
         tensors = {n: tensor(n, subset[n]) for n in names}
         tensors[target] = x
         if given is not None and target == first:
-            tensors[first] = convert.torch(torch, spec.name, convert_from, x, "float64")
-        return loss_fn(*(tensors[n] for n in names))
+            tensors[first] = convert.torch(torch, spec.name, convert_from, x, dtype)
+        elements = loss_fn(*(tensors[n] for n in names))
+        return elements.reshape(len(rows), -1).sum(1)
 
     x = tensor(target, subset[target]).clone().requires_grad_(True)
-    with torch.enable_grad():
-        loss_of(x).backward()
+    try:
+        with torch.enable_grad():
+            loss_of(x).sum().backward()
+    except RuntimeError:
+        return None, 0
     analytic = x.grad.numpy().reshape(len(rows), -1)
     base = x.detach().numpy().reshape(len(rows), -1)
     worst, points = 0.0, 0
@@ -181,7 +194,12 @@ def finite_differences(spec, prepared, raw, convert_from) -> tuple[float | None,
                 for step in (h, 0.0, -h):
                     moved = base.copy()
                     moved[r, j] += step
-                    values.append(float(loss_of(torch.from_numpy(moved.reshape(x.shape)))))
+                    try:
+                        values.append(float(loss_of(torch.from_numpy(moved.reshape(x.shape)))[r]))
+                    except RuntimeError:  # outside the loss's domain (bce past 1)
+                        break
+                if len(values) < 3 or not all(map(math.isfinite, values)):
+                    continue
                 forward, backward = (values[0] - values[1]) / h, (values[1] - values[2]) / h
                 # Smooth: one-sided differences differ by about h * f'' (tiny); at a kink
                 # by the jump of the derivative.
@@ -189,7 +207,9 @@ def finite_differences(spec, prepared, raw, convert_from) -> tuple[float | None,
                 if jump > max(1e-3 * max(abs(forward), abs(backward)), 1e-4):
                     continue  # a kink (|x| at 0, a margin's edge): no derivative to compare
                 central = (values[0] - values[2]) / (2 * h)
-                denominator = max(abs(central), abs(analytic[r, j]), 1e-8)
+                # Rounding makes a difference quotient uncertain by about eps |f| / h.
+                noise = 1e-6 * (1.0 + abs(values[1]))
+                denominator = max(abs(central), abs(analytic[r, j]), noise)
                 worst = max(worst, abs(central - analytic[r, j]) / denominator)
                 points += 1
     return (worst if points else None), points

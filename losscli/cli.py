@@ -404,7 +404,9 @@ def merge(
     ] = False,
     top: Annotated[
         int | None,
-        typer.Option("--top", min=1, metavar="K", help="Also list the K rows of highest loss."),
+        typer.Option(
+            "--top", min=1, max=10_000, metavar="K", help="Also list the K rows of highest loss."
+        ),
     ] = None,
     hist: Annotated[
         bool, typer.Option("--hist", help="Also draw a histogram and quantiles of the loss.")

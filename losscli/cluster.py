@@ -220,6 +220,19 @@ def _client(address: str):
         raise OptionError(f"--dask {address}: cannot reach the scheduler ({error})") from None
 
 
+def _count_rows_over_parts(spec: LossSpec, states: list[dict]) -> None:
+    """Number the top rows of each part's state from the first row of the first part, as
+    one process counts them over shards, row groups and ranges."""
+    first = spec.inputs[0].name
+    offset = 0
+    for part in states:
+        if part.get("top") is not None:
+            for row in part["top"]["rows"]:
+                row["row"] += offset
+        shape = part["inputs"][first]["shape"]
+        offset += shape[0] if shape else 1
+
+
 def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Common, progress):
     """Run every part as a task on the cluster at ``settings.dask``; returns (Result, Gate)."""
     from losscli import pipeline, state
@@ -268,6 +281,7 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
                         "merged, rerun"
                     ) from None
                 tracker.advance(1)
+            _count_rows_over_parts(spec, states)
             merged = state.merge(names, states)
             if grad_dir is not None and merged["denominator"]:
                 # Each part wrote the gradient of its own mean: scale it to the merged one,

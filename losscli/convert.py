@@ -54,13 +54,45 @@ def check_values(kind: str, source: str, array) -> None:
     if kind == "probs" and (np.nanmin(array) < 0 or np.nanmax(array) > 1):
         bad = np.nanmin(array) if np.nanmin(array) < 0 else np.nanmax(array)
         raise InputError(
-            f"predictions ({source}): --from probs, but {bad:.6g} is not a probability in [0, 1]"
+            f"predictions ({source}): --from probs, but {float(bad)!r} is not a probability "
+            "in [0, 1]"
         )
     if kind == "log-probs" and np.nanmax(array) > 0:
         raise InputError(
-            f"predictions ({source}): --from log-probs, but {np.nanmax(array):.6g} > 0 is not "
-            "a log-probability"
+            f"predictions ({source}): --from log-probs, but {float(np.nanmax(array))!r} > 0 is "
+            "not a log-probability"
         )
+
+
+def row_sums(loss: str, kind: str, inp, ctx) -> None:
+    """Warn (once, over every block) where --from probs or log-probs rows of a multi-class
+    loss do not sum to 1: ce normalises them, nll and kl-div take them as they are."""
+    import numpy as np
+
+    from losscli.validate import sum_tolerance
+
+    array = inp.array
+    if loss not in ("ce", "nll", "kl-div") or kind == "logits" or array.ndim < 2:
+        return
+    probs = np.asarray(array, dtype=np.float64)
+    probs = probs if kind == "probs" else np.exp(probs)
+    sums = probs.sum(axis=1)
+    tolerance = sum_tolerance(probs)
+    wrong = ~np.isclose(sums, 1.0, rtol=0, atol=tolerance) & ~np.isnan(sums)
+    if not wrong.any():
+        return
+    row = np.argwhere(wrong)[0]
+    first = f"first at row {row[0] + inp.row_offset + 1} (sum {float(sums[tuple(row)]):.6g})"
+    ctx.gather(
+        "from probs sums",
+        (first,),
+        lambda fact: (
+            f"--from {kind}: predictions ({inp.source}) have rows that do not sum to 1, "
+            f"{fact[0]}; "
+            + ("ce normalises each row" if loss == "ce" else f"{loss} takes them as they are")
+        ),
+        first_wins=1,
+    )
 
 
 def numpy(loss: str, kind: str, array, dtype: str):

@@ -186,12 +186,14 @@ class BlockRun:
         chunk_elements: int = CHUNK_ELEMENTS,
         convert_from: str | None = None,
         keep_elements: bool = False,
+        convert_dtype: str | None = None,
     ):
         self.torch = torch = import_torch()
         self.spec = spec
         self.reduction, self.dtype, self.keep_rows = reduction, dtype, keep_rows
         self.chunk_elements = chunk_elements
         self.convert_from = convert_from  # --from: converted in autograd (losscli.convert)
+        self.convert_dtype = convert_dtype or dtype  # whose epsilon --from clamps with
         # The unreduced loss of the last block (float64, flat), where asked (compare pairs it).
         self.keep_elements = keep_elements
         self.last_elements: list[np.ndarray] = []
@@ -258,7 +260,7 @@ class BlockRun:
                 taken = dict(tensors)
                 if raw is not None:
                     taken[first] = convert.torch(
-                        torch, spec.name, self.convert_from, tensors[first], self.dtype
+                        torch, spec.name, self.convert_from, tensors[first], self.convert_dtype
                     )
                 try:
                     elements = loss_fn(*(taken[n] for n in spec.input_names))
@@ -416,9 +418,7 @@ class ElementStats:
             else:
                 self.groups.add(groups[kept_rows], losses[kept_rows])
         if self.top is not None:
-            if kept_rows is not None:
-                losses = np.where(kept_rows, losses, -np.inf)
-            self.top.add(losses, first_row, self._describer(chunk))
+            self.top.add(losses, first_row, self._describer(chunk), kept_rows)
 
     def _describer(self, chunk: dict):
         from losscli import views

@@ -103,6 +103,7 @@ class Common:
         _common(
             "--top",
             min=1,
+            max=10_000,
             metavar="K",
             help="Also list the K rows of highest loss (row from 0, target, prediction).",
         ),

@@ -139,6 +139,12 @@ def read_inputs(spec: LossSpec, args: list, sources, settings: Common, blocks=No
         else:
             read, label = shard_blocks(arg, shards, sources, wanted, blocks), arg.path
         groups.append((names, label, read))
+    if not spec.chunkable:  # CTC: rows of its inputs do not line up; each is read whole
+        from losscli.io import join_blocks
+
+        return iter(
+            [{n: a for names, _, read in groups for n, a in zip(names, join_blocks(list(read)))}]
+        )
     return lockstep(groups)
 
 
@@ -384,7 +390,7 @@ def run_compare(
             contexts[0].warn(message)
         blocks = read_inputs(spec, args, sources, settings, Blocks(settings.block_rows), slots)
         joined = next(blocks)
-        if _needs_whole(spec, joined, options):
+        if _needs_whole(spec, joined, options, settings.from_):
             joined, blocks = whole(joined, blocks), iter(())
 
         def sides(block):
@@ -585,13 +591,17 @@ def compute_inputs(
     return compute_blocks(spec, iter([inputs]), options, ctx, keep_gradients=True, **settings)
 
 
-def _needs_whole(spec: LossSpec, first: dict[str, InputArray], options: dict[str, Any]) -> bool:
+def _needs_whole(
+    spec: LossSpec, first: dict[str, InputArray], options: dict[str, Any], convert_from=None
+) -> bool:
     """Whether a loss needs its inputs whole rather than by blocks of rows: CTC (its inputs
-    do not share rows), and 1-D predictions with a weight vector (it may hold one weight per
-    row)."""
+    do not share rows), 1-D predictions with a weight vector (it may hold one weight per
+    row), and 1-D logits that --from turns into log-probabilities (one distribution)."""
     if not spec.chunkable:
         return True
     if first[spec.inputs[0].name].array.ndim == 1:
+        if convert_from == "logits" and spec.name in ("nll", "kl-div"):
+            return True
         return any(
             isinstance(options.get(o.name), np.ndarray) and options[o.name].size > 1
             for o in spec.options
@@ -609,7 +619,7 @@ def compute_blocks(spec: LossSpec, blocks, options: dict[str, Any], ctx: Context
 
     options = check_options(spec, options, ctx.reduction)
     first = next(blocks)
-    if _needs_whole(spec, first, options):
+    if _needs_whole(spec, first, options, settings.get("convert_from")):
         first, blocks = whole(first, blocks), iter(())
     run = BlockPipeline(spec, first, options, ctx, **settings)
     try:
@@ -698,6 +708,7 @@ class BlockPipeline:
         if self.given_as is not None:
             inp = block[names[0]]
             convert.check_values(self.given_as, inp.source, inp.array)
+            convert.row_sums(spec.name, self.given_as, inp, ctx)
         if self.conversion is not None:
             raw = inp.array
             converted = convert.numpy(spec.name, self.conversion, raw, self.dtype)
@@ -764,7 +775,7 @@ class BlockPipeline:
         if self.check:
             from losscli.check import Check
 
-            self.checker = Check(spec, self.ctx.reduction, self.grad, self.conversion)
+            self.checker = Check(spec, self.ctx.reduction, self.grad, self.conversion, self.dtype)
         self.block_run.track_elements(
             classes if self.emit_state or self.by_class else None,
             max(self.top, TOP_IN_STATE) if self.emit_state else self.top,
@@ -860,11 +871,21 @@ class BlockPipeline:
 
             sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
             result.state = state.build(result, block_run, self.stats, sources)
+            result.state["class_names"] = _class_names(result, ctx, first, spec)
             if self.group_by is not None:
                 result.state["groups"] = state.groups_state(self.group_by, block_run.elements)
             if self.checker is not None:
                 result.state["check"] = self.checker.to_state()
         return result
+
+
+def _class_names(result: Result, ctx, first, spec: LossSpec) -> list[str] | None:
+    """Class names: --classes where the targets were names it mapped, else the predictions'
+    header (where the targets are class indices)."""
+    if result.targets_kind not in ("class indices", "class names, mapped to indices"):
+        return None
+    named = result.targets_kind == "class names, mapped to indices"
+    return (ctx.classes if named else None) or first[spec.inputs[0].name].header
 
 
 def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
@@ -875,10 +896,7 @@ def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
     by_class, top, hist = wanted
     elements = block_run.elements
     spec = block_run.spec
-    named = result.targets_kind == "class names, mapped to indices"
-    # Class names: --classes where the targets were names it mapped, else the predictions'
-    # header.
-    names = (ctx.classes if named else None) or first[spec.inputs[0].name].header
+    names = _class_names(result, ctx, first, spec)
     if hist:
         result.hist = elements.sketch.histogram()
     if top:

@@ -36,8 +36,9 @@ def _float(value: Any, where: str) -> float:
         raise InputError(f"{where}: {value!r} is not a number")
     try:
         return float(value)
-    except ValueError:
-        raise InputError(f"{where}: {value!r} is not a number") from None
+    except (ValueError, OverflowError):
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:30]}..."
+        raise InputError(f"{where}: {shown} is not a float64 number") from None
 
 
 def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]) -> dict:
@@ -88,7 +89,8 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
             name: {"shape": info["shape"], "sources": sources[name], "read_as": info["read_as"]}
             for name, info in result.inputs.items()
         },
-        "warnings": list(result.warnings),
+        # --check's warning is said again from the merged check, not from each part's.
+        "warnings": [w for w in result.warnings if not w.startswith("--check: ")],
     }
 
 
@@ -175,6 +177,11 @@ def load(path: str, text: bytes) -> dict:
     _load_views(path, state)
     _load_check(path, state)
     _load_groups(path, state)
+    names = state.get("class_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise InputError(f"{path}: class_names is not a list of names")
     if not isinstance(state.get("warnings", []), list):
         raise InputError(f"{path}: warnings is not a list")
     return state
@@ -203,6 +210,9 @@ def _load_views(path: str, state: dict) -> None:
                 raise InputError(f"{path}: a top row has no row number")
             loss = row.get("loss")
             row["loss"] = math.nan if loss is None else _float(loss, f"{path}: top row loss")
+            for key in ("target", "predicted", "p_target", "prediction", "source"):
+                if key in row and not _cell(row[key]):
+                    raise InputError(f"{path}: a top row's {key} is not a value")
 
 
 def _load_check(path: str, state: dict) -> None:
@@ -243,6 +253,22 @@ def _load_groups(path: str, state: dict) -> None:
     groups["sums"] = {k: _float(v, f"{path}: groups") for k, v in sums.items()}
 
 
+def _cell(value: Any) -> bool:
+    """Whether a top row's field is what a run writes: a number, a text, a short list of
+    numbers, or an argmax summary."""
+    if isinstance(value, (int, float, str)) or value is None:
+        return True
+    if isinstance(value, list):
+        return len(value) <= 8 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+    if isinstance(value, dict):
+        return set(value) == {"argmax", "max", "size"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+        )
+    return False
+
+
 def _first(result) -> str:
     return next(iter(result.inputs))
 
@@ -276,15 +302,16 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     _refuse(paths, "gradients", [sorted(s["gradient"]) for s in states])
     classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
     _refuse(paths, "classes", classes)
+    _refuse(paths, "class names", [s.get("class_names") for s in states])
     merged = dict(states[0])
-    merged["sum"] = math.fsum(s["sum"] for s in states)
+    merged["sum"] = views.fsum(s["sum"] for s in states)
     if merged["denominator"] is not None:
-        merged["denominator"] = math.fsum(s["denominator"] for s in states)
+        merged["denominator"] = views.fsum(s["denominator"] for s in states)
     merged["count"] = sum(s["count"] for s in states)
-    merged["sum_squares"] = math.fsum(s["sum_squares"] for s in states)
+    merged["sum_squares"] = views.fsum(s["sum_squares"] for s in states)
     if classes[0] is not None:
         merged["per_class"] = {
-            "sums": [math.fsum(c) for c in zip(*(s["per_class"]["sums"] for s in states))],
+            "sums": [views.fsum(c) for c in zip(*(s["per_class"]["sums"] for s in states))],
             "counts": [sum(c) for c in zip(*(s["per_class"]["counts"] for s in states))],
         }
     merged["gradient"] = {}
@@ -292,8 +319,8 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         parts = [s["gradient"][name] for s in states]
         merged["gradient"][name] = {
             "count": sum(p["count"] for p in parts),
-            "sum": math.fsum(p["sum"] for p in parts),
-            "sum_squares": math.fsum(p["sum_squares"] for p in parts),
+            "sum": views.fsum(p["sum"] for p in parts),
+            "sum_squares": views.fsum(p["sum_squares"] for p in parts),
             "min": _nan_or(min, [p["min"] for p in parts]),
             "max": _nan_or(max, [p["max"] for p in parts]),
         }
@@ -333,7 +360,13 @@ def merge(paths: list[str], states: list[dict]) -> dict:
                             "counts": groups.counts}  # fmt: skip
     checks = [s.get("check") for s in states]
     merged["check"] = check_module.merge(checks) if all(checks) else None
+    partly = [p for p, c in zip(paths, checks) if c is None]
+    if merged["check"] is None and len(partly) < len(paths):
+        merged.setdefault("notes", []).append(
+            f"--check: {partly[0]} was run without it, so the merged result has no check"
+        )
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
+    merged["warnings"] += merged.pop("notes", [])
     return merged
 
 
@@ -399,7 +432,9 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
         if state.get("per_class") is None:
             raise OptionError("--by-class: these states have no per-class sums (no class targets)")
         per_class = state["per_class"]
-        result.by_class = views.by_class(per_class["sums"], per_class["counts"], None)
+        result.by_class = views.by_class(
+            per_class["sums"], per_class["counts"], state.get("class_names")
+        )
     if state.get("groups") is not None:
         groups = views.Groups()
         groups.merge(state["groups"]["sums"], state["groups"]["counts"])
@@ -424,5 +459,5 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
                 f"--top {top}: the states keep the top {kept['k']} rows (run them with "
                 f"--top {top} to keep more); showing {kept['k']}"
             )
-        result.top = [dict(r) for r in kept["rows"][:top]]
+        result.top = views.name_classes(kept["rows"][:top], state.get("class_names"))
     return result

@@ -367,6 +367,17 @@ def at_least(name: str, inp: InputArray, low: float, hint: str, strict: bool = F
         )
 
 
+def sum_tolerance(probabilities) -> float:
+    """How far from 1 rows of probabilities may sum: 1e-4, or what rounding to the decimals
+    written explains (probabilities rounded to 2 decimals sum to 1 only within C * 0.005)."""
+    scores = np.asarray(probabilities, dtype=np.float64)
+    for decimals in (2, 3):
+        scaled = scores * 10**decimals
+        if np.allclose(scaled, np.round(scaled), atol=1e-6 * 10**decimals):
+            return max(1e-4, scores.shape[1] * 0.5 * 10.0**-decimals)
+    return 1e-4
+
+
 def not_log_probabilities(array: np.ndarray, axis: int = 1) -> str | None:
     """Why ``array`` is not log-probabilities along ``axis`` (None when it is)."""
     if array.size == 0:

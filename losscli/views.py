@@ -10,6 +10,18 @@ from typing import Any
 Z95 = 1.959963984540054
 
 
+def fsum(values) -> float:
+    """An exact float sum, as math.fsum, that overflows to an infinity and gives NaN for
+    inf - inf instead of raising."""
+    values = [float(v) for v in values]
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.copysign(math.inf, sum(math.copysign(1.0, v) for v in values))
+    except ValueError:  # inf + -inf
+        return math.nan
+
+
 def _weighted(options: dict[str, Any]) -> bool:
     return any(options.get(name) is not None for name in ("weight", "pos_weight"))
 
@@ -43,7 +55,7 @@ def language_model(loss: str, reduction: str, value: float) -> dict[str, float]:
 
 def by_class(sums, counts, names: list[str] | None) -> list[dict[str, Any]]:
     """Per target class: count, mean loss and share of the total loss."""
-    grand = math.fsum(sums)
+    grand = fsum(sums)
     rows = []
     for index, (total, count) in enumerate(zip(sums, counts)):
         label = names[index] if names and index < len(names) else index
@@ -157,9 +169,14 @@ class Sketch:
         ):
             raise ValueError(f"{where}: histogram counts do not add up to its count")
         if sketch.count:
-            low, high = data.get("min"), data.get("max")
-            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
-                raise ValueError(f"{where}: histogram min and max are not numbers")
+            try:
+                low, high = (float(data.get(k)) for k in ("min", "max"))
+                if isinstance(data.get("min"), bool) or isinstance(data.get("max"), bool):
+                    raise TypeError
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"{where}: histogram min and max are not numbers") from None
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{where}: histogram min and max are not finite")
             if low > high:
                 raise ValueError(f"{where}: histogram min > max")
             sketch.low, sketch.high = float(low), float(high)
@@ -228,9 +245,16 @@ class Sketch:
         }
 
 
+def _power(key: int, scale: float = 0.0) -> float:
+    """exp(scale) * GAMMA ** key, an infinity past the float range (not an OverflowError)."""
+    exponent = key * _LOG_GAMMA + scale
+    return math.exp(exponent) if exponent < 709.78 else math.inf
+
+
 def _represent(key: int) -> float:
-    """The value a bucket stands for: within SKETCH_ALPHA of every value in it."""
-    return 2 * _GAMMA**key / (_GAMMA + 1)
+    """The value a bucket stands for, 2 GAMMA**key / (GAMMA + 1): within SKETCH_ALPHA of
+    every value in it."""
+    return _power(key, math.log(2 / (_GAMMA + 1)))
 
 
 def _log_bins(store: dict[int, int], bins: int) -> tuple[list[float], list[int]]:
@@ -238,7 +262,7 @@ def _log_bins(store: dict[int, int], bins: int) -> tuple[list[float], list[int]]
     low, high = min(store), max(store)
     span = max(1, math.ceil((high - low + 1) / bins))
     count = math.ceil((high - low + 1) / span)
-    edges = [_GAMMA ** (low - 1 + i * span) for i in range(count + 1)]
+    edges = [_power(low - 1 + i * span) for i in range(count + 1)]
     counts = [0] * count
     for key, n in store.items():
         counts[(key - low) // span] += n
@@ -265,28 +289,31 @@ class TopRows:
         self.k = k
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, losses, first_row: int, describe) -> None:
+    def add(self, losses, first_row: int, describe, kept=None) -> None:
         """Rows ``first_row + i`` with per-row ``losses`` (NumPy); ``describe(indices)``
-        gives the description of the block's rows at those indices."""
+        gives the description of the block's rows at those indices; ``kept``: which rows
+        are samples (False: an ignored target). Among equal losses the first row wins."""
         import numpy as np
 
         if not self.k or not losses.size:
             return
+        candidates = np.arange(len(losses)) if kept is None else np.flatnonzero(kept)
+        losses = losses[candidates]
         keyed = np.where(np.isnan(losses), np.inf, losses)
-        candidates = np.flatnonzero(keyed > -np.inf)  # rows of no loss (ignored targets)
-        losses, keyed = losses[candidates], keyed[candidates]
         if not candidates.size:
             return
+        if len(self.rows) == self.k:  # only rows above the lowest kept can enter
+            above = np.flatnonzero(keyed > _order_key(self.rows[-1]["loss"]))
+            keyed, losses, candidates = keyed[above], losses[above], candidates[above]
         if len(keyed) > self.k:
-            chosen = np.argpartition(-keyed, self.k - 1)[: self.k]
+            kth = np.partition(keyed, len(keyed) - self.k)[len(keyed) - self.k]
+            higher = np.flatnonzero(keyed > kth)
+            ties = np.flatnonzero(keyed == kth)[: self.k - len(higher)]
+            chosen = np.sort(np.concatenate([higher, ties]))
         else:
             chosen = np.arange(len(keyed))
-        floor = self.rows[-1]["loss"] if len(self.rows) == self.k else None
-        if floor is not None:
-            chosen = chosen[keyed[chosen] >= _order_key(floor)]
         if not chosen.size:
             return
-        chosen = np.sort(chosen)
         rows = candidates[chosen]
         described = describe(rows)
         for i, (index, row) in enumerate(zip(chosen.tolist(), rows.tolist())):
@@ -500,7 +527,7 @@ def group_label(value) -> str:
 
 def by_group(groups: Groups) -> list[dict[str, Any]]:
     """Per group, in the order of their labels (numbers by value): count, mean, share."""
-    grand = math.fsum(groups.sums.values())
+    grand = fsum(groups.sums.values())
 
     def order(label: str):
         try:

@@ -273,3 +273,27 @@ def test_the_rows_reading_option_reads_a_range_of_an_npy_file(tmp_path, rng):
     (tmp_path / "x.csv").write_text("1\n2\n")
     assert_usage_error(run_cli("mse", f"{tmp_path / 'x.csv'}?rows=0:1", tmp_path / "x.csv"),
                        "rows= reads an NPY file")  # fmt: skip
+
+
+def test_top_rows_on_dask_are_counted_as_one_process_counts_them(tmp_path, rng, monkeypatch):
+    """Ranges of an NPY file, row groups of a Parquet file and shards: the top rows carry
+    the row numbers of one process, which counts over every part."""
+    from losscli import cluster
+
+    monkeypatch.setattr(cluster, "TASK_ROWS", 40)
+    x, y = rng.normal(size=(130, 4)), rng.integers(0, 4, 130)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    a, b = rng.normal(size=300), rng.normal(size=300)
+    pq.write_table(pa.table({"a": a, "b": b}), tmp_path / "t.parquet", row_group_size=70)
+    _shards(tmp_path, [40, 7, 101, 23], rng)
+    runs = [
+        ["ce", tmp_path / "x.npy", tmp_path / "y.npy"],
+        ["mse", tmp_path / "t.parquet", "--pred-cols", "a", "--target-cols", "b"],
+        ["ce", tmp_path / "p", tmp_path / "y"],
+    ]
+    for args in runs:
+        one = _json(*args, "--top", "5", "--dtype", "float64")["top"]
+        many = _json(*args, "--top", "5", "--dtype", "float64", "--dask", "local")["top"]
+        assert [r["row"] for r in many] == [r["row"] for r in one], args
+        assert [r["loss"] for r in many] == pytest.approx([r["loss"] for r in one], rel=1e-12)

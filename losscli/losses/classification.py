@@ -121,14 +121,11 @@ def _looks_like_probabilities(scores) -> bool:
     (probabilities rounded to 2 decimals sum to 1 only within C * 0.005)."""
     import numpy as np
 
+    from losscli.validate import sum_tolerance
+
     if scores.dtype.kind != "f" or scores.min() < 0 or scores.max() > 1:
         return False
-    tolerance = 1e-4
-    for decimals in (2, 3):
-        scaled = np.asarray(scores, dtype=np.float64) * 10**decimals
-        if np.allclose(scaled, np.round(scaled), atol=1e-6 * 10**decimals):
-            tolerance = max(tolerance, scores.shape[1] * 0.5 * 10.0**-decimals)
-            break
+    tolerance = sum_tolerance(scores)
     return bool(np.allclose(scores.sum(axis=1), 1.0, rtol=0, atol=tolerance))
 
 

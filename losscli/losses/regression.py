@@ -192,7 +192,7 @@ def _steps_gaussian(arrays, options, limit) -> Steps:
 
     preds, targets = element_rows(arrays, limit)
     var = arrays["var"]
-    if var.shape == arrays["predictions"].shape[:-1]:
+    if arrays["predictions"].ndim and var.shape == arrays["predictions"].shape[:-1]:
         var = var[..., None]  # one variance per row, as torch reads it
     var = np.broadcast_to(var, arrays["predictions"].shape).reshape(-1)[:limit]
     var = np.maximum(np.asarray(var, dtype=np.float64), options["eps"])
