@@ -248,12 +248,12 @@ def add_compare_command(spec: LossSpec) -> None:
             raise typer.Exit(code)
 
     command.__signature__ = inspect.Signature(
-        [*inputs, *own, *common_parameters(spec, COMPARE_OPTIONS), margin]
+        [*inputs, *own, *common_parameters(spec, COMPARE_OPTIONS, reduced=True), margin]
     )
     command.__name__ = "compare_" + spec.name.replace("-", "_")
     text = (
-        f"Compare two sets of predictions with {spec.torch_class} on the same "
-        f"{rest.lower() or 'inputs'}: a, b, the paired difference b - a and its 95% interval."
+        f"Compare two sets of predictions with {spec.torch_class}, given the same {rest}: "
+        "the loss of A and of B, the paired difference b - a and its 95% interval, a verdict."
         f"\n\nExample: losscli compare {spec.name} A B {rest} --fail-if-worse 0.01"
     )
     compare_app.command(spec.name, help=text, no_args_is_help=True)(command)
@@ -385,7 +385,7 @@ def merge(
         list[str], typer.Argument(help="State files written by --emit-state.", show_default=False)
     ],
     format: Annotated[
-        str,
+        Literal["table", "json", "value"],
         typer.Option(
             "--format", "-f", help="table (Rich), json (one object), or value (the number)."
         ),
@@ -486,6 +486,18 @@ def _jobs_stream(path: str):
     except OSError as error:
         raise os_error(path, error) from None
 
+
+def _unwrap_help() -> None:
+    """Meta commands take their help from their docstrings, whose lines are wrapped for the
+    source: join each paragraph's lines, so that the terminal wraps them instead."""
+    for info in app.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.help is None and doc:
+            paragraphs = inspect.cleandoc(doc).split("\n\n")
+            info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+_unwrap_help()
 
 _STOPPING: list[int] = []
 

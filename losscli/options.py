@@ -203,9 +203,11 @@ def _common_hints() -> dict:
     return typing.get_type_hints(Common, include_extras=True)
 
 
-def common_parameters(spec: LossSpec, only: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+def common_parameters(
+    spec: LossSpec, only: tuple[str, ...] = (), reduced: bool = False
+) -> list[inspect.Parameter]:
     """The common options as keyword parameters (those named in ``only``, where given);
-    ``--reduction`` offers the loss's reductions."""
+    ``--reduction`` offers the loss's reductions (but none where ``reduced``)."""
     hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
@@ -213,8 +215,9 @@ def common_parameters(spec: LossSpec, only: tuple[str, ...] = ()) -> list[inspec
             continue
         annotation = hints[field.name]
         if field.name == "reduction":
+            reductions = tuple(r for r in spec.reductions if not (reduced and r == "none"))
             annotation = Annotated[
-                Literal[spec.reductions],  # type: ignore[valid-type]
+                Literal[reductions],  # type: ignore[valid-type]
                 _common(
                     "--reduction",
                     "-r",

@@ -429,6 +429,7 @@ class Comparison:
         }
         if "note" in self.uncertainty:
             difference["stderr_note"] = self.uncertainty["note"]
+        difference["verdict"] = self.verdict()
         return difference
 
     def verdict(self) -> str:

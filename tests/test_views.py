@@ -247,13 +247,15 @@ def grouped_table(tmp_path, rng):
 
 
 def _expected_groups(losses, keys) -> list[dict]:
-    import pandas as pd
-
-    frame = pd.DataFrame({"loss": losses, "key": keys}).groupby("key")["loss"]
-    total = losses.sum()
+    """Per key, in order (numbers by value): count, mean and share, with plain Python."""
+    sums, counts = {}, {}
+    for loss, key in zip(losses.tolist(), keys.tolist()):
+        sums[key] = sums.get(key, 0.0) + loss
+        counts[key] = counts.get(key, 0) + 1
+    total = math.fsum(losses.tolist())
     return [
-        {"group": str(k), "count": int(c), "mean": m, "share": s / total}
-        for k, c, m, s in zip(frame.count().index, frame.count(), frame.mean(), frame.sum())
+        {"group": str(k), "count": counts[k], "mean": sums[k] / counts[k], "share": sums[k] / total}
+        for k in sorted(sums)
     ]
 
 
