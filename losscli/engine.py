@@ -278,10 +278,10 @@ class BlockRun:
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
                 self.total += float(chunk_sum.item())
-                if self.keep_elements:
-                    self.last_elements.append(
-                        elements.detach().to(torch.float64).cpu().numpy().reshape(-1)
-                    )
+                if self.keep_elements:  # the samples only (not ignored targets)
+                    kept = elements.detach().to(torch.float64).cpu().numpy().reshape(-1)
+                    mask = sample_mask(kept.size, chunk, prepared.options)
+                    self.last_elements.append(kept if mask is None else kept[mask])
                 if self.elements is not None:
                     start = rows.start if isinstance(rows, slice) else 0
                     self.elements.add(
@@ -356,6 +356,19 @@ def run(spec: LossSpec, prepared: Prepared, **settings) -> EngineOutput:
     return block_run.output(gradients if settings.get("grad", True) else None)
 
 
+def sample_mask(count: int, chunk: dict, options: dict):
+    """Which of a chunk's ``count`` unreduced-loss elements are samples: those whose class
+    target is not the --ignore-index (None: all of them)."""
+    targets = chunk.get("targets")
+    ignore_index = options.get("ignore_index")
+    if targets is None or ignore_index is None or np.size(targets) != count:
+        return None
+    targets = np.asarray(targets)
+    if targets.dtype.kind not in "iu":
+        return None
+    return targets.reshape(-1) != ignore_index
+
+
 class ElementStats:
     """Count and sum of squares of the unreduced loss, its sum and count per class, and
     where asked the sketch of the per-row loss (``--hist``) and the ``top`` rows of highest
@@ -373,6 +386,7 @@ class ElementStats:
 
         self.spec = spec
         self.count, self.squares = 0, 0.0
+        self.moments = views.Moments()  # of the samples, for the standard error
         self.classes = classes
         self.class_sums = np.zeros(classes or 0)
         self.class_counts = np.zeros(classes or 0, dtype=np.int64)
@@ -383,10 +397,24 @@ class ElementStats:
     def add(
         self, elements, chunk: dict, options: dict, first_row: int, sum_dtype, groups=None
     ) -> None:
+        import torch
+
+        from losscli import views
+
         targets = chunk.get("targets")
         ignore_index = options.get("ignore_index")
         self.count += elements.numel()
-        self.squares += float(elements.to(sum_dtype).square().sum())
+        wide = elements.reshape(-1).to(sum_dtype)
+        self.squares += float(torch.dot(wide, wide))
+        mask = sample_mask(wide.numel(), chunk, options)
+        if mask is not None:
+            wide = wide[torch.from_numpy(mask).to(wide.device)]
+        if wide.numel():
+            mean = float(wide.mean())
+            deviations = wide - mean
+            self.moments.merge(
+                views.Moments(wide.numel(), mean, float(torch.dot(deviations, deviations)))
+            )
         if self.classes and targets is not None and elements.numel() == np.size(targets):
             labels = np.asarray(targets).reshape(-1)
             values = elements.double().cpu().numpy().reshape(-1)
@@ -396,8 +424,6 @@ class ElementStats:
             self.class_counts += counts
         if self.sketch is None and self.top is None and self.groups is None:
             return
-        import torch
-
         wide = elements.to(torch.float64)
         rows = wide.reshape(1) if wide.ndim == 0 else wide.reshape(wide.shape[0], -1).sum(1)
         losses = rows.cpu().numpy()

@@ -307,7 +307,8 @@ def _group_slots(spec: LossSpec, texts: list[str], args: list, settings: Common)
             "targets: give one file with --pred-cols and --target-cols"
         )
     columns = parse_columns(settings.group_by)
-    if columns is None or len(columns) != 1:
+    kind, sep, _ = columns[0].partition(":") if columns else ("", "", "")
+    if columns is None or len(columns) != 1 or (sep and kind not in ("name", "index")):
         raise OptionError(f"--group-by {settings.group_by!r} is not one column")
     slots = [(i.name, p) for p, i in enumerate(spec.inputs)]
     slots.append((GROUP, Request(columns, True, np.float64)))
@@ -341,6 +342,7 @@ def run_compare(
     and 95% interval); returns (Comparison, Gate or None) for --fail-if-worse MARGIN."""
     from losscli import engine, views
     from losscli.io import Blocks, ReadOptions, SourceSet, parse_source
+    from losscli.io.shards import shard_args
     from losscli.io.sources import delimiter_option, format_option
     from losscli.stream import whole
 
@@ -373,7 +375,8 @@ def run_compare(
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
         for arg in args:
-            sources.open(arg)
+            for shard in shard_args(arg) or [arg]:
+                sources.open(shard)
         options = check_options(
             spec, _vector_options(spec, options, sources, defaults, notes), settings.reduction
         )
@@ -392,6 +395,13 @@ def run_compare(
         joined = next(blocks)
         if _needs_whole(spec, joined, options, settings.from_):
             joined, blocks = whole(joined, blocks), iter(())
+        headers = [joined[first].header, joined[b_name].header]
+        if None not in headers and headers[0] != headers[1]:
+            raise InputError(
+                f"A ({joined[first].source}) and B ({joined[b_name].source}) name their columns "
+                f"differently ({', '.join(headers[0])} / {', '.join(headers[1])}): compare needs "
+                "the same classes in the same order"
+            )
 
         def sides(block):
             a = {n: block[n] for n in spec.input_names}
@@ -412,22 +422,25 @@ def run_compare(
             )  # fmt: skip
             for side, ctx in zip(sides(joined), contexts)
         ]
-        total = squares = 0.0
+        paired = views.Moments()  # of b - a, sample by sample
         with progress(f"compare {spec.name} on {settings.device}") as tracker:
             tracker.start(joined[first].rows)
             for block in itertools.chain([joined], blocks):
                 for run, side in zip(runs, sides(block)):
                     run.add(side)
                 a, b = (np.concatenate(run.block_run.last_elements) for run in runs)
-                difference = b - a
-                total += float(difference.sum())
-                squares += float(np.dot(difference, difference))
+                paired.add(b - a)
                 rows = block[first].array
                 tracker.advance(len(rows) if rows.ndim else 1)
         results = [run.finish() for run in runs]
     a, b = results
-    uncertainty = views.uncertainty(total, b.denominator, squares, settings.reduction, a.options)
-    comparison = views.Comparison(a, b, b.value - a.value, uncertainty)
+    uncertainty = views.uncertainty(
+        paired, settings.reduction, a.options, spec.mean_scale is not None
+    )
+    # Where the difference is a plain mean, the mean of the paired differences: exact where
+    # b - a of two large values would cancel.
+    difference = paired.mean if "stderr" in uncertainty else b.value - a.value
+    comparison = views.Comparison(a, b, difference, uncertainty)
     if settings.by_class:
         comparison.by_class = views.class_differences(a.by_class, b.by_class)
     gate = None
@@ -527,8 +540,13 @@ def split_settings(
 def _common_value(name: str, value: Any, hint, typing) -> Any:
     """A common option's value in its declared type (the checks Typer makes on the CLI)."""
     flag = f"--{name.replace('_', '-')}"
-    if name in ("pred_cols", "target_cols", "classes") and isinstance(value, (list, tuple)):
+    if name in ("pred_cols", "target_cols", "classes", "group_by") and isinstance(
+        value, (list, tuple)
+    ):
         value = ",".join(map(str, value))
+    columns = ("pred_cols", "target_cols", "group_by")
+    if name in columns and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a column index
     kinds = [k for k in typing.get_args(typing.get_args(hint)[0]) or [typing.get_args(hint)[0]]]
     allowed = [
         a for k in kinds if typing.get_origin(k) is typing.Literal for a in typing.get_args(k)
@@ -670,6 +688,7 @@ class BlockPipeline:
         self.by_class, self.top, self.hist, self.check = by_class, top, hist, check
         self.keep_elements, self.group_by = keep_elements, group_by
         self.given_as, self.conversion = convert.check(spec.name, convert_from)
+        ctx.converted = self.conversion is not None
         self.first_float = spec.float_inputs[0]
         if grad_out is not None:
             check_output_shape("--grad-out", grad_out, first[self.first_float].array.shape)
@@ -905,7 +924,7 @@ def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
         result.uncertainty = {"note": "reduction none gives every element, not a mean"}
     else:
         result.uncertainty = views.uncertainty(
-            block_run.total, block_run.denominator, elements.squares, result.reduction, options
+            elements.moments, result.reduction, options, spec.mean_scale is not None
         )
     result.language_model = views.language_model(result.loss, result.reduction, result.value)
     if by_class:

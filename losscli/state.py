@@ -65,6 +65,9 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
         "denominator": _number(block_run.denominator) if block_run.mean else None,
         "count": elements.count,
         "sum_squares": _number(elements.squares),
+        "moments": {
+            k: _number(v) if k != "count" else v for k, v in elements.moments.to_dict().items()
+        },
         "per_class": per_class,
         "hist": elements.sketch.to_dict() if elements.sketch is not None else None,
         "top": {
@@ -109,6 +112,12 @@ def dumps(state: dict) -> str:
 
     if isinstance(state.get("hist"), views.Sketch):
         state = {**state, "hist": state["hist"].to_dict()}
+    if isinstance(state.get("moments"), views.Moments):
+        moments = state["moments"].to_dict()
+        state = {
+            **state,
+            "moments": {k: _number(v) if k != "count" else v for k, v in moments.items()},
+        }
     return json.dumps(state, indent=1) + "\n"
 
 
@@ -140,6 +149,9 @@ def load(path: str, text: bytes) -> dict:
         state[key] = _float(state.get(key), f"{path}: {key}")
     if state.get("denominator") is not None:
         state["denominator"] = _float(state["denominator"], f"{path}: denominator")
+    elif state["reduction"] in ("mean", "batchmean"):
+        raise InputError(f"{path}: a {state['reduction']} state has no denominator")
+    state["denominator"] = state.get("denominator")
     for key in ("denominator", "sum_squares"):  # sums of weights and of squares
         if state.get(key) is not None and state[key] < 0:
             raise InputError(f"{path}: {key} {state[key]!r} is negative")
@@ -174,6 +186,7 @@ def load(path: str, text: bytes) -> dict:
         per_class["sums"] = [_float(v, f"{path}: per_class") for v in sums]
         if not all(_count(c) for c in counts):
             raise InputError(f"{path}: per_class counts are not row counts")
+    _load_moments(path, state)
     _load_views(path, state)
     _load_check(path, state)
     _load_groups(path, state)
@@ -182,8 +195,9 @@ def load(path: str, text: bytes) -> dict:
         isinstance(names, list) and all(isinstance(n, str) for n in names)
     ):
         raise InputError(f"{path}: class_names is not a list of names")
-    if not isinstance(state.get("warnings", []), list):
-        raise InputError(f"{path}: warnings is not a list")
+    warnings = state.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise InputError(f"{path}: warnings is not a list of messages")
     return state
 
 
@@ -215,6 +229,22 @@ def _load_views(path: str, state: dict) -> None:
                     raise InputError(f"{path}: a top row's {key} is not a value")
 
 
+def _load_moments(path: str, state: dict) -> None:
+    """Check the count, mean and M2 of the samples (absent from states of older versions)."""
+    from losscli import views
+
+    moments = state.get("moments")
+    if moments is None:
+        return
+    if not isinstance(moments, dict) or not _count(moments.get("count")):
+        raise InputError(f"{path}: moments is not a count, mean and m2")
+    mean = _float(moments.get("mean"), f"{path}: moments mean")
+    m2 = _float(moments.get("m2"), f"{path}: moments m2")
+    if m2 < 0:
+        raise InputError(f"{path}: moments m2 {m2!r} is negative")
+    state["moments"] = views.Moments(moments["count"], mean, m2)
+
+
 def _load_check(path: str, state: dict) -> None:
     """Check the --check partials of a state (absent without --check)."""
     check = state.get("check")
@@ -240,8 +270,9 @@ def _load_groups(path: str, state: dict) -> None:
     groups = state.get("groups")
     if groups is None:
         return
-    sums = groups.get("sums") if isinstance(groups, dict) else None
-    counts = groups.get("counts") if isinstance(groups, dict) else None
+    if not isinstance(groups, dict):
+        raise InputError(f"{path}: groups is not a --group-by state")
+    sums, counts = groups.get("sums"), groups.get("counts")
     if not (
         isinstance(groups.get("column"), str)
         and isinstance(sums, dict)
@@ -351,6 +382,11 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         merged["top"] = None
     grouped = [s.get("groups") for s in states]
     merged["groups"] = None
+    if any(grouped) and not all(grouped):
+        merged.setdefault("notes", []).append(
+            f"--group-by: {paths[grouped.index(None)]} was run without it, so the merged "
+            "result has no groups"
+        )
     if all(grouped):
         _refuse(paths, "--group-by column", [g["column"] for g in grouped])
         groups = views.Groups()
@@ -358,6 +394,14 @@ def merge(paths: list[str], states: list[dict]) -> dict:
             groups.merge(g["sums"], g["counts"])
         merged["groups"] = {"column": grouped[0]["column"], "sums": groups.sums,
                             "counts": groups.counts}  # fmt: skip
+    moments = [s.get("moments") for s in states]
+    merged["moments"] = None
+    if all(m is not None for m in moments):
+        merged["moments"] = views.Moments()
+        for part in moments:
+            if isinstance(part, dict):  # a state built in this process (a --dask task)
+                part = views.Moments(part["count"], float(part["mean"]), float(part["m2"]))
+            merged["moments"].merge(part)
     checks = [s.get("check") for s in states]
     merged["check"] = check_module.merge(checks) if all(checks) else None
     partly = [p for p, c in zip(paths, checks) if c is None]
@@ -424,8 +468,14 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
         if state["inputs"][spec.inputs[0].name]["shape"]
         else 1,
     )
+    moments = state.get("moments")
+    if moments is None:  # a state without them: from the sum of squares
+        n = denominator if denominator else 0
+        mean = total / n if n else math.nan
+        m2 = state["sum_squares"] - n * mean * mean if n else math.nan
+        moments = views.Moments(int(n) if n == n else 0, mean, m2)
     result.uncertainty = views.uncertainty(
-        total, denominator, state["sum_squares"], state["reduction"], state["options"]
+        moments, state["reduction"], state["options"], spec.mean_scale is not None
     )
     result.language_model = views.language_model(spec.name, state["reduction"], value)
     if by_class:

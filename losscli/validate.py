@@ -33,6 +33,9 @@ class Context:
     allow_nonfinite: bool = False
     classes: list[str] | None = None
     dtype: str = "float32"
+    # --from converted the predictions: they are log-probabilities by construction (their
+    # row sums are judged before the conversion, by losscli.convert).
+    converted: bool = False
     warnings: list[str] = field(default_factory=list)
     # Facts about the whole input gathered block by block: key -> (fact, render).
     facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -393,12 +396,19 @@ def not_log_probabilities(array: np.ndarray, axis: int = 1) -> str | None:
 
 
 def warn_unless_log_probabilities(
-    ctx: Context, array: np.ndarray, axis: int, message: str, rows: bool = True
+    ctx: Context,
+    array: np.ndarray,
+    axis: int,
+    message: str,
+    rows: bool = True,
+    predictions: bool = True,
 ):
     """Warn with ``message`` (its ``{reason}`` filled in) when ``array`` is not
     log-probabilities along ``axis``, judged over every block of rows: positive values in
     any block come first, as in one look at the whole array. ``rows=False`` checks only the
     values (a 1-D distribution split into blocks has no whole row in any of them)."""
+    if ctx.converted and predictions:  # --from made them log-probabilities
+        return
     reason = not_log_probabilities(array, axis) if rows else None
     if not rows and array.size and array.max() > 1e-6:
         reason = "positive values"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 # The 0.975 quantile of the standard normal distribution.
 Z95 = 1.959963984540054
 
@@ -26,22 +28,57 @@ def _weighted(options: dict[str, Any]) -> bool:
     return any(options.get(name) is not None for name in ("weight", "pos_weight"))
 
 
+class Moments:
+    """Count, mean and sum of squared deviations (M2) of samples, added block by block and
+    merged with Chan's formulas: a variance that stays exact where the mean is far larger
+    than the spread (where sum of squares - n mean^2 cancels to nothing)."""
+
+    def __init__(self, count: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
+        self.count, self.mean, self.m2 = count, mean, m2
+
+    def add(self, values) -> None:
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.size:
+            mean = float(values.mean())
+            deviations = values - mean
+            self.merge(Moments(int(values.size), mean, float(np.dot(deviations, deviations))))
+
+    def merge(self, other: Moments) -> None:
+        if not other.count:
+            return
+        if not self.count:
+            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
+            return
+        count = self.count + other.count
+        with np.errstate(invalid="ignore", over="ignore"):
+            delta = other.mean - self.mean
+            self.m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / count
+            self.mean = self.mean + delta * other.count / count
+        self.count = count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+
 def uncertainty(
-    total: float, denominator: float, squares: float, reduction: str, options: dict
+    moments: Moments, reduction: str, options: dict, scaled: bool = False
 ) -> dict[str, Any]:
-    """The standard error of a mean of equally weighted elements (the unreduced loss, each
-    element taken as a sample; for class losses each counted target) and its 95% interval,
-    value +- 1.96 SE; or why it does not apply: {"stderr", "ci95", "n"} or {"note"}."""
+    """The standard error of a mean of equally weighted samples (the unreduced loss's
+    elements; for class losses each counted target) and its 95% interval, mean +- 1.96 SE;
+    or why it does not apply: {"stderr", "ci95", "n"} or {"note"}. ``scaled``: the loss's
+    mean scales each element (ctc divides by target lengths)."""
     if reduction != "mean":
         return {"note": f"a standard error is of a mean; --reduction {reduction} is not one"}
     if _weighted(options):
         return {"note": "a weighted mean: the standard error of a plain mean does not apply"}
-    n = denominator
-    if not n or n < 2 or not math.isfinite(total) or not math.isfinite(squares):
-        return {"note": "needs at least two finite samples"}
-    mean = total / n
-    variance = max(squares - n * mean * mean, 0.0) / (n - 1)
-    stderr = math.sqrt(variance / n)
+    if scaled:
+        return {"note": "the mean scales each sample's loss: the standard error does not apply"}
+    n, mean, m2 = moments.count, moments.mean, moments.m2
+    if n < 2 or not math.isfinite(mean) or not math.isfinite(m2):
+        return {"note": "needs at least two samples, all finite"}
+    stderr = math.sqrt(max(m2, 0.0) / (n - 1) / n)
     return {"stderr": stderr, "ci95": [mean - Z95 * stderr, mean + Z95 * stderr], "n": n}
 
 
@@ -492,17 +529,24 @@ class Groups:
         import numpy as np
 
         values = np.asarray(values).reshape(-1)
-        if values.dtype.kind == "f":
-            keys = np.where(np.isnan(values), np.inf, values)  # NaN: one group, not many
-        else:
-            keys = np.asarray([str(v) for v in values.tolist()], dtype=object)
-        unique, inverse = np.unique(keys, return_inverse=True)
-        sums = np.bincount(inverse, weights=losses, minlength=len(unique))
-        counts = np.bincount(inverse, minlength=len(unique))
+        if values.dtype.kind not in "fiu":
+            values = np.asarray([str(v) for v in values.tolist()], dtype=object)
+        unique, inverse = np.unique(values, return_inverse=True)  # NaNs: one value
+        sums = np.bincount(inverse.reshape(-1), weights=losses, minlength=len(unique))
+        counts = np.bincount(inverse.reshape(-1), minlength=len(unique))
         for value, total, count in zip(unique.tolist(), sums.tolist(), counts.tolist()):
             label = group_label(value)
             self.sums[label] = self.sums.get(label, 0.0) + total
             self.counts[label] = self.counts.get(label, 0) + count
+        self._limit()
+
+    def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
+        for label, total in sums.items():
+            self.sums[label] = self.sums.get(label, 0.0) + total
+            self.counts[label] = self.counts.get(label, 0) + counts[label]
+        self._limit()
+
+    def _limit(self) -> None:
         if len(self.counts) > MAX_GROUPS:
             from losscli.errors import InputError
 
@@ -511,19 +555,24 @@ class Groups:
                 "of labels (a split, a source, a class)"
             )
 
-    def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
-        for label, total in sums.items():
-            self.sums[label] = self.sums.get(label, 0.0) + total
-            self.counts[label] = self.counts.get(label, 0) + counts[label]
-
 
 def group_label(value) -> str:
-    """A --group-by value as text: integral numbers without '.0', empty cells as ''."""
-    if isinstance(value, float):
-        if value == math.inf:
-            return ""
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
+    """A --group-by value as text, the same whether a block of the column was read as
+    numbers or as text: a number (or a text that is one) as the shortest float64 text,
+    integral ones without '.0' (1, 1.0 and 1e0 are one group); an empty cell or NaN as '';
+    other text as it is, without surrounding spaces."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            return text
+    value = float(value)
+    if value != value:
+        return ""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def by_group(groups: Groups) -> list[dict[str, Any]]:

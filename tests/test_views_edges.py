@@ -207,3 +207,161 @@ def test_steps_of_zero_dimensional_inputs(tmp_path):
                   "--steps")  # fmt: skip
     assert out.exit_code == 0 and "reduction mean" in out.stdout
     assert_usage_error(run_cli("gaussian-nll", tmp_path / "a.npy", "--steps"))
+
+
+# ------------------------------------------------------------------ a second hostile round
+
+
+def test_standard_error_of_a_large_mean_with_a_small_spread(tmp_path, rng):
+    from scipy import stats
+
+    t = rng.normal(size=(200, 2))
+    a = t + 1e6 + rng.normal(size=(200, 2)) * 0.1
+    b = t + 1e6 + rng.normal(size=(200, 2)) * 0.1
+    for name, array in (("t", t), ("a", a), ("b", b)):
+        np.save(tmp_path / f"{name}.npy", array)
+    one = _json("mse", tmp_path / "b.npy", tmp_path / "t.npy", "--dtype", "float64")
+    assert one["stderr"] == pytest.approx(stats.sem(((b - t) ** 2).ravel()), rel=1e-6)
+    for extra in ([], ["--block-rows", "7"]):
+        got = _json("compare", "mse", tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "t.npy",
+                    "--dtype", "float64", *extra)["difference"]  # fmt: skip
+        d = ((b - t) ** 2 - (a - t) ** 2).ravel()
+        assert got["stderr"] == pytest.approx(stats.sem(d), rel=1e-6)
+        assert (got["ci95"][0] + got["ci95"][1]) / 2 == pytest.approx(got["value"], rel=1e-9)
+    for name, rows in (("1", slice(0, 70)), ("2", slice(70, None))):
+        np.save(tmp_path / f"b{name}.npy", b[rows])
+        np.save(tmp_path / f"t{name}.npy", t[rows])
+        run_cli("mse", tmp_path / f"b{name}.npy", tmp_path / f"t{name}.npy", "--dtype", "float64",
+                "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
+    merged = _json("merge", tmp_path / "1.json", tmp_path / "2.json")
+    assert merged["stderr"] == pytest.approx(one["stderr"], rel=1e-9)
+
+
+def test_ctc_gives_no_standard_error_its_mean_scales_each_sample():
+    args = ["sample_data/ctc_log_probs.npy", "sample_data/ctc_targets.csv",
+            "sample_data/ctc_input_lengths.csv", "sample_data/ctc_target_lengths.csv"]  # fmt: skip
+    got = _json("ctc", *args)
+    assert got["stderr"] is None and "scales" in got["stderr_note"]
+    compared = _json("compare", "ctc", args[0], *args)["difference"]
+    assert compared["value"] == 0 and compared["stderr"] is None
+
+
+def test_compare_refuses_columns_named_differently_and_reads_shards(tmp_path, rng):
+    x, y = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
+    (tmp_path / "a.csv").write_text("cat,dog,eel\n" + "\n".join(",".join(map(str, r)) for r in x))
+    (tmp_path / "b.csv").write_text("dog,cat,eel\n" + "\n".join(",".join(map(str, r)) for r in x))
+    np.save(tmp_path / "y.npy", y)
+    assert_usage_error(
+        run_cli("compare", "ce", tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "y.npy"),
+        "name their columns differently",
+    )
+    for side in ("p", "q", "t"):
+        (tmp_path / side).mkdir()
+    for i, rows in enumerate((slice(0, 5), slice(5, None))):
+        np.save(tmp_path / "p" / f"{i}.npy", x[rows])
+        np.save(tmp_path / "q" / f"{i}.npy", x[rows] * 2)
+        np.save(tmp_path / "t" / f"{i}.npy", y[rows])
+    got = _json("compare", "ce", tmp_path / "p", tmp_path / "q", tmp_path / "t")
+    np.save(tmp_path / "q.npy", x * 2)
+    alone = _json("ce", tmp_path / "q.npy", tmp_path / "y.npy")
+    assert got["b"]["value"] == pytest.approx(alone["value"], rel=1e-12)
+
+
+@pytest.mark.parametrize("cells", [["1", "1.0", "1e0", " 1"], ["2", "2.00", "x", ""],
+                                   ["nan", "", "NaN", "3"]])  # fmt: skip
+def test_group_labels_do_not_depend_on_how_the_column_was_read(tmp_path, monkeypatch, cells):
+    from losscli.io import text
+
+    lines = ["p0,p1,label,g"]
+    lines += [f"{i % 3 * 0.5},{i % 2},{i % 2},{cells[i % len(cells)]}" for i in range(40)]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    args = ["ce", path, "--pred-cols", "p0,p1", "--target-cols", "label", "--group-by", "g"]
+    whole = _json(*args)["by_group"]
+    monkeypatch.setattr(text, "ARROW_BLOCK_BYTES", 64)  # chunks of numbers and of text
+    assert _json(*args)["by_group"] == whole
+    labels = {g["group"] for g in whole}
+    assert "1.0" not in labels and "1e0" not in labels and " 1" not in labels
+    assert sum(g["count"] for g in whole) == 40
+
+
+def test_group_limits_and_mixed_states_in_merge(tmp_path, monkeypatch):
+    from losscli import views
+
+    for name, offset in (("a", 0), ("b", 3)):
+        rows = "\n".join(f"{i * 0.1},{i % 2},{offset + i}" for i in range(3))
+        (tmp_path / f"{name}.csv").write_text("p,y,id\n" + rows + "\n")
+        run_cli("bce-logits", tmp_path / f"{name}.csv", "--pred-cols", "p", "--target-cols", "y",
+                "--group-by", "id", "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
+    monkeypatch.setattr(views, "MAX_GROUPS", 5)
+    assert_usage_error(run_cli("merge", tmp_path / "a.json", tmp_path / "b.json"), "more than 5")
+    run_cli("bce-logits", tmp_path / "b.csv", "--pred-cols", "p", "--target-cols", "y",
+            "--emit-state", tmp_path / "c.json")  # fmt: skip
+    got = _json("merge", tmp_path / "a.json", tmp_path / "c.json")
+    assert "by_group" not in got and any("without it" in w for w in got["warnings"])
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s.pop("denominator"),
+    lambda s: s.update(denominator=None),
+    lambda s: s.update(warnings=[1]),
+    lambda s: s.update(groups=[]),
+    lambda s: s.update(moments={"count": 3, "mean": "x", "m2": 1}),
+    lambda s: s.update(moments={"count": 3, "mean": 1, "m2": -1}),
+])  # fmt: skip
+def test_more_hand_edited_states_are_refused(tmp_path, edit):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(9, 3)))
+    np.save(tmp_path / "y.npy", np.arange(9) % 3)
+    run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--emit-state", tmp_path / "s.json")
+    state = json.loads((tmp_path / "s.json").read_text())
+    edit(state)
+    (tmp_path / "s.json").write_text(json.dumps(state))
+    assert_usage_error(run_cli("merge", tmp_path / "s.json"))
+
+
+def test_check_skips_points_steeper_than_its_step(tmp_path, rng):
+    x1 = rng.normal(size=(6, 4))
+    x1[0] = 0.0  # a zero embedding: cosine is steep there
+    np.save(tmp_path / "x1.npy", x1)
+    np.save(tmp_path / "x2.npy", rng.normal(size=(6, 4)))
+    np.save(tmp_path / "y.npy", np.ones(6))
+    got = _json("cosine-embedding", tmp_path / "x1.npy", tmp_path / "x2.npy", tmp_path / "y.npy",
+                "--check", "--dtype", "float64")  # fmt: skip
+    assert not any("--check" in w for w in got["warnings"]), got["check"]
+
+
+def test_from_probs_rounded_gives_no_log_probability_warning(tmp_path, rng):
+    p = np.round(rng.dirichlet(np.ones(4), size=20), 2)
+    p[:, -1] = np.round(1 - p[:, :-1].sum(1), 2)
+    p = np.clip(p, 0, 1)
+    text = "\n".join(",".join(f"{v:.2f}" for v in row) for row in p) + "\n"
+    (tmp_path / "p.csv").write_text(text)
+    np.save(tmp_path / "y.npy", rng.integers(0, 4, 20))
+    runs = (["nll", tmp_path / "p.csv", tmp_path / "y.npy"],
+            ["kl-div", tmp_path / "p.csv", tmp_path / "p.csv", "-r", "batchmean"])  # fmt: skip
+    for args in runs:
+        got = _json(*args, "--from", "probs")
+        assert not any("log-probabilities" in w for w in got["warnings"]), got["warnings"]
+
+
+def test_group_by_in_batch_jobs_and_refused_ranges(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("p,y,g\n0.1,1,a\n0.2,0,b\n0.3,1,a\n")
+    jobs = [
+        {"loss": "bce-logits", "inputs": [str(table)], "options": {"pred_cols": ["p"],
+         "target_cols": "y", "group_by": ["g"]}},
+        {"loss": "bce-logits", "inputs": [str(table)], "options": {"pred_cols": 0,
+         "target_cols": 1, "group_by": 2}},
+    ]  # fmt: skip
+    (tmp_path / "jobs.ndjson").write_text("\n".join(json.dumps(j) for j in jobs) + "\n")
+    out = run_cli("batch", tmp_path / "jobs.ndjson")
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [[g["group"] for g in r["by_group"]] for r in results] == [["a", "b"], ["a", "b"]]
+    single = ["--pred-cols", "p", "--target-cols", "y"]
+    assert_usage_error(run_cli("bce-logits", table, *single, "--group-by", "1:3"), "one column")
+
+
+def test_ce_refuses_negative_class_probabilities(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "t.npy", np.array([[2.0, -1.0, 0.0], [1.0, 0.0, 0.0]]))
+    assert_usage_error(run_cli("ce", tmp_path / "x.npy", tmp_path / "t.npy"), "not >= 0")

@@ -64,7 +64,13 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
 def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
     import numpy as np
 
-    from losscli.validate import Prepared, check_finite, check_representable, vector_length
+    from losscli.validate import (
+        Prepared,
+        at_least,
+        check_finite,
+        check_representable,
+        vector_length,
+    )
 
     preds, targets = inputs["predictions"], inputs["targets"]
     weight, ignore_index = options["weight"], options["ignore_index"]
@@ -82,6 +88,13 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
         targets = targets.with_array(targets.array.astype(np.float64, copy=False))
         check_finite("targets", targets, ctx)
         check_representable("targets", targets, ctx)
+        at_least(
+            "target",
+            targets,
+            0.0,
+            "targets shaped like the predictions are class probabilities (-1 padded class "
+            "indices are for multilabel-margin)",
+        )
         vector_length("--weight", weight, logits.shape[1], "classes")
         sums = targets.array.sum(axis=1)
         if not np.allclose(sums, 1.0, atol=1e-4):

@@ -56,6 +56,7 @@ def _prepare_kl(inputs, options, ctx: Context) -> Prepared:
             _class_axis(targets.array),
             "--log-target is set, but the targets are not log-probabilities",
             whole,
+            predictions=False,
         )
     if ctx.reduction == "mean":
         ctx.warn(
