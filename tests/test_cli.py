@@ -227,7 +227,6 @@ def test_ce_steps_show_softmax_target_probability_and_weight():
     [
         (["ce", str(SAMPLE / "target_probs.csv"), LABELS], "look like probabilities"),
         (["nll", LOGITS, LABELS], "not log-probabilities"),
-        (["ce", LOGITS, str(SAMPLE / "logits.csv")], "do not sum to 1"),
     ],
 )
 def test_guidance_warnings_go_to_stderr_and_json(args, warning):
@@ -238,6 +237,15 @@ def test_guidance_warnings_go_to_stderr_and_json(args, warning):
     quiet = run_cli(*args, "-f", "json", "-q")
     assert quiet.stderr == ""
     assert any(warning in w for w in json.loads(quiet.stdout)["warnings"])
+
+
+def test_class_probability_targets_that_do_not_sum_to_one_warn(files):
+    targets = files.csv("t.csv", np.abs(np.loadtxt(LOGITS, delimiter=",")))
+    out = run_cli("ce", LOGITS, targets, "-f", "json")
+    assert out.exit_code == 0 and "do not sum to 1" in out.stderr
+    assert any("do not sum to 1" in w for w in json.loads(out.stdout)["warnings"])
+    negative = run_cli("ce", LOGITS, LOGITS)  # logits are not probabilities: refused
+    assert negative.exit_code == 2 and "not >= 0" in negative.stderr
 
 
 def test_every_target_ignored_warns_and_value_is_nan(files):
