@@ -194,7 +194,28 @@ def _print_result(result, settings: Common) -> None:
 
 # ------------------------------------------------------------------ compare
 
+
+class _CompareGroup(typer.core.TyperGroup):
+    """``losscli compare``'s commands, one per loss, built when one is asked for: building
+    twenty more commands on every start would slow ``--help`` and every loss command."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(all_specs())
+
+    def get_command(self, ctx, name: str):
+        try:
+            spec = get_spec(name)
+        except LossCliError:
+            return None
+        single = typer.Typer()
+        add_compare_command(spec, single)
+        command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+
 compare_app = typer.Typer(
+    cls=_CompareGroup,
     name="compare",
     help=(
         "Compare two prediction files on the same targets: both losses, the paired "
@@ -214,8 +235,8 @@ COMPARE_OPTIONS = (
 )  # fmt: skip
 
 
-def add_compare_command(spec: LossSpec) -> None:
-    """Register ``losscli compare LOSS A B REST...`` for one loss."""
+def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
+    """Register ``losscli compare LOSS A B REST...`` for one loss on ``target``."""
     rest = " ".join(i.name.upper() for i in spec.inputs[1:])
     inputs = _input_parameters(
         f"A B {rest}".strip(),
@@ -256,9 +277,8 @@ def add_compare_command(spec: LossSpec) -> None:
         "the loss of A and of B, the paired difference b - a and its 95% interval, a verdict."
         f"\n\nExample: losscli compare {spec.name} A B {rest} --fail-if-worse 0.01"
     )
-    compare_app.command(spec.name, help=text, no_args_is_help=True)(command)
-    for alias in spec.aliases:
-        compare_app.command(alias, help=text, hidden=True, no_args_is_help=True)(command)
+    short = f"{spec.torch_class}: A B {rest}".strip()
+    target.command(spec.name, help=text, short_help=short, no_args_is_help=True)(command)
 
 
 def run_comparison(spec, sources, options, settings: Common, margin) -> int:
@@ -293,7 +313,6 @@ def run_comparison(spec, sources, options, settings: Common, margin) -> int:
 
 for _spec in all_specs().values():
     add_loss_command(_spec)
-    add_compare_command(_spec)
 
 
 # ------------------------------------------------------------------ meta commands
