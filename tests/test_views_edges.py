@@ -57,6 +57,16 @@ def test_hist_of_losses_at_the_ends_of_float64(tmp_path, value):
             assert hist["quantiles"]["max"] == pytest.approx(expected, rel=1e-12)
 
 
+def _edited_state(tmp_path, edit) -> None:
+    """s.json: the state of a ce run over 9 rows, changed by ``edit``."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(9, 3)))
+    np.save(tmp_path / "y.npy", np.arange(9) % 3)
+    run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--emit-state", tmp_path / "s.json")
+    state = json.loads((tmp_path / "s.json").read_text())
+    edit(state)
+    (tmp_path / "s.json").write_text(json.dumps(state))
+
+
 @pytest.mark.parametrize("edit", [
     lambda s: s.update(sum=10**400),
     lambda s: s["gradient"]["predictions"].update(sum_squares=-(10**400)),
@@ -69,12 +79,7 @@ def test_hist_of_losses_at_the_ends_of_float64(tmp_path, value):
     lambda s: s.update(class_names=[1, 2]),
 ])  # fmt: skip
 def test_hand_edited_states_are_refused_or_read_never_a_crash(tmp_path, edit):
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(9, 3)))
-    np.save(tmp_path / "y.npy", np.arange(9) % 3)
-    run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--emit-state", tmp_path / "s.json")
-    state = json.loads((tmp_path / "s.json").read_text())
-    edit(state)
-    (tmp_path / "s.json").write_text(json.dumps(state))
+    _edited_state(tmp_path, edit)
     out = run_cli("merge", tmp_path / "s.json", "--hist", "--top", "3")
     assert out.exit_code in (0, 2), out.stderr
     if out.exit_code == 2:
@@ -310,12 +315,7 @@ def test_group_limits_and_mixed_states_in_merge(tmp_path, monkeypatch):
     lambda s: s.update(moments={"count": 3, "mean": 1, "m2": -1}),
 ])  # fmt: skip
 def test_more_hand_edited_states_are_refused(tmp_path, edit):
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(9, 3)))
-    np.save(tmp_path / "y.npy", np.arange(9) % 3)
-    run_cli("ce", tmp_path / "x.npy", tmp_path / "y.npy", "--emit-state", tmp_path / "s.json")
-    state = json.loads((tmp_path / "s.json").read_text())
-    edit(state)
-    (tmp_path / "s.json").write_text(json.dumps(state))
+    _edited_state(tmp_path, edit)
     assert_usage_error(run_cli("merge", tmp_path / "s.json"))
 
 
