@@ -399,8 +399,6 @@ class ElementStats:
     ) -> None:
         import torch
 
-        from losscli import views
-
         targets = chunk.get("targets")
         ignore_index = options.get("ignore_index")
         self.count += elements.numel()
@@ -409,12 +407,7 @@ class ElementStats:
         mask = sample_mask(wide.numel(), chunk, options)
         if mask is not None:
             wide = wide[torch.from_numpy(mask).to(wide.device)]
-        if wide.numel():
-            mean = float(wide.mean())
-            deviations = wide - mean
-            self.moments.merge(
-                views.Moments(wide.numel(), mean, float(torch.dot(deviations, deviations)))
-            )
+        self.moments.add(wide)
         if self.classes and targets is not None and elements.numel() == np.size(targets):
             labels = np.asarray(targets).reshape(-1)
             values = elements.double().cpu().numpy().reshape(-1)
@@ -427,15 +420,7 @@ class ElementStats:
         wide = elements.to(torch.float64)
         rows = wide.reshape(1) if wide.ndim == 0 else wide.reshape(wide.shape[0], -1).sum(1)
         losses = rows.cpu().numpy()
-        kept_rows = None
-        if (
-            targets is not None
-            and ignore_index is not None
-            and targets.ndim == 1
-            and targets.dtype.kind in "iu"
-            and len(targets) == len(losses)
-        ):
-            kept_rows = np.asarray(targets) != ignore_index  # ignored rows are not samples
+        kept_rows = sample_mask(len(losses), chunk, options)  # ignored rows are not samples
         if self.sketch is not None:
             self.sketch.add(losses if kept_rows is None else losses[kept_rows])
         if self.groups is not None and groups is not None:

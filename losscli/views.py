@@ -1,5 +1,7 @@
 """Views beyond the number, built from mergeable state (so they stream and merge): the
-standard error and 95% interval of a mean, perplexity and bits, and per-class breakdowns."""
+standard error and 95% interval of a mean, perplexity and bits, per-class and per-group
+breakdowns, the histogram and quantiles of the per-row loss, the rows of highest loss, and
+the paired comparison of two runs."""
 
 from __future__ import annotations
 
@@ -37,13 +39,12 @@ class Moments:
         self.count, self.mean, self.m2 = count, mean, m2
 
     def add(self, values) -> None:
-        import numpy as np
-
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if values.size:
+        """Samples: a 1-D float64 NumPy array, or torch tensor on any device."""
+        count = len(values)
+        if count:
             mean = float(values.mean())
             deviations = values - mean
-            self.merge(Moments(int(values.size), mean, float(np.dot(deviations, deviations))))
+            self.merge(Moments(count, mean, float((deviations * deviations).sum())))
 
     def merge(self, other: Moments) -> None:
         if not other.count:
@@ -90,21 +91,24 @@ def language_model(loss: str, reduction: str, value: float) -> dict[str, float]:
     return {"perplexity": with_overflow, "bits": value / math.log(2)}
 
 
-def by_class(sums, counts, names: list[str] | None) -> list[dict[str, Any]]:
-    """Per target class: count, mean loss and share of the total loss."""
+def breakdown(key: str, labels: list, sums: list[float], counts: list[int]) -> list[dict]:
+    """Per label ({key: label}): count, mean loss and share of the total loss."""
     grand = fsum(sums)
-    rows = []
-    for index, (total, count) in enumerate(zip(sums, counts)):
-        label = names[index] if names and index < len(names) else index
-        rows.append(
-            {
-                "class": label,
-                "count": int(count),
-                "mean": total / count if count else math.nan,
-                "share": total / grand if grand else math.nan,
-            }
-        )
-    return rows
+    return [
+        {
+            key: label,
+            "count": int(count),
+            "mean": total / count if count else math.nan,
+            "share": total / grand if grand else math.nan,
+        }
+        for label, total, count in zip(labels, sums, counts)
+    ]
+
+
+def by_class(sums, counts, names: list[str] | None) -> list[dict[str, Any]]:
+    """Per target class (by name where known): count, mean loss and share of the total."""
+    labels = [names[i] if names and i < len(names) else i for i in range(len(sums))]
+    return breakdown("class", labels, sums, counts)
 
 
 # ------------------------------------------------------------------ histogram and quantiles
@@ -130,8 +134,6 @@ class Sketch:
         self.low, self.high = math.inf, -math.inf
 
     def add(self, values) -> None:
-        import numpy as np
-
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         finite = np.isfinite(values)
         self.nonfinite += int(values.size - finite.sum())
@@ -183,7 +185,7 @@ class Sketch:
             raise ValueError(f"{where}: a histogram of accuracy {data.get('alpha')!r}")
         for name in ("count", "zeros", "nonfinite"):
             value = data.get(name)
-            if not _is_count(value):
+            if not is_count(value):
                 raise ValueError(f"{where}: histogram {name} {value!r} is not a count")
             setattr(sketch, name, value)
         for name, store in (("positive", sketch.positive), ("negative", sketch.negative)):
@@ -197,7 +199,7 @@ class Sketch:
                     raise ValueError(
                         f"{where}: histogram bucket {key!r} is not an integer"
                     ) from None
-                if not _is_count(count) or not -100_000 < index < 100_000:
+                if not is_count(count) or not -100_000 < index < 100_000:
                     raise ValueError(f"{where}: histogram bucket {key!r} is not a count")
                 store[index] = count
         if (
@@ -306,7 +308,8 @@ def _log_bins(store: dict[int, int], bins: int) -> tuple[list[float], list[int]]
     return edges, counts
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a row count: an integer from 0 to 2**63 - 1."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
@@ -330,15 +333,13 @@ class TopRows:
         """Rows ``first_row + i`` with per-row ``losses`` (NumPy); ``describe(indices)``
         gives the description of the block's rows at those indices; ``kept``: which rows
         are samples (False: an ignored target). Among equal losses the first row wins."""
-        import numpy as np
-
         if not self.k or not losses.size:
             return
         candidates = np.arange(len(losses)) if kept is None else np.flatnonzero(kept)
-        losses = losses[candidates]
-        keyed = np.where(np.isnan(losses), np.inf, losses)
         if not candidates.size:
             return
+        losses = losses[candidates]
+        keyed = np.where(np.isnan(losses), np.inf, losses)
         if len(self.rows) == self.k:  # only rows above the lowest kept can enter
             above = np.flatnonzero(keyed > _order_key(self.rows[-1]["loss"]))
             keyed, losses, candidates = keyed[above], losses[above], candidates[above]
@@ -372,8 +373,6 @@ class TopRows:
 def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
     """What the top-K table says of each chosen row: the target, and the prediction (for
     ce and nll with class targets: the predicted class and p[target])."""
-    import numpy as np
-
     predictions = arrays.get("predictions", arrays.get("input"))
     targets = arrays.get("targets", arrays.get("target"))
     rows = []
@@ -407,8 +406,6 @@ def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
 
 def _short(value) -> Any:
     """A row for JSON and a table cell: a number, up to 8 values, or its argmax and max."""
-    import numpy as np
-
     value = np.asarray(value)
     if value.ndim == 0:
         item = value.item()
@@ -526,27 +523,24 @@ class Groups:
         self.counts: dict[str, int] = {}
 
     def add(self, values, losses) -> None:
-        import numpy as np
-
         values = np.asarray(values).reshape(-1)
         if values.dtype.kind not in "fiu":
             values = np.asarray([str(v) for v in values.tolist()], dtype=object)
         unique, inverse = np.unique(values, return_inverse=True)  # NaNs: one value
-        sums = np.bincount(inverse.reshape(-1), weights=losses, minlength=len(unique))
-        counts = np.bincount(inverse.reshape(-1), minlength=len(unique))
-        for value, total, count in zip(unique.tolist(), sums.tolist(), counts.tolist()):
-            label = group_label(value)
-            self.sums[label] = self.sums.get(label, 0.0) + total
-            self.counts[label] = self.counts.get(label, 0) + count
-        self._limit()
+        totals = np.bincount(inverse.reshape(-1), weights=losses, minlength=len(unique))
+        numbers = np.bincount(inverse.reshape(-1), minlength=len(unique))
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for value, total, count in zip(unique.tolist(), totals.tolist(), numbers.tolist()):
+            label = group_label(value)  # values of one label: 1, 1.0, '1'
+            sums[label] = sums.get(label, 0.0) + total
+            counts[label] = counts.get(label, 0) + count
+        self.merge(sums, counts)
 
     def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
         for label, total in sums.items():
             self.sums[label] = self.sums.get(label, 0.0) + total
             self.counts[label] = self.counts.get(label, 0) + counts[label]
-        self._limit()
-
-    def _limit(self) -> None:
         if len(self.counts) > MAX_GROUPS:
             from losscli.errors import InputError
 
@@ -577,7 +571,6 @@ def group_label(value) -> str:
 
 def by_group(groups: Groups) -> list[dict[str, Any]]:
     """Per group, in the order of their labels (numbers by value): count, mean, share."""
-    grand = fsum(groups.sums.values())
 
     def order(label: str):
         try:
@@ -585,12 +578,6 @@ def by_group(groups: Groups) -> list[dict[str, Any]]:
         except ValueError:
             return (1, 0.0, label)
 
-    return [
-        {
-            "group": label,
-            "count": groups.counts[label],
-            "mean": groups.sums[label] / groups.counts[label] if groups.counts[label] else math.nan,
-            "share": groups.sums[label] / grand if grand else math.nan,
-        }
-        for label in sorted(groups.sums, key=order)
-    ]
+    labels = sorted(groups.sums, key=order)
+    sums = [groups.sums[label] for label in labels]
+    return breakdown("group", labels, sums, [groups.counts[label] for label in labels])
