@@ -281,6 +281,7 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
                         "merged, rerun"
                     ) from None
                 tracker.advance(1)
+            states = [state.read(name, part) for name, part in zip(names, states)]
             _count_rows_over_parts(spec, states)
             merged = state.merge(names, states)
             if grad_dir is not None and merged["denominator"]:

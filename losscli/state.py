@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from losscli.errors import InputError
+from losscli.views import is_count as _count
 
 FORMAT = "losscli-state"
 VERSION = 1
@@ -65,9 +66,7 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
         "denominator": _number(block_run.denominator) if block_run.mean else None,
         "count": elements.count,
         "sum_squares": _number(elements.squares),
-        "moments": {
-            k: _number(v) if k != "count" else v for k, v in elements.moments.to_dict().items()
-        },
+        "moments": _moments_json(elements.moments),
         "per_class": per_class,
         "hist": elements.sketch.to_dict() if elements.sketch is not None else None,
         "top": {
@@ -113,12 +112,13 @@ def dumps(state: dict) -> str:
     if isinstance(state.get("hist"), views.Sketch):
         state = {**state, "hist": state["hist"].to_dict()}
     if isinstance(state.get("moments"), views.Moments):
-        moments = state["moments"].to_dict()
-        state = {
-            **state,
-            "moments": {k: _number(v) if k != "count" else v for k, v in moments.items()},
-        }
+        state = {**state, "moments": _moments_json(state["moments"])}
     return json.dumps(state, indent=1) + "\n"
+
+
+def _moments_json(moments) -> dict:
+    count, mean, m2 = moments.count, moments.mean, moments.m2
+    return {"count": count, "mean": _number(mean), "m2": _number(m2)}
 
 
 def load(path: str, text: bytes) -> dict:
@@ -135,6 +135,13 @@ def load(path: str, text: bytes) -> dict:
         state = json.loads(text.decode("utf-8"), object_pairs_hook=unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InputError(f"{path}: not a losscli state (not JSON: {error})") from None
+    return read(path, state)
+
+
+def read(path: str, state: Any) -> dict:
+    """A state as ``build`` or JSON gives it, its fields checked and turned into what
+    ``merge`` and ``to_result`` take: numbers as floats, the sketch and moments as objects.
+    ``path`` names it in messages."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a losscli state (written by --emit-state)")
     if state.get("version") != VERSION:
@@ -286,27 +293,25 @@ def _load_groups(path: str, state: dict) -> None:
 
 def _cell(value: Any) -> bool:
     """Whether a top row's field is what a run writes: a number, a text, a short list of
-    numbers, or an argmax summary."""
+    numbers (null for NaN), or an argmax summary."""
     if isinstance(value, (int, float, str)) or value is None:
         return True
     if isinstance(value, list):
-        return len(value) <= 8 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        )
+        return len(value) <= 8 and all(map(_number_or_null, value))
     if isinstance(value, dict):
         return set(value) == {"argmax", "max", "size"} and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+            map(_number_or_null, value.values())
         )
     return False
 
 
+def _number_or_null(value: Any) -> bool:
+    """A number as JSON holds it: NaN and infinities are written as null."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 def _first(result) -> str:
     return next(iter(result.inputs))
-
-
-def _count(value: Any) -> bool:
-    """Whether ``value`` is a row count: an integer from 0 to 2**63 - 1."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _refuse(paths, what: str, values) -> None:
@@ -366,9 +371,7 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     sketches = [s.get("hist") for s in states]
     if all(sketches):
         merged["hist"] = views.Sketch()
-        for path, sketch in zip(paths, sketches):
-            if isinstance(sketch, dict):  # a state built in this process (a --dask task)
-                sketch = views.Sketch.from_dict(sketch, path)
+        for sketch in sketches:
             merged["hist"].merge(sketch)
     else:
         merged["hist"] = None
@@ -380,10 +383,11 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         merged["top"] = {"k": top.k, "rows": top.rows}
     else:
         merged["top"] = None
+    notes = []  # what the merged result lacks because a part lacks it
     grouped = [s.get("groups") for s in states]
     merged["groups"] = None
     if any(grouped) and not all(grouped):
-        merged.setdefault("notes", []).append(
+        notes.append(
             f"--group-by: {paths[grouped.index(None)]} was run without it, so the merged "
             "result has no groups"
         )
@@ -399,18 +403,14 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     if all(m is not None for m in moments):
         merged["moments"] = views.Moments()
         for part in moments:
-            if isinstance(part, dict):  # a state built in this process (a --dask task)
-                part = views.Moments(part["count"], float(part["mean"]), float(part["m2"]))
             merged["moments"].merge(part)
     checks = [s.get("check") for s in states]
     merged["check"] = check_module.merge(checks) if all(checks) else None
     partly = [p for p, c in zip(paths, checks) if c is None]
     if merged["check"] is None and len(partly) < len(paths):
-        merged.setdefault("notes", []).append(
-            f"--check: {partly[0]} was run without it, so the merged result has no check"
-        )
+        notes.append(f"--check: {partly[0]} was run without it, so the merged result has no check")
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
-    merged["warnings"] += merged.pop("notes", [])
+    merged["warnings"] += notes
     return merged
 
 

@@ -365,3 +365,20 @@ def test_ce_refuses_negative_class_probabilities(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 3)))
     np.save(tmp_path / "t.npy", np.array([[2.0, -1.0, 0.0], [1.0, 0.0, 0.0]]))
     assert_usage_error(run_cli("ce", tmp_path / "x.npy", tmp_path / "t.npy"), "not >= 0")
+
+
+def test_states_with_nan_merge_and_run_on_dask(tmp_path, rng):
+    """NaN written as "nan" (sums, gradient min/max) and as null (top rows) reads back."""
+    a = rng.normal(size=(50, 3))
+    a[3, 1] = np.nan
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", np.zeros((50, 3)))
+    args = ["mse", tmp_path / "a.npy", tmp_path / "b.npy", "--allow-nonfinite", "-q"]
+    one = _json(*args, "--top", "2", "--emit-state", tmp_path / "s.json")
+    merged = _json("merge", tmp_path / "s.json", "--top", "2", "-q")
+    on_dask = _json(*args, "--top", "2", "--dask", "local")
+    for got in (merged, on_dask):
+        assert got["value"] is None and got["gradient"]["predictions"]["max"] is None
+        assert [r["row"] for r in got["top"]] == [r["row"] for r in one["top"]]
+        assert got["top"][0]["row"] == 3  # the NaN row counts as the highest
+        assert got["top"][0]["prediction"][1] is None
