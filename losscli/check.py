@@ -172,7 +172,7 @@ def finite_differences(
         tensors = {n: tensor(n, subset[n]) for n in names}
         tensors[target] = x
         if given is not None and target == first:
-            tensors[first] = convert.torch(torch, spec.name, convert_from, x, dtype)
+            tensors[first] = convert.tensor(torch, spec.name, convert_from, x, dtype)
         elements = loss_fn(*(tensors[n] for n in names))
         return elements.reshape(len(rows), -1).sum(1)
 

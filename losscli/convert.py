@@ -95,42 +95,33 @@ def row_sums(loss: str, kind: str, inp, ctx) -> None:
     )
 
 
-def numpy(loss: str, kind: str, array, dtype: str):
-    """The predictions converted (float64) to what ``loss`` takes."""
+def array(loss: str, kind: str, values, dtype: str):
+    """The predictions converted (float64 NumPy) to what ``loss`` takes: ``tensor``'s
+    conversion, on the CPU without autograd."""
     import numpy as np
 
-    x = np.asarray(array, dtype=np.float64)
-    eps = EPS[dtype]
-    target = TAKES[loss]
-    if target == "logits" and loss == "ce":  # log-probabilities are logits already
-        return np.log(np.clip(x, eps, 1.0)) if kind == "probs" else x
-    if target == "logits":  # bce-logits: the logit of a probability
-        p = np.clip(x if kind == "probs" else np.exp(x), eps, 1 - eps)
-        return np.log(p) - np.log1p(-p)
-    if target == "log-probs":
-        if kind == "probs":
-            return np.log(np.clip(x, eps, 1.0))
-        shifted = x - np.max(x, axis=_axis(x), keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=_axis(x), keepdims=True))
-    # bce: probabilities
-    if kind == "logits":
-        return 1.0 / (1.0 + np.exp(-x))
-    return np.exp(x)
+    from losscli.engine import import_torch
+
+    torch = import_torch()
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(values, dtype=np.float64))
+        return tensor(torch, loss, kind, x, dtype).numpy()
 
 
-def torch(torch, loss: str, kind: str, tensor, dtype: str):
-    """The same conversion in torch, inside autograd."""
+def tensor(torch, loss: str, kind: str, x, dtype: str):
+    """The predictions ``x`` (a torch tensor) converted to what ``loss`` takes, in autograd
+    where ``x`` requires a gradient."""
     eps = EPS[dtype]
     target = TAKES[loss]
     if target == "logits" and loss == "ce":
-        return torch.log(tensor.clamp(eps, 1.0)) if kind == "probs" else tensor
+        return torch.log(x.clamp(eps, 1.0)) if kind == "probs" else x
     if target == "logits":
-        p = (tensor if kind == "probs" else torch.exp(tensor)).clamp(eps, 1 - eps)
+        p = (x if kind == "probs" else torch.exp(x)).clamp(eps, 1 - eps)
         return torch.log(p) - torch.log1p(-p)
     if target == "log-probs":
         if kind == "probs":
-            return torch.log(tensor.clamp(eps, 1.0))
-        return torch.log_softmax(tensor, dim=_axis(tensor))
+            return torch.log(x.clamp(eps, 1.0))
+        return torch.log_softmax(x, dim=_axis(x))
     if kind == "logits":
-        return torch.sigmoid(tensor)
-    return torch.exp(tensor)
+        return torch.sigmoid(x)
+    return torch.exp(x)

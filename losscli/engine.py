@@ -259,7 +259,7 @@ class BlockRun:
                     tensors[name].requires_grad_(True)
                 taken = dict(tensors)
                 if raw is not None:
-                    taken[first] = convert.torch(
+                    taken[first] = convert.tensor(
                         torch, spec.name, self.convert_from, tensors[first], self.convert_dtype
                     )
                 try:

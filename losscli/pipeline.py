@@ -730,7 +730,7 @@ class BlockPipeline:
             convert.row_sums(spec.name, self.given_as, inp, ctx)
         if self.conversion is not None:
             raw = inp.array
-            converted = convert.numpy(spec.name, self.conversion, raw, self.dtype)
+            converted = convert.array(spec.name, self.conversion, raw, self.dtype)
             block = {**block, names[0]: inp.with_array(converted)}
         prepared = spec.prepare(block, self.options, ctx)
         if self.block_run is None:

@@ -299,9 +299,7 @@ def _cell(value: Any) -> bool:
     if isinstance(value, list):
         return len(value) <= 8 and all(map(_number_or_null, value))
     if isinstance(value, dict):
-        return set(value) == {"argmax", "max", "size"} and all(
-            map(_number_or_null, value.values())
-        )
+        return set(value) == {"argmax", "max", "size"} and all(map(_number_or_null, value.values()))
     return False
 
 
