@@ -120,37 +120,19 @@ def _interval_text(uncertainty: dict) -> str:
     )
 
 
-def _by_class_table(rows: list[dict]):
+def _breakdown_table(title: str, key: str, count: str, rows: list[dict]):
+    """A per-class or per-group table: label (``key``), count, mean loss, share."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="by class", box=box.SIMPLE_HEAVY)
-    for column in ("class", "count", "mean loss", "share"):
-        table.add_column(column, no_wrap=True, justify="left" if column == "class" else "right")
+    table = Table(title=Text(escape(title)), box=box.SIMPLE_HEAVY)
+    for column in (key, count, "mean loss", "share"):
+        table.add_column(column, no_wrap=True, justify="left" if column == key else "right")
     for row in rows:
-        share = row["share"]
+        share, label = row["share"], str(row[key])
         table.add_row(
-            Text(escape(str(row["class"]))),
-            Text(str(row["count"])),
-            Text(format_number(row["mean"])),
-            Text("-" if share != share else f"{100 * share:.1f}%"),
-        )
-    return table
-
-
-def _by_group_table(rows: list[dict], column: str):
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(escape(f"by {column}")), box=box.SIMPLE_HEAVY)
-    for name in ("group", "rows", "mean loss", "share"):
-        table.add_column(name, no_wrap=True, justify="left" if name == "group" else "right")
-    for row in rows:
-        share = row["share"]
-        table.add_row(
-            Text(escape(row["group"]) if row["group"] != "" else "(empty)"),
+            Text(escape(label) if label != "" else "(empty)"),
             Text(str(row["count"])),
             Text(format_number(row["mean"])),
             Text("-" if share != share else f"{100 * share:.1f}%"),
@@ -216,9 +198,9 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
     else:
         tables.append(Text("gradient: not computed (--no-grad)"))
     if result.by_class is not None:
-        tables.append(_by_class_table(result.by_class))
+        tables.append(_breakdown_table("by class", "class", "count", result.by_class))
     if result.by_group is not None:
-        tables.append(_by_group_table(result.by_group, result.group_by))
+        tables.append(_breakdown_table(f"by {result.group_by}", "group", "rows", result.by_group))
     if result.hist is not None:
         tables.append(hist_table(result.hist))
     if result.top is not None:
