@@ -192,13 +192,9 @@ def run_files(
     from losscli import engine
     from losscli.io import (
         Blocks,
-        ReadOptions,
         SourceSet,
         check_output_path,
-        parse_source,
     )
-    from losscli.io.shards import shard_args
-    from losscli.io.sources import delimiter_option, format_option
 
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
@@ -213,15 +209,7 @@ def run_files(
         if state_out is not None:
             _write_state(state_out, result)
         return result, gate
-    defaults = ReadOptions(
-        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
-    )
-    # An argument named twice (single-file mode, or by hand) is one source, read once.
-    parsed = {text: parse_source(text, defaults) for text in source_texts}
-    if sum(parsed[text].path == "-" for text in source_texts) > 1:  # '-', '-?header=no'...
-        raise OptionError(
-            "only one input can come from stdin ('-'); write the others to files first"
-        )
+    defaults, parsed = _parse_sources(source_texts, settings)
     texts = input_sources(spec, source_texts, settings)
     if settings.grad_out is not None and settings.no_grad:
         raise OptionError("--grad-out needs the gradient; drop --no-grad")
@@ -229,9 +217,7 @@ def run_files(
     notes: list[str] = []  # what reading decided about option files (a header, an index)
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
-        for arg in args:
-            for shard in shard_args(arg) or [arg]:
-                sources.open(shard)
+        _open_all(sources, args)
         options = _vector_options(spec, options, sources, defaults, notes)
         grad_out = state_out = None
         read = {**(also_read or {}), **sources.identities}
@@ -246,14 +232,7 @@ def run_files(
             state_out = check_output_path("--emit-state", settings.emit_state, read, (".json",))
             if grad_out is not None and state_out.resolve() == grad_out.resolve():
                 raise OptionError("--emit-state and --grad-out name the same file")
-        ctx = Context(
-            reduction=settings.reduction,
-            allow_nonfinite=settings.allow_nonfinite,
-            classes=classes,
-            dtype=settings.dtype,
-        )
-        for message in notes:
-            ctx.warn(message)
+        ctx = _context(settings, classes, notes)
         table = settings.format == "table"
         blocks = Blocks(settings.block_rows)
         slots = None
@@ -315,6 +294,46 @@ def _group_slots(spec: LossSpec, texts: list[str], args: list, settings: Common)
     return [*args, args[0]], slots
 
 
+def _parse_sources(source_texts: list[str], settings: Common):
+    """The reading defaults of the common options, and each argument parsed (an argument
+    named twice, as single-file mode does, is one source, read once); stdin named twice is
+    refused."""
+    from losscli.io import ReadOptions, parse_source
+    from losscli.io.sources import delimiter_option, format_option
+
+    defaults = ReadOptions(
+        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
+    )
+    parsed = {text: parse_source(text, defaults) for text in source_texts}
+    if sum(parsed[text].path == "-" for text in source_texts) > 1:  # '-', '-?header=no'...
+        raise OptionError(
+            "only one input can come from stdin ('-'); write the others to files first"
+        )
+    return defaults, parsed
+
+
+def _open_all(sources, args) -> None:
+    """Open every argument (each shard of a folder or pattern) once, before any is read."""
+    from losscli.io.shards import shard_args
+
+    for arg in args:
+        for shard in shard_args(arg) or [arg]:
+            sources.open(shard)
+
+
+def _context(settings: Common, classes, notes: list[str]) -> Context:
+    """What validation needs of the settings, with the notes reading made as warnings."""
+    ctx = Context(
+        reduction=settings.reduction,
+        allow_nonfinite=settings.allow_nonfinite,
+        classes=classes,
+        dtype=settings.dtype,
+    )
+    for message in notes:
+        ctx.warn(message)
+    return ctx
+
+
 def _vector_options(spec: LossSpec, options: dict, sources, defaults, notes: list) -> dict:
     """The loss options with vectors given as files read (they are sources too)."""
     from losscli.io import read_vector
@@ -341,9 +360,7 @@ def run_compare(
     lockstep, and the paired difference b - a of their unreduced losses (its standard error
     and 95% interval); returns (Comparison, Gate or None) for --fail-if-worse MARGIN."""
     from losscli import engine, views
-    from losscli.io import Blocks, ReadOptions, SourceSet, parse_source
-    from losscli.io.shards import shard_args
-    from losscli.io.sources import delimiter_option, format_option
+    from losscli.io import Blocks, SourceSet
     from losscli.stream import whole
 
     progress = progress or (lambda text: NO_PROGRESS)
@@ -359,14 +376,7 @@ def run_compare(
             f"compare {spec.name} takes {count + 1} inputs: A B {rest} (two prediction files, "
             f"then what they share); got {len(source_texts)}"
         )
-    defaults = ReadOptions(
-        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
-    )
-    parsed = {text: parse_source(text, defaults) for text in source_texts}
-    if sum(parsed[text].path == "-" for text in source_texts) > 1:
-        raise OptionError(
-            "only one input can come from stdin ('-'); write the others to files first"
-        )
+    defaults, parsed = _parse_sources(source_texts, settings)
     args = [parsed[text] for text in source_texts]
     first = spec.inputs[0].name
     b_name = f"{first} (b)"
@@ -374,23 +384,11 @@ def run_compare(
     notes: list[str] = []
     with SourceSet(stdin_fd=stdin) as sources:
         engine.preload_torch()
-        for arg in args:
-            for shard in shard_args(arg) or [arg]:
-                sources.open(shard)
+        _open_all(sources, args)
         options = check_options(
             spec, _vector_options(spec, options, sources, defaults, notes), settings.reduction
         )
-        contexts = [
-            Context(
-                reduction=settings.reduction,
-                allow_nonfinite=settings.allow_nonfinite,
-                classes=classes,
-                dtype=settings.dtype,
-            )
-            for _ in "ab"
-        ]
-        for message in notes:
-            contexts[0].warn(message)
+        contexts = [_context(settings, classes, notes), _context(settings, classes, [])]
         blocks = read_inputs(spec, args, sources, settings, Blocks(settings.block_rows), slots)
         joined = next(blocks)
         if _needs_whole(spec, joined, options, settings.from_):
