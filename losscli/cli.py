@@ -170,26 +170,35 @@ def run_loss(
 
 def _report(result, gate, settings: Common) -> int:
     """Warnings on stderr, the result on stdout, the gate's line; returns the exit code."""
-    from losscli import output, pipeline
+    from losscli import render
+
+    return _emit(
+        result,
+        gate,
+        settings,
+        render.render_value,
+        lambda: render.build_tables(result, settings.per_sample, settings.limit),
+    )
+
+
+def _emit(item, gate, settings: Common, value, tables) -> int:
+    """``item``'s warnings on stderr, ``item`` on stdout in --format (JSON from its
+    ``to_dict``, ``value(item)``, or the renderables ``tables()``), the gate's line;
+    returns the exit code."""
+    from losscli import output, pipeline, render
 
     if not settings.quiet:
-        for message in result.warnings:
+        for message in item.warnings:
             output.warning(message)
-    _print_result(result, settings)
+    if settings.format == "json":
+        output.write_stdout(render.render_json(item))
+    elif settings.format == "value":
+        output.write_stdout(value(item))
+    else:
+        output.print_renderables(tables())
     if gate is not None and gate.tripped:
         output.note("gate", gate.reason)
     return pipeline.exit_code(gate)
-
-
-def _print_result(result, settings: Common) -> None:
-    from losscli import output, render
-
-    if settings.format == "json":
-        output.write_stdout(render.render_json(result))
-    elif settings.format == "value":
-        output.write_stdout(render.render_value(result))
-    else:
-        output.print_renderables(render.build_tables(result, settings.per_sample, settings.limit))
 
 
 # ------------------------------------------------------------------ compare
@@ -295,18 +304,13 @@ def run_comparison(spec, sources, options, settings: Common, margin) -> int:
         stdin=stdin_fd(),
         progress=lambda text: output.progress(text, settings.quiet),
     )
-    if not settings.quiet:
-        for message in comparison.warnings:
-            output.warning(message)
-    if settings.format == "json":
-        output.write_stdout(render.render_compare_json(comparison))
-    elif settings.format == "value":
-        output.write_stdout(repr(float(comparison.value)) + "\n")
-    else:
-        output.print_renderables(render.compare_tables(comparison))
-    if gate is not None and gate.tripped:
-        output.note("gate", gate.reason)
-    return pipeline.exit_code(gate)
+    return _emit(
+        comparison,
+        gate,
+        settings,
+        render.render_compare_value,
+        lambda: render.compare_tables(comparison),
+    )
 
 
 # ------------------------------------------------------------------ loss commands

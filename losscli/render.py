@@ -42,8 +42,9 @@ def render_value(result: Result) -> str:
     return "\n".join(repr(v) for v in result.values()) + "\n"
 
 
-def render_json(result: Result) -> str:
-    """The JSON object of SPEC section 4 (NaN/inf written as null)."""
+def render_json(result) -> str:
+    """The JSON object of SPEC section 4, or of compare (anything with ``to_dict``; NaN/inf
+    written as null)."""
     return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
@@ -317,9 +318,9 @@ def _steps_table(steps: Steps, result: Result):
 # ------------------------------------------------------------------ compare
 
 
-def render_compare_json(comparison) -> str:
-    """The JSON of ``losscli compare``: {"a", "b", "difference", ...} (NaN/inf as null)."""
-    return json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"
+def render_compare_value(comparison) -> str:
+    """The difference b - a of ``losscli compare -f value``."""
+    return repr(float(comparison.value)) + "\n"
 
 
 def compare_tables(comparison) -> list:
