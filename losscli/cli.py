@@ -402,39 +402,11 @@ def batch(
         raise typer.Exit(code)
 
 
-@app.command("merge")
-def merge(
-    states: Annotated[
-        list[str], typer.Argument(help="State files written by --emit-state.", show_default=False)
-    ],
-    format: Annotated[
-        Literal["table", "json", "value"],
-        typer.Option(
-            "--format", "-f", help="table (Rich), json (one object), or value (the number)."
-        ),
-    ] = "table",
-    fail_above: Annotated[
-        float | None,
-        typer.Option("--fail-above", metavar="X", help="Exit 1 when the loss is above X."),
-    ] = None,
-    fail_below: Annotated[
-        float | None,
-        typer.Option("--fail-below", metavar="X", help="Exit 1 when the loss is below X."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
-    by_class: Annotated[
-        bool, typer.Option("--by-class", help="Also break the loss down by target class.")
-    ] = False,
-    top: Annotated[
-        int | None,
-        typer.Option(
-            "--top", min=1, max=10_000, metavar="K", help="Also list the K rows of highest loss."
-        ),
-    ] = None,
-    hist: Annotated[
-        bool, typer.Option("--hist", help="Also draw a histogram and quantiles of the loss.")
-    ] = False,
-) -> None:
+# The common options that apply to merged states.
+MERGE_OPTIONS = ("format", "by_class", "top", "hist", "fail_above", "fail_below", "quiet")
+
+
+def merge(states: list[str], **options) -> None:
     """Combine the states of runs over parts of the rows into the result of one run.
 
     Each part is run with --emit-state; the states must be of the same loss, options,
@@ -447,9 +419,10 @@ def merge(
     from losscli import state as states_module
     from losscli.errors import OptionError
 
+    settings = Common(**options)
+
     def run() -> int:
-        if format not in ("table", "json", "value"):
-            raise OptionError(f"--format {format!r} is not one of table, json, value")
+        pipeline.check_settings(settings)
         loaded, seen = [], {}
         for path in states:
             identity = _identity(path)
@@ -458,14 +431,30 @@ def merge(
             seen[identity] = path
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
-        result = states_module.to_result(merged, by_class, top or 0, hist)
-        settings = Common(format=format, fail_above=fail_above, fail_below=fail_below, quiet=quiet)
-        pipeline.check_settings(settings)
+        result = states_module.to_result(
+            merged, settings.by_class, settings.top or 0, settings.hist
+        )
         return _report(result, pipeline.gate_of(result, settings), settings)
 
     code = _guarded(False, run)
     if code:
         raise typer.Exit(code)
+
+
+merge.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter(
+            "states",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[
+                list[str],
+                typer.Argument(help="State files written by --emit-state.", show_default=False),
+            ],
+        ),
+        *common_parameters(None, MERGE_OPTIONS),
+    ]
+)
+app.command("merge")(merge)
 
 
 def _identity(path: str):

@@ -204,10 +204,11 @@ def _common_hints() -> dict:
 
 
 def common_parameters(
-    spec: LossSpec, only: tuple[str, ...] = (), reduced: bool = False
+    spec: LossSpec | None, only: tuple[str, ...] = (), reduced: bool = False
 ) -> list[inspect.Parameter]:
     """The common options as keyword parameters (those named in ``only``, where given);
-    ``--reduction`` offers the loss's reductions (but none where ``reduced``)."""
+    ``--reduction`` offers the loss's reductions (but none where ``reduced``); ``spec`` is
+    None where ``only`` leaves --reduction out."""
     hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
