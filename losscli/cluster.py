@@ -62,14 +62,11 @@ def _with_option(arg, option: str) -> str:
 def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
     """The parts of a run: the shards of sharded inputs, taken in step (every sharded input
     must have as many), the row groups of a lone Parquet file, or the inputs whole."""
-    from losscli.io import ReadOptions, parse_source
+    from losscli.io import parse_source
     from losscli.io.shards import shard_args
-    from losscli.io.sources import delimiter_option, format_option
-    from losscli.pipeline import input_sources
+    from losscli.pipeline import input_sources, reading_defaults
 
-    defaults = ReadOptions(
-        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
-    )
+    defaults = reading_defaults(settings)
     texts = input_sources(spec, texts, settings)
     if any(parse_source(t, defaults).path == "-" for t in texts):
         raise OptionError("--dask reads every input on the workers: stdin ('-') cannot be one")
@@ -121,15 +118,11 @@ def _npy_rows(arg) -> int | None:
     fmt = arg.options.input_format or os.path.splitext(arg.path)[1].lower().lstrip(".")
     if fmt != "npy" or "://" in arg.path or not os.path.isfile(arg.path) or arg.options.rows:
         return None
-    import numpy as np
+    from losscli.io.arrays import npy_header
 
     try:
         with open(arg.path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, _ = np.lib.format.read_array_header_1_0(handle)
-            else:
-                shape, fortran, _ = np.lib.format.read_array_header_2_0(handle)
+            shape, fortran, _ = npy_header(handle, arg.path, "NPY")
     except Exception:  # an unreadable file is reported by the task that reads it
         return None
     return shape[0] if shape and not fortran else None

@@ -298,18 +298,25 @@ def _parse_sources(source_texts: list[str], settings: Common):
     """The reading defaults of the common options, and each argument parsed (an argument
     named twice, as single-file mode does, is one source, read once); stdin named twice is
     refused."""
-    from losscli.io import ReadOptions, parse_source
-    from losscli.io.sources import delimiter_option, format_option
+    from losscli.io import parse_source
 
-    defaults = ReadOptions(
-        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
-    )
+    defaults = reading_defaults(settings)
     parsed = {text: parse_source(text, defaults) for text in source_texts}
     if sum(parsed[text].path == "-" for text in source_texts) > 1:  # '-', '-?header=no'...
         raise OptionError(
             "only one input can come from stdin ('-'); write the others to files first"
         )
     return defaults, parsed
+
+
+def reading_defaults(settings: Common):
+    """The reading options that --input-format, --delimiter and --header give every input."""
+    from losscli.io import ReadOptions
+    from losscli.io.sources import delimiter_option, format_option
+
+    return ReadOptions(
+        format_option(settings.input_format), delimiter_option(settings.delimiter), settings.header
+    )
 
 
 def _open_all(sources, args) -> None:

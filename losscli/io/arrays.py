@@ -22,7 +22,7 @@ NUMERIC_KINDS = "biuf"
 NAME_KINDS = "US"
 
 
-def _header(handle, label: str, kind: str):
+def npy_header(handle, label: str, kind: str):
     """(shape, fortran order, dtype) from an NPY header, refusing pickles and odd dtypes."""
     try:
         version = np.lib.format.read_magic(handle)
@@ -66,7 +66,7 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
     their own, so that what stays resident does not grow with the file."""
     label, handle = source.label, source.file
     handle.seek(0)
-    shape, fortran, dtype = _header(handle, label, "NPY")
+    shape, fortran, dtype = npy_header(handle, label, "NPY")
     offset = handle.tell()
     needed = _expected_bytes(shape, dtype)
     held = source.size - offset
@@ -152,7 +152,7 @@ def _stream_blocks(source, shape, dtype, order, offset, needed, block_rows, name
 def _member_blocks(archive, member: str, label: str, names: bool, blocks: Blocks | None):
     info = archive.getinfo(member)
     with archive.open(member) as stream:
-        shape, fortran, dtype = _header(stream, label, "NPZ")
+        shape, fortran, dtype = npy_header(stream, label, "NPZ")
         needed = _expected_bytes(shape, dtype)
         offset = stream.tell()
         if info.file_size - offset < needed:
