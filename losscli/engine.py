@@ -11,11 +11,13 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from losscli.errors import DeviceError, OptionError
 from losscli.registry import FLOAT, LABEL, LossSpec
+from losscli.sums import OrderedSum
 from losscli.validate import Prepared
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -205,7 +207,9 @@ class BlockRun:
         # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.grad_dtype = np.float64 if dtype == "float64" else np.float32
-        self.total, self.denominator = 0.0, 0.0
+        # The sum and the denominator, bit-identical whatever the blocks (losscli.sums).
+        self.sums = OrderedSum()
+        self.denominators = OrderedSum()
         # What a mergeable state keeps of the unreduced loss: element count, sum of squares,
         # and per class (class-index targets) sums and counts. None: not tracked.
         self.elements = None
@@ -267,9 +271,8 @@ class BlockRun:
                     summed = elements
                     if scale is not None:
                         summed = elements * _to_tensor(torch, scale[rows], device, dtype)
-                    chunk_sum = summed.sum(dtype=self.sum_dtype)
                     if self.differentiable:
-                        chunk_sum.backward()
+                        summed.sum(dtype=self.sum_dtype).backward()
                 except (RuntimeError, NotImplementedError) as error:
                     if "not implemented for" not in str(error):
                         raise
@@ -277,7 +280,7 @@ class BlockRun:
                         f"--dtype {self.dtype} is not supported by {spec.torch_class} on "
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
-                self.total += float(chunk_sum.item())
+                self.sums.add(_host_float64(torch, summed.detach(), self.sum_dtype))
                 if self.keep_elements:  # the samples only (not ignored targets)
                     kept = elements.detach().to(torch.float64).cpu().numpy().reshape(-1)
                     mask = sample_mask(kept.size, chunk, prepared.options)
@@ -293,7 +296,7 @@ class BlockRun:
                         None if groups is None else groups[rows],
                     )
                 if self.mean:
-                    self.denominator += float(
+                    self.denominators.add(
                         spec.mean_denominator(
                             chunk, prepared.options, self.reduction, elements.numel()
                         )
@@ -315,6 +318,16 @@ class BlockRun:
                     self.kept_rows += len(values)
         self.compute_s += time.perf_counter() - started
         return gradients
+
+    @property
+    def total(self) -> float:
+        """The float64 sum of the (scaled) per-element losses so far."""
+        return self.sums.value
+
+    @property
+    def denominator(self) -> float:
+        """What a mean divides the sum by, so far (0.0 for other reductions)."""
+        return self.denominators.value
 
     @property
     def factor(self) -> float:
@@ -342,6 +355,12 @@ class BlockRun:
             device=str(self.device),
             compute_s=self.compute_s,
         )
+
+
+def _host_float64(torch, tensor, sum_dtype) -> np.ndarray:
+    """A tensor's values as a flat float64 NumPy array on the host (through ``sum_dtype``
+    on the device: MPS has no float64)."""
+    return tensor.reshape(-1).to(sum_dtype).cpu().numpy().astype(np.float64, copy=False)
 
 
 def run(spec: LossSpec, prepared: Prepared, **settings) -> EngineOutput:
@@ -402,12 +421,11 @@ class ElementStats:
         targets = chunk.get("targets")
         ignore_index = options.get("ignore_index")
         self.count += elements.numel()
-        wide = elements.reshape(-1).to(sum_dtype)
-        self.squares += float(torch.dot(wide, wide))
-        mask = sample_mask(wide.numel(), chunk, options)
-        if mask is not None:
-            wide = wide[torch.from_numpy(mask).to(wide.device)]
-        self.moments.add(wide)
+        # On the host in NumPy (one thread, a fixed order): the same digits every run.
+        wide = _host_float64(torch, elements, sum_dtype)
+        self.squares += float(np.einsum("i,i->", wide, wide))
+        mask = sample_mask(wide.size, chunk, options)
+        self.moments.add(wide if mask is None else wide[mask])
         if self.classes and targets is not None and elements.numel() == np.size(targets):
             labels = np.asarray(targets).reshape(-1)
             values = elements.double().cpu().numpy().reshape(-1)
@@ -452,9 +470,11 @@ class GradientStats:
         self.shape = shape
         self.count, self.total, self.squares = 0, 0.0, 0.0
         self.low, self.high = math.inf, -math.inf
+        self.dtype = np.dtype(np.float64)  # the gradient's, as computed and written
 
     def add(self, gradient: np.ndarray, block: int = 1 << 20) -> None:
         torch = import_torch()
+        self.dtype = gradient.dtype
         flat = torch.from_numpy(np.ascontiguousarray(gradient).reshape(-1))
         for start in range(0, flat.numel(), block):
             part = flat[start : start + block]
@@ -466,11 +486,17 @@ class GradientStats:
             self.high = float(np.maximum(self.high, float(high)))
         self.count += flat.numel()
 
-    def summary(self, factor: float = 1.0) -> dict:
-        """Shape, L2 norm, mean, min and max of the gradient times ``factor`` (>= 0)."""
+    def summary(self, factor: float = 1.0, written=None) -> dict:
+        """Shape, L2 norm, mean, min and max of the gradient times ``factor`` (>= 0). The
+        norm and mean are of the float64 partials; the min and max are the values the
+        gradient arrays and --grad-out hold, in their dtype: ``written`` maps a value of the
+        gradient of the sum to what the file holds (by default, one multiplication by the
+        factor in the gradient's dtype, as the arrays are scaled)."""
         count = self.count
+        if written is None:
+            written = partial(scaled_as_stored, self.dtype, factor)
         with np.errstate(invalid="ignore", over="ignore"):
-            low, high = self.low * factor, self.high * factor
+            low, high = written(self.low), written(self.high)
         return {
             "shape": list(self.shape),
             "norm": math.sqrt(self.squares) * factor,
@@ -478,6 +504,15 @@ class GradientStats:
             "min": low if count else math.nan,
             "max": high if count else math.nan,
         }
+
+
+def scaled_as_stored(dtype, factor: float, value: float) -> float:
+    """``value`` times ``factor`` as an array of ``dtype`` stores it (both rounded to the
+    dtype, as NumPy multiplies an array by a scalar). Rounding is monotonic, so the min and
+    max of a scaled array are the scaled min and max."""
+    kind = np.dtype(dtype).type
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(kind(value) * kind(factor))
 
 
 def gradient_summary(gradient: np.ndarray) -> dict:

@@ -16,6 +16,7 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -836,7 +837,10 @@ class BlockPipeline:
             summary = {}
             for name, gradient_stats in self.stats.items():
                 gradient_stats.shape = shapes[name]
-                summary[name] = gradient_stats.summary(factor)
+                written = None  # the min and max are the values the file holds
+                if self.writer is not None and name == self.first_float:
+                    written = partial(self.writer.as_written, factor=factor)
+                summary[name] = gradient_stats.summary(factor, written)
         steps = None
         if self.steps_limit:
             joined = {

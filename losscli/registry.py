@@ -156,7 +156,8 @@ class LossSpec:
     aliases: tuple[str, ...] = ()
     reductions: tuple[str, ...] = REDUCTIONS
     # (arrays of one chunk, options, reduction, element count of its unreduced loss) -> the
-    # chunk's share of the "mean" denominator. None: the element count.
+    # chunk's share of the "mean" denominator: a number, or an array of per-element shares
+    # that the engine sums in a fixed order (losscli.sums). None: the element count.
     mean_denominator: Callable[..., float] | None = None
     # (arrays, options) -> per-element factors applied before the "mean" sum. None: all ones.
     mean_scale: Callable[..., Any] | None = None

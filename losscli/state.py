@@ -419,7 +419,12 @@ def _nan_or(pick, values: list[float]) -> float:
 def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = False):
     """The Result of the run a state stands for: value, gradient summary, inputs, the
     standard error, and the per-class rows, top rows and histogram where asked."""
+    from functools import partial
+
+    import numpy as np
+
     from losscli import views
+    from losscli.engine import scaled_as_stored
     from losscli.errors import OptionError
     from losscli.registry import get_spec
     from losscli.result import Result
@@ -430,14 +435,16 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
     value = (total / denominator if denominator else math.nan) if mean else total
     factor = (1.0 / denominator if denominator else 0.0) if mean else 1.0
     summary = {}
-    for name, partial in state["gradient"].items():
-        count = partial["count"]
+    # The min and max as a run's gradient arrays hold them (float32 unless float64).
+    stored = partial(scaled_as_stored, np.float64 if state["dtype"] == "float64" else np.float32)
+    for name, part in state["gradient"].items():
+        count = part["count"]
         summary[name] = {
             "shape": state["inputs"][name]["shape"],
-            "norm": math.sqrt(partial["sum_squares"]) * factor,
-            "mean": partial["sum"] * factor / count if count else math.nan,
-            "min": partial["min"] * factor if count else math.nan,
-            "max": partial["max"] * factor if count else math.nan,
+            "norm": math.sqrt(part["sum_squares"]) * factor,
+            "mean": part["sum"] * factor / count if count else math.nan,
+            "min": stored(factor, part["min"]) if count else math.nan,
+            "max": stored(factor, part["max"]) if count else math.nan,
         }
     inputs = {
         name: {

@@ -235,6 +235,16 @@ class BlockWriter:
         self.rows += len(block)
         self._write(self.spill or self.out, memoryview(block.reshape(-1).view(np.uint8)))
 
+    def as_written(self, value: float, factor: float) -> float:
+        """The value that ``commit(factor)`` leaves in the file for a ``value`` that ``add``
+        took: scaled by the factor ``add`` applied, then by the correction, each in this
+        writer's dtype (monotonic: the file's min and max are those of the values taken)."""
+        kind = self.dtype.type
+        with np.errstate(invalid="ignore", over="ignore"):
+            stored = kind(value) * kind(self.applied) if self.applied != 1.0 else kind(value)
+            rest = 1.0 if self.applied == factor else factor / self.applied
+            return float(stored * kind(rest) if rest != 1.0 else stored)
+
     def commit(self, factor: float = 1.0) -> None:
         """Scale every value by ``factor`` (where ``add`` applied another, by the ratio of
         the two), finish the file, and rename it into place."""

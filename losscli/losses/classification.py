@@ -168,7 +168,8 @@ def _class_denominator(arrays, options, reduction, count):
         return count
     kept = targets[targets != options["ignore_index"]]
     weight = options["weight"]
-    return float(weight[kept].sum()) if weight is not None else float(kept.size)
+    # Each kept target's weight, summed in a fixed order by the engine (losscli.sums).
+    return weight[kept].reshape(-1) if weight is not None else float(kept.size)
 
 
 def _log_softmax(logits):
