@@ -160,7 +160,7 @@ def finite_differences(
         elif isinstance(value, np.floating):
             value = float(value)
         options[key] = value
-    loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
+    loss_fn = spec.unreduced(torch, options)
     target = spec.float_inputs[0]
     floats = {i.name for i in spec.inputs if i.role in ("float", "label")}
 
@@ -172,7 +172,7 @@ def finite_differences(
         tensors = {n: tensor(n, subset[n]) for n in names}
         tensors[target] = x
         if given is not None and target == first:
-            tensors[first] = convert.tensor(torch, spec.name, convert_from, x, dtype)
+            tensors[first] = convert.tensor(torch, spec, convert_from, x, dtype)
         elements = loss_fn(*(tensors[n] for n in names))
         return elements.reshape(len(rows), -1).sum(1)
 

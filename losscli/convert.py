@@ -14,30 +14,30 @@ from __future__ import annotations
 from losscli.errors import InputError, OptionError
 
 KINDS = ("logits", "probs", "log-probs")
-# What each loss takes; a loss not named here has no --from.
-TAKES = {
-    "ce": "logits",
-    "nll": "log-probs",
-    "bce": "probs",
-    "bce-logits": "logits",
-    "kl-div": "log-probs",
-}
 EPS = {"float64": 2.220446049250313e-16, "float32": 1.1920929e-07, "float16": 0.0009765625,
        "bfloat16": 0.0078125}  # fmt: skip
 
 
-def check(loss: str, kind: str | None) -> tuple[str | None, str | None]:
-    """(what --from says the predictions are, the conversion it asks of ``loss``: None
-    where the loss takes them as they are)."""
+def losses() -> list[str]:
+    """The losses that take --from: those whose spec says what their predictions are."""
+    from losscli.registry import all_specs
+
+    return [name for name, spec in all_specs().items() if spec.predictions_are]
+
+
+def check(spec, kind: str | None) -> tuple[str | None, str | None]:
+    """(what --from says the predictions are, the conversion it asks of the loss of
+    ``spec``: None where the loss takes them as they are)."""
     if kind is None:
         return None, None
     if kind not in KINDS:
         raise OptionError(f"--from {kind!r} is not one of {', '.join(KINDS)}")
-    if loss not in TAKES:
+    if spec.predictions_are is None:
         raise OptionError(
-            f"--from applies to {', '.join(TAKES)}; {loss} takes its predictions as they are"
+            f"--from applies to {', '.join(losses())}; {spec.name} takes its predictions as "
+            "they are"
         )
-    return kind, None if TAKES[loss] == kind else kind
+    return kind, None if spec.predictions_are == kind else kind
 
 
 def _axis(array) -> int:
@@ -64,15 +64,16 @@ def check_values(kind: str, source: str, array) -> None:
         )
 
 
-def row_sums(loss: str, kind: str, inp, ctx) -> None:
-    """Warn (once, over every block) where --from probs or log-probs rows of a multi-class
-    loss do not sum to 1: ce normalises them, nll and kl-div take them as they are."""
+def row_sums(spec, kind: str, inp, ctx) -> None:
+    """Warn (once, over every block) where --from probs or log-probs rows of a loss whose
+    rows are class distributions do not sum to 1: a loss of logits (ce) normalises them,
+    one of log-probabilities (nll, kl-div) takes them as they are."""
     import numpy as np
 
     from losscli.validate import sum_tolerance
 
     array = inp.array
-    if loss not in ("ce", "nll", "kl-div") or kind == "logits" or array.ndim < 2:
+    if not spec.class_rows or kind == "logits" or array.ndim < 2:
         return
     probs = np.asarray(array, dtype=np.float64)
     probs = probs if kind == "probs" else np.exp(probs)
@@ -89,14 +90,18 @@ def row_sums(loss: str, kind: str, inp, ctx) -> None:
         lambda fact: (
             f"--from {kind}: predictions ({inp.source}) have rows that do not sum to 1, "
             f"{fact[0]}; "
-            + ("ce normalises each row" if loss == "ce" else f"{loss} takes them as they are")
+            + (
+                f"{spec.name} normalises each row"
+                if spec.predictions_are == "logits"
+                else f"{spec.name} takes them as they are"
+            )
         ),
         first_wins=1,
     )
 
 
-def array(loss: str, kind: str, values, dtype: str):
-    """The predictions converted (float64 NumPy) to what ``loss`` takes: ``tensor``'s
+def array(spec, kind: str, values, dtype: str):
+    """The predictions converted (float64 NumPy) to what the loss takes: ``tensor``'s
     conversion, on the CPU without autograd."""
     import numpy as np
 
@@ -105,15 +110,15 @@ def array(loss: str, kind: str, values, dtype: str):
     torch = import_torch()
     with torch.no_grad():
         x = torch.from_numpy(np.array(values, dtype=np.float64))
-        return tensor(torch, loss, kind, x, dtype).numpy()
+        return tensor(torch, spec, kind, x, dtype).numpy()
 
 
-def tensor(torch, loss: str, kind: str, x, dtype: str):
-    """The predictions ``x`` (a torch tensor) converted to what ``loss`` takes, in autograd
-    where ``x`` requires a gradient."""
+def tensor(torch, spec, kind: str, x, dtype: str):
+    """The predictions ``x`` (a torch tensor) converted to what the loss of ``spec`` takes,
+    in autograd where ``x`` requires a gradient."""
     eps = EPS[dtype]
-    target = TAKES[loss]
-    if target == "logits" and loss == "ce":
+    target = spec.predictions_are
+    if target == "logits" and spec.class_rows:  # softmax logits: log p will do
         return torch.log(x.clamp(eps, 1.0)) if kind == "probs" else x
     if target == "logits":
         p = (x if kind == "probs" else torch.exp(x)).clamp(eps, 1 - eps)

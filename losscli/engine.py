@@ -249,7 +249,7 @@ class BlockRun:
         with torch.set_grad_enabled(bool(self.differentiable)):
             for rows in chunks:
                 options = _option_tensors(torch, prepared, rows, device, dtype)
-                loss_fn = getattr(torch.nn, spec.torch_class)(reduction="none", **options)
+                loss_fn = spec.unreduced(torch, options)
                 chunk = {n: arrays[n][rows] for n in spec.input_names}
                 given = dict(chunk)
                 first = spec.input_names[0]
@@ -264,7 +264,7 @@ class BlockRun:
                 taken = dict(tensors)
                 if raw is not None:
                     taken[first] = convert.tensor(
-                        torch, spec.name, self.convert_from, tensors[first], self.convert_dtype
+                        torch, spec, self.convert_from, tensors[first], self.convert_dtype
                     )
                 try:
                     elements = loss_fn(*(taken[n] for n in spec.input_names))
@@ -458,7 +458,7 @@ class ElementStats:
         arrays = {"predictions": chunk[spec.inputs[0].name]}
         if len(spec.inputs) > 1:
             arrays["targets"] = chunk[spec.inputs[1].name]
-        return lambda indices: views.describe_rows(spec.name, arrays, indices)
+        return lambda indices: views.describe_rows(spec, arrays, indices)
 
 
 class GradientStats:

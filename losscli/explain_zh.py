@@ -227,6 +227,29 @@ LOSSES: dict[str, dict] = {
             "--pos-weight 是每列（每个类别）一个值，而不是每行一个",
         ),
     },
+    "focal": {
+        "summary": "对 logits 的二元交叉熵，在预测已经正确的地方把损失调小",
+        "inputs": {
+            "predictions": "logits（原始分数），任意形状",
+            "targets": "[0,1] 内的值，与 predictions 形状相同",
+        },
+        "options": {
+            "alpha": "正样本的权重（负样本为 1 - alpha）；取负值时不加权。",
+            "gamma": "聚焦指数：取 0 时就是普通的 bce-logits。",
+        },
+        "steps": (
+            "用 sigmoid 把每个 logit 压到 0 和 1 之间：p = 1 / (1 + exp(-x))",
+            "p_t 是给正确答案的概率：y = 1 时为 p，y = 0 时为 1 - p",
+            "logit 的二元交叉熵 -log(p_t)，直接从 x 稳定地计算",
+            "乘以 (1 - p_t)^gamma：容易且有把握的样本几乎不计入",
+            "正样本乘以 alpha，负样本乘以 1 - alpha（alpha 为负时不乘）",
+            MEAN_OVER_ELEMENTS,
+        ),
+        "mistakes": (
+            "传入概率：focal 损失自己会做 sigmoid",
+            "gamma 取 0、alpha 取负值时结果与 bce-logits 完全相同，值得用来核对",
+        ),
+    },
     "soft-margin": {
         "summary": "针对 +1/-1 目标的 logistic 损失 log(1 + exp(-y x))",
         "inputs": {

@@ -12,14 +12,14 @@ def losses_table():
     from rich.text import Text
 
     table = Table(title="losscli losses", box=box.SIMPLE_HEAVY)
-    for column in ("command", "aliases", "torch.nn", "task", "inputs"):
+    for column in ("command", "aliases", "torch", "task", "inputs"):
         table.add_column(column, no_wrap=column != "inputs")
     for spec in all_specs().values():
         inputs = "\n".join(f"{i.name}: {i.must_be}" for i in spec.inputs)
         table.add_row(
             Text(spec.name),
             Text(", ".join(spec.aliases)),
-            Text(spec.torch_class),
+            Text(spec.torch_class if spec.source is None else spec.origin),
             Text(spec.task),
             Text(inputs),
         )
@@ -36,6 +36,7 @@ def losses_json() -> str:
             "command": spec.name,
             "aliases": list(spec.aliases),
             "torch": spec.torch_class,
+            "source": spec.origin,
             "task": spec.task,
             "inputs": [{"name": i.name, "must_be": i.must_be} for i in spec.inputs],
             "options": [
@@ -109,7 +110,7 @@ def _explain_zh(spec: LossSpec) -> str:
 
 def _assemble(spec, headings, summary, inputs, options, steps, mistakes) -> str:
     """The sections of an explanation under the given headings, from its lines and texts."""
-    lines = [f"{spec.name}: torch.nn.{spec.torch_class}", summary, ""]
+    lines = [f"{spec.name}: {spec.origin}", summary, ""]
     lines += [headings["formula"], *("  " + f for f in spec.explain.formula.splitlines()), ""]
     lines.append(headings["inputs"])
     lines += inputs

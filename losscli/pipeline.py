@@ -624,7 +624,7 @@ def _needs_whole(
     if not spec.chunkable:
         return True
     if first[spec.inputs[0].name].array.ndim == 1:
-        if convert_from == "logits" and spec.name in ("nll", "kl-div"):
+        if convert_from == "logits" and spec.class_rows and spec.predictions_are == "log-probs":
             return True
         return any(
             isinstance(options.get(o.name), np.ndarray) and options[o.name].size > 1
@@ -693,7 +693,7 @@ class BlockPipeline:
         self.keep_gradients, self.tracker, self.emit_state = keep_gradients, tracker, emit_state
         self.by_class, self.top, self.hist, self.check = by_class, top, hist, check
         self.keep_elements, self.group_by = keep_elements, group_by
-        self.given_as, self.conversion = convert.check(spec.name, convert_from)
+        self.given_as, self.conversion = convert.check(spec, convert_from)
         ctx.converted = self.conversion is not None
         self.first_float = spec.float_inputs[0]
         if grad_out is not None:
@@ -733,10 +733,10 @@ class BlockPipeline:
         if self.given_as is not None:
             inp = block[names[0]]
             convert.check_values(self.given_as, inp.source, inp.array)
-            convert.row_sums(spec.name, self.given_as, inp, ctx)
+            convert.row_sums(spec, self.given_as, inp, ctx)
         if self.conversion is not None:
             raw = inp.array
-            converted = convert.array(spec.name, self.conversion, raw, self.dtype)
+            converted = convert.array(spec, self.conversion, raw, self.dtype)
             block = {**block, names[0]: inp.with_array(converted)}
         prepared = spec.prepare(block, self.options, ctx)
         if self.block_run is None:
@@ -935,7 +935,7 @@ def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
         result.uncertainty = views.uncertainty(
             elements.moments, result.reduction, options, spec.mean_scale is not None
         )
-    result.language_model = views.language_model(result.loss, result.reduction, result.value)
+    result.language_model = views.language_model(spec, result.reduction, result.value)
     if by_class:
         result.by_class = views.by_class(
             elements.class_sums.tolist(), elements.class_counts.tolist(), names

@@ -167,6 +167,34 @@ class LossSpec:
     batch_axis: int = 0
     # False where rows of an input do not line up with rows of the others (CTC).
     chunkable: bool = True
+    # (torch, options as torch takes them) -> a function of the input tensors, in the order
+    # of ``inputs``, that gives the unreduced loss. None: torch.nn.<torch_class> with
+    # reduction="none". A loss that torch has only as a function sets it.
+    forward: Callable[..., Any] | None = None
+    # Where the loss comes from, as `list` and `explain` show it (None: torch.nn.<class>).
+    source: str | None = None
+    # What the first input is ("logits", "log-probs" or "probs"): --from converts to it;
+    # None: the loss has no --from.
+    predictions_are: str | None = None
+    # Whether each row of the first input is a distribution over classes (axis 1): softmax
+    # logits or log-probabilities. --from converts and checks it by rows.
+    class_rows: bool = False
+    # (a row of the first input, its class-index target) -> the probability the row gives
+    # the target: what --top shows as p_target. None: --top shows the prediction itself.
+    class_probability: Callable[..., float] | None = None
+    # Whether the mean reads as a language model's: perplexity exp(mean) and bits.
+    perplexity: bool = False
+
+    def unreduced(self, torch, options: dict[str, Any]):
+        """The function that computes this loss's unreduced elements from tensors."""
+        if self.forward is not None:
+            return self.forward(torch, options)
+        return getattr(torch.nn, self.torch_class)(reduction="none", **options)
+
+    @property
+    def origin(self) -> str:
+        """Where the loss comes from (``torch.nn.CrossEntropyLoss``)."""
+        return self.source or f"torch.nn.{self.torch_class}"
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -202,10 +230,21 @@ class LossSpec:
         return " ".join(i.name.upper() for i in self.inputs)
 
 
-# Loss modules, in the order `losscli list` and the help show them.
-LOSS_MODULES = ("classification", "regression", "binary", "distribution", "margin", "ctc")
-
 _SPECS: dict[str, LossSpec] | None = None
+
+
+def loss_modules() -> list:
+    """Every module of ``losscli.losses``, in the order `losscli list` and the help show
+    their losses: by each module's ``ORDER``, then by name."""
+    import pkgutil
+
+    from losscli import losses
+
+    modules = [
+        importlib.import_module(f"losscli.losses.{info.name}")
+        for info in pkgutil.iter_modules(losses.__path__)
+    ]
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 1000), m.__name__))
 
 
 def all_specs() -> dict[str, LossSpec]:
@@ -213,8 +252,8 @@ def all_specs() -> dict[str, LossSpec]:
     global _SPECS
     if _SPECS is None:
         specs: dict[str, LossSpec] = {}
-        for module in LOSS_MODULES:
-            for spec in importlib.import_module(f"losscli.losses.{module}").SPECS:
+        for module in loss_modules():
+            for spec in module.SPECS:
                 specs[spec.name] = spec
         _SPECS = specs
     return _SPECS

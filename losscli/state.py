@@ -482,7 +482,7 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
     result.uncertainty = views.uncertainty(
         moments, state["reduction"], state["options"], spec.mean_scale is not None
     )
-    result.language_model = views.language_model(spec.name, state["reduction"], value)
+    result.language_model = views.language_model(spec, state["reduction"], value)
     if by_class:
         if state.get("per_class") is None:
             raise OptionError("--by-class: these states have no per-class sums (no class targets)")

@@ -83,9 +83,10 @@ def uncertainty(
     return {"stderr": stderr, "ci95": [mean - Z95 * stderr, mean + Z95 * stderr], "n": n}
 
 
-def language_model(loss: str, reduction: str, value: float) -> dict[str, float]:
-    """Perplexity exp(mean) and bits per sample mean / ln 2, for ce and nll with a mean."""
-    if loss not in ("ce", "nll") or reduction != "mean" or not isinstance(value, float):
+def language_model(spec, reduction: str, value: float) -> dict[str, float]:
+    """Perplexity exp(mean) and bits per sample mean / ln 2, for a loss whose spec says it
+    reads as a language model's (ce, nll) with a mean."""
+    if not spec.perplexity or reduction != "mean" or not isinstance(value, float):
         return {}
     with_overflow = math.exp(value) if value < 709 else math.inf
     return {"perplexity": with_overflow, "bits": value / math.log(2)}
@@ -370,9 +371,10 @@ class TopRows:
         del self.rows[self.k :]
 
 
-def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
-    """What the top-K table says of each chosen row: the target, and the prediction (for
-    ce and nll with class targets: the predicted class and p[target])."""
+def describe_rows(spec, arrays: dict, indices) -> list[dict]:
+    """What the top-K table says of each chosen row: the target, and the prediction (for a
+    loss with a class probability, such as ce and nll, with class targets: the predicted
+    class and p[target])."""
     predictions = arrays.get("predictions", arrays.get("input"))
     targets = arrays.get("targets", arrays.get("target"))
     rows = []
@@ -383,7 +385,7 @@ def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
         if predictions is not None and predictions.ndim and len(predictions) > index:
             row = np.asarray(predictions[index], dtype=np.float64)
             class_target = (
-                loss in ("ce", "nll")
+                spec.class_probability is not None
                 and targets is not None
                 and targets.dtype.kind in "iu"
                 and row.ndim == 1
@@ -392,12 +394,7 @@ def describe_rows(loss: str, arrays: dict, indices) -> list[dict]:
                 target = int(targets[index])
                 entry["predicted"] = int(np.argmax(row))
                 if 0 <= target < row.size:
-                    if loss == "ce":
-                        shifted = row - row.max()
-                        p = float(np.exp(shifted[target]) / np.exp(shifted).sum())
-                    else:
-                        p = float(np.exp(row[target]))
-                    entry["p_target"] = p
+                    entry["p_target"] = float(spec.class_probability(row, target))
             else:
                 entry["prediction"] = _short(row)
         rows.append(entry)

@@ -107,6 +107,17 @@ def bce_with_logits(x, y, weight=None, pos_weight=None, reduction="mean"):
     return reduce(per, reduction)
 
 
+def focal(x, y, alpha=0.25, gamma=2.0, reduction="mean"):
+    """The sigmoid focal loss, written from the paper's definition (Lin et al., 2017)."""
+    p = sigmoid(x)
+    p_t = np.where(y == 1, p, 1 - p) if np.isin(y, (0, 1)).all() else p * y + (1 - p) * (1 - y)
+    ce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    per = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        per = per * (alpha * y + (1 - alpha) * (1 - y))
+    return reduce(per, reduction)
+
+
 def soft_margin(x, y, reduction="mean"):
     return reduce(np.log(1 + np.exp(-np.asarray(y, float) * x)), reduction)
 

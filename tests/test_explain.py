@@ -66,7 +66,7 @@ def test_chinese_explanation_keeps_the_english_structure_formula_and_code(name):
     parts = sections(text)
     expected = {"head", "formula", "inputs", "steps", "mistakes", "try"}
     assert set(parts) == expected | ({"options"} if spec.options else set())
-    assert parts["head"][0] == f"{name}: torch.nn.{spec.torch_class}"
+    assert parts["head"][0] == f"{name}: {spec.origin}"
     assert CJK.search(parts["head"][1])
     assert [line.split("：")[0].strip() for line in parts["inputs"]] == list(spec.input_names)
     assert [line.split("（")[0].strip() for line in parts.get("options", [])] == [
@@ -127,7 +127,7 @@ def test_english_is_the_default_and_unchanged(name):
     assert explain(name, "--lang", "en") == default
     if spec is not None:
         assert default == explain_text(spec) + "\n"
-        assert default.startswith(f"{name}: torch.nn.{spec.torch_class}\n{spec.summary}\n\n")
+        assert default.startswith(f"{name}: {spec.origin}\n{spec.summary}\n\n")
         assert "\nFormula\n" in default and "\nCommon mistakes\n" in default
 
 

@@ -150,6 +150,13 @@ CASES = (
             lambda a, b, r, o: ref.bce_with_logits(a, b, [1, 2, 0.5, 1], [2, 1, 1, 3], r),
             {"weight": "1,2,0.5,1", "pos_weight": "2,1,1,3"},
         ),
+        Case("focal", (x, binary), lambda a, b, r, o: ref.focal(a, b, reduction=r)),
+        Case(
+            "focal",
+            (x, RNG.uniform(size=(12, 4))),
+            lambda a, b, r, o: ref.focal(a, b, alpha=-1.0, gamma=0.5, reduction=r),
+            {"alpha": "-1", "gamma": "0.5"},
+        ),
         Case("soft-margin", (x, _signs((12, 4))), lambda a, b, r, o: ref.soft_margin(a, b, r)),
         Case(
             "multilabel-soft-margin",
@@ -423,6 +430,17 @@ def test_l1_gradient_is_sign_over_n(rng):
     x, y = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
     grad = losscli.compute("l1", x, y, dtype="float64").gradients["predictions"]
     np.testing.assert_allclose(grad, np.sign(x - y) / x.size)
+
+
+def test_focal_with_gamma_0_and_no_alpha_is_bce_logits(rng):
+    logits = rng.normal(size=(30, 3)) * 3
+    targets = rng.integers(0, 2, size=(30, 3)).astype(float)
+    focal = losscli.compute("focal", logits, targets, gamma=0.0, alpha=-1.0, dtype="float64")
+    plain = losscli.compute("bce-logits", logits, targets, dtype="float64")
+    assert focal.value == pytest.approx(plain.value, rel=1e-12)
+    np.testing.assert_allclose(
+        focal.gradients["predictions"], plain.gradients["predictions"], rtol=1e-10
+    )
 
 
 def test_bce_matches_sklearn_log_loss_and_gradient(rng):

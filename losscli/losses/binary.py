@@ -17,6 +17,8 @@ from losscli.registry import (
 )
 from losscli.steps import Steps, element_rows, element_weights
 
+ORDER = 30  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
@@ -68,6 +70,7 @@ def _steps_bce(arrays, options, limit) -> Steps:
 BCE = LossSpec(
     name="bce",
     torch_class="BCELoss",
+    predictions_are="probs",
     task="binary / multi-label classification",
     summary="binary cross-entropy of probabilities against targets in [0,1]",
     inputs=(
@@ -215,6 +218,7 @@ def _steps_multilabel_soft_margin(arrays, options, limit) -> Steps:
 BCE_LOGITS = LossSpec(
     name="bce-logits",
     torch_class="BCEWithLogitsLoss",
+    predictions_are="logits",
     task="binary / multi-label classification",
     summary="binary cross-entropy of logits (sigmoid built in, numerically stable)",
     inputs=(

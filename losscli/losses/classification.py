@@ -18,6 +18,8 @@ from losscli.registry import (
 )
 from losscli.steps import Steps, first_rows
 
+ORDER = 10  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
@@ -172,6 +174,21 @@ def _class_denominator(arrays, options, reduction, count):
     return weight[kept].reshape(-1) if weight is not None else float(kept.size)
 
 
+def _softmax_at(row, target: int) -> float:
+    """softmax(row)[target], shifted by the row's max so that exp cannot overflow."""
+    import numpy as np
+
+    shifted = row - row.max()
+    return float(np.exp(shifted[target]) / np.exp(shifted).sum())
+
+
+def _exp_at(row, target: int) -> float:
+    """exp(row[target]): the probability a row of log-probabilities gives the target."""
+    import numpy as np
+
+    return float(np.exp(row[target]))
+
+
 def _log_softmax(logits):
     import numpy as np
 
@@ -251,6 +268,10 @@ CE = LossSpec(
     name="ce",
     aliases=("cross-entropy",),
     torch_class="CrossEntropyLoss",
+    predictions_are="logits",
+    class_rows=True,
+    class_probability=_softmax_at,
+    perplexity=True,
     task="multi-class classification",
     summary="cross-entropy of logits against class indices or class probabilities",
     inputs=(
@@ -306,6 +327,10 @@ CE = LossSpec(
 NLL = LossSpec(
     name="nll",
     torch_class="NLLLoss",
+    predictions_are="log-probs",
+    class_rows=True,
+    class_probability=_exp_at,
+    perplexity=True,
     task="multi-class classification",
     summary="negative log-likelihood of log-probabilities at the target classes",
     inputs=(

@@ -18,6 +18,8 @@ from losscli.registry import (
 )
 from losscli.steps import Steps
 
+ORDER = 60  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 

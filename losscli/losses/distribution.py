@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from losscli.registry import FLAG, FLOAT, REDUCTIONS, Explain, InputSpec, LossSpec, OptionSpec
 from losscli.steps import Steps, element_rows
 
+ORDER = 40  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
@@ -101,6 +103,8 @@ KL_DIV = LossSpec(
     name="kl-div",
     aliases=("kl",),
     torch_class="KLDivLoss",
+    predictions_are="log-probs",
+    class_rows=True,
     task="distribution matching (distillation, VAEs)",
     summary="Kullback-Leibler divergence of the target distribution from the predicted one",
     inputs=(

@@ -23,6 +23,8 @@ from losscli.registry import (
 )
 from losscli.steps import Steps, element_rows
 
+ORDER = 50  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 

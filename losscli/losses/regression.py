@@ -20,6 +20,8 @@ from losscli.steps import Steps, element_rows
 
 prepare_same_shape = shared_prepare("prepare_same_shape")
 
+ORDER = 20  # where its losses stand in `list` and the help
+
 if TYPE_CHECKING:
     from losscli.validate import Context, Prepared
 
