@@ -90,6 +90,39 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
     }
 
 
+def record_rows(state: dict, args: dict) -> None:
+    """Write into ``state`` the rows each input was read from (``args``: input name ->
+    the parsed source argument): the source (for a local file its real path and
+    modification time), the first row (``rows=START:STOP``, or the rows of the Parquet
+    row groups before ``row_group=G``) and the row count. Stdin has none."""
+    import os
+
+    from losscli.io.sources import STDIN, is_url
+
+    for name, info in state["inputs"].items():
+        arg = args[name]
+        if arg.path == STDIN:
+            info["rows"] = []
+            continue
+        local = not is_url(arg.path)
+        where = os.path.realpath(arg.path) if local else arg.path
+        try:
+            modified = os.stat(where).st_mtime_ns if local else None
+        except OSError:
+            modified = None  # a pattern of files
+        start = 0
+        if arg.options.rows is not None:
+            start = arg.options.rows[0]
+        elif arg.options.row_group:
+            import pyarrow.parquet as pq
+
+            metadata = pq.ParquetFile(arg.path).metadata
+            start = sum(metadata.row_group(g).num_rows for g in range(arg.options.row_group))
+        path = where if arg.key is None else f"{where}:{arg.key}"
+        count = info["shape"][0] if info["shape"] else 1
+        info["rows"] = [{"path": path, "start": start, "count": count, "modified": modified}]
+
+
 def groups_state(column: str, elements) -> dict:
     """The --group-by part of a state: the column, and per value the sum and row count."""
     groups = elements.groups
@@ -589,6 +622,52 @@ def _refuse(paths, what: str, values) -> None:
             )
 
 
+def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
+    """Refuse two states whose rows would count twice: states of the same content (a
+    copy), or states that, for every input, cover rows of the same source (the same file,
+    not modified since) that overlap. States without rows (version 1, stdin) are compared
+    by content only."""
+
+    def content(state: dict) -> str:
+        return json.dumps(state, sort_keys=True, default=lambda part: part.to_dict())
+
+    seen: dict[str, str] = {}
+    for path, state in zip(paths, states):
+        seen.setdefault(content(state), path)
+        if seen[content(state)] != path:
+            raise InputError(
+                f"states cannot be merged: {seen[content(state)]} and {path} hold the same "
+                "state (a copy: its rows would count twice)"
+            )
+    names = list(states[0]["inputs"])
+    spans: dict[tuple, list] = {}  # (input, source, modified) -> [(start, stop, state)]
+    for index, state in enumerate(states):
+        for name in names:
+            for r in state["inputs"][name].get("rows") or []:
+                if r["count"]:
+                    key = (name, r["path"], r["modified"])
+                    spans.setdefault(key, []).append((r["start"], r["start"] + r["count"], index))
+    overlaps: dict[str, dict] = {name: {} for name in names}  # (i, j) -> (source, start, stop)
+    for (name, source, _), items in spans.items():
+        active: list[tuple[int, int, int]] = []
+        for start, stop, index in sorted(items):
+            active = [a for a in active if a[1] > start]
+            for other_start, other_stop, other in active:
+                if other != index:
+                    pair = (min(other, index), max(other, index))
+                    where = (source, max(start, other_start), min(stop, other_stop))
+                    overlaps[name].setdefault(pair, where)
+            active.append((start, stop, index))
+    both = set.intersection(*(set(found) for found in overlaps.values()))
+    if both:
+        first, second = min(both)
+        source, start, stop = overlaps[names[0]][(first, second)]
+        raise InputError(
+            f"states cannot be merged: {paths[first]} and {paths[second]} both cover rows "
+            f"{start}:{stop} of {source} (they would count twice)"
+        )
+
+
 def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
@@ -605,6 +684,7 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
     _refuse(paths, "classes", classes)
     _refuse(paths, "class names", [s.get("class_names") for s in states])
+    _refuse_repeated(paths, states)
     merged = dict(states[0])
     merged["sum"] = views.fsum(s["sum"] for s in states)
     if merged["denominator"] is not None:
@@ -633,6 +713,9 @@ def merge(paths: list[str], states: list[dict]) -> dict:
             "shape": [rows, *info["shape"][1:]] if info["shape"] else [],
             "sources": [src for s in states for src in s["inputs"][name]["sources"]],
             "read_as": info.get("read_as", "values"),
+            "rows": None
+            if any(s["inputs"][name].get("rows") is None for s in states)
+            else [r for s in states for r in s["inputs"][name]["rows"]],
         }
     sketches = [s.get("hist") for s in states]
     if all(sketches):

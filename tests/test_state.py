@@ -142,7 +142,9 @@ def test_merged_result_is_gated_and_reduction_none_has_no_state(tmp_path, classe
     state = tmp_path / "s.json"
     _state("ce", tmp_path / "x.npy", tmp_path / "y.npy", path=state)
     value = float(run_cli("merge", state, "-f", "value").stdout)
-    (tmp_path / "copy.json").write_text(state.read_text())  # another run over other rows
+    np.save(tmp_path / "x2.npy", x)  # another run, over rows of other files
+    np.save(tmp_path / "y2.npy", y)
+    _state("ce", tmp_path / "x2.npy", tmp_path / "y2.npy", path=tmp_path / "copy.json")
     tripped = run_cli(
         "merge", state, tmp_path / "copy.json", "--fail-above", str(value / 2), "-f", "json"
     )
