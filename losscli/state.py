@@ -291,7 +291,7 @@ class Core(_Part, kw_only=True):
     gradient: dict[str, Any]
     inputs: dict[str, Any]
     warnings: list[str] = []
-    class_names: list[str] | None = None
+    class_names: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
 
 
 # The optional parts, each with its Struct (absent or null: the run did not keep it).
@@ -428,6 +428,10 @@ def read(path: str, state: Any) -> dict:
     out["inputs"] = _check_inputs(path, spec, core.inputs)
     out["gradient"] = _check_gradient(path, spec, core.gradient, out["inputs"])
     out["per_class"] = _check_per_class(path, spec, parts["per_class"])
+    names = out["class_names"]
+    if names is not None and out["per_class"] and len(names) != len(out["per_class"]["sums"]):
+        raise InputError(f"{path}: class_names: {len(names)} names of "
+                         f"{len(out['per_class']['sums'])} classes")  # fmt: skip
     moments = parts["moments"]
     out["moments"] = None
     if moments is not None:
@@ -453,7 +457,7 @@ def read(path: str, state: Any) -> dict:
         for row in top["rows"]:
             row["loss"] = math.nan if row["loss"] is None else row["loss"]
         out["top"] = top
-    out["check"] = _check_check(path, parts["check"])
+    out["check"] = _check_check(path, parts["check"], core.reduction, bool(core.gradient))
     out["groups"] = _check_groups(path, parts["groups"])
     return out
 
@@ -585,10 +589,20 @@ def _check_per_class(path: str, spec, per_class: PerClass | None) -> dict | None
     return {"sums": sums, "counts": list(per_class.counts)}
 
 
-def _check_check(path: str, check: Check | None) -> dict | None:
+def _check_check(path: str, check: Check | None, reduction: str, grad: bool) -> dict | None:
+    """The --check partials: a denominator where the state has one, gradient sums where
+    it has gradients."""
     if check is None:
         return None
     out = msgspec.to_builtins(check)
+    if (out["denominator"] is None) != (reduction == "sum"):
+        raise InputError(
+            f"{path}: check.denominator: {out['denominator']!r} for a {reduction} state"
+        )
+    for key in ("grad_diff_squares", "grad_ref_squares"):
+        if (out[key] is None) == grad:
+            raise InputError(f"{path}: check.{key}: {out[key]!r} where the state has "
+                             f"{'a' if grad else 'no'} gradient")  # fmt: skip
     for key in ("sum", "denominator", "grad_diff_squares", "grad_ref_squares", "fd_max_rel_error"):
         if out[key] is not None:
             out[key] = _real(path, f"check.{key}", out[key])
