@@ -262,6 +262,10 @@ def run_files(
                     check=settings.check,
                     group_by=settings.group_by,
                 )
+            if result.state is not None:
+                from losscli import state
+
+                state.record_rows(result.state, dict(zip(spec.input_names, args)))
             if state_out is not None:
                 _write_state(state_out, result)
         except DeviceError as error:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import re
+from typing import Annotated, Any
+
+import msgspec
 
 from losscli.errors import InputError
-from losscli.views import is_count as _count
 
 FORMAT = "losscli-state"
-VERSION = 1
+# Version 2 adds each input's rows (source, first row, row count); version 1 is still read.
+VERSION = 2
+READ_VERSIONS = (1, 2)
 
 
 def _number(value: float) -> float | str:
@@ -30,16 +34,6 @@ def _number(value: float) -> float | str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return float(value)
-
-
-def _float(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InputError(f"{where}: {value!r} is not a number")
-    try:
-        return float(value)
-    except (ValueError, OverflowError):
-        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:30]}..."
-        raise InputError(f"{where}: {shown} is not a float64 number") from None
 
 
 def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]) -> dict:
@@ -96,6 +90,39 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
     }
 
 
+def record_rows(state: dict, args: dict) -> None:
+    """Write into ``state`` the rows each input was read from (``args``: input name ->
+    the parsed source argument): the source (for a local file its real path and
+    modification time), the first row (``rows=START:STOP``, or the rows of the Parquet
+    row groups before ``row_group=G``) and the row count. Stdin has none."""
+    import os
+
+    from losscli.io.sources import STDIN, is_url
+
+    for name, info in state["inputs"].items():
+        arg = args[name]
+        if arg.path == STDIN:
+            info["rows"] = []
+            continue
+        local = not is_url(arg.path)
+        where = os.path.realpath(arg.path) if local else arg.path
+        try:
+            modified = os.stat(where).st_mtime_ns if local else None
+        except OSError:
+            modified = None  # a pattern of files
+        start = 0
+        if arg.options.rows is not None:
+            start = arg.options.rows[0]
+        elif arg.options.row_group:
+            import pyarrow.parquet as pq
+
+            metadata = pq.ParquetFile(arg.path).metadata
+            start = sum(metadata.row_group(g).num_rows for g in range(arg.options.row_group))
+        path = where if arg.key is None else f"{where}:{arg.key}"
+        count = info["shape"][0] if info["shape"] else 1
+        info["rows"] = [{"path": path, "start": start, "count": count, "modified": modified}]
+
+
 def groups_state(column: str, elements) -> dict:
     """The --group-by part of a state: the column, and per value the sum and row count."""
     groups = elements.groups
@@ -121,6 +148,236 @@ def _moments_json(moments) -> dict:
     return {"count": count, "mean": _number(mean), "m2": _number(m2)}
 
 
+# ------------------------------------------------------------------ the schema
+#
+# One Struct per part of a state, decoded strictly (no unknown fields, no strings for
+# numbers, no booleans for counts); what the types cannot say (the loss and its options,
+# reductions, input names, shapes that agree) is checked against the registry afterwards.
+# Maps keyed by names a run chooses (inputs, gradients, options, histogram buckets, groups)
+# are decoded entry by entry, so that a message names the entry.
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+# A float64: a JSON number, or "nan", "inf" or "-inf" (checked by _real).
+Number = float | str
+
+
+class _Part(msgspec.Struct, forbid_unknown_fields=True):
+    """A part of a state: what a run writes, nothing else."""
+
+
+class GradientPartial(_Part):
+    """The gradient of the sum, over one input: its element count, sum, sum of squares,
+    min and max."""
+
+    count: Count
+    sum: Number
+    sum_squares: Number
+    min: Number
+    max: Number
+
+
+class PerClass(_Part):
+    """Per target class: the sum of the loss and the count of (not ignored) targets."""
+
+    sums: list[Number]
+    counts: list[Count]
+
+
+class Hist(_Part):
+    """The --hist sketch of the per-sample loss (``views.Sketch``)."""
+
+    alpha: float
+    count: Count
+    zeros: Count
+    nonfinite: Count
+    min: float | None
+    max: float | None
+    positive: dict[str, Any]
+    negative: dict[str, Any]
+
+
+class Argmax(_Part):
+    """A long prediction row as a top row shows it."""
+
+    argmax: Count
+    max: float | None
+    size: Count
+
+
+Cell = int | float | str | None | Annotated[list[float | None], msgspec.Meta(max_length=8)] | Argmax
+
+
+class TopRow(_Part, omit_defaults=True):
+    """One of the --top rows: its row number, loss (null for NaN) and what describes it."""
+
+    row: Count
+    loss: float | None
+    target: Cell | msgspec.UnsetType = msgspec.UNSET
+    predicted: Cell | msgspec.UnsetType = msgspec.UNSET
+    p_target: Cell | msgspec.UnsetType = msgspec.UNSET
+    prediction: Cell | msgspec.UnsetType = msgspec.UNSET
+    source: Cell | msgspec.UnsetType = msgspec.UNSET
+
+
+class Top(_Part):
+    """The --top rows kept: up to ``k``, highest loss first."""
+
+    k: Count
+    rows: list[TopRow]
+
+
+class Moments(_Part):
+    """Count, mean and M2 of the samples (for the standard error)."""
+
+    count: Count
+    mean: Number
+    m2: Number
+
+
+class Check(_Part):
+    """The --check partials: the float64 reference and the gradient differences."""
+
+    sum: Number
+    denominator: Number | None
+    grad_diff_squares: Number | None
+    grad_ref_squares: Number | None
+    fd_max_rel_error: Number | None
+    fd_points: Count
+
+
+class Groups(_Part):
+    """The --group-by part: the column, and per value the sum and row count."""
+
+    column: str
+    sums: dict[str, Any]
+    counts: dict[str, Any]
+
+
+class RowRange(_Part):
+    """Rows ``[start, start + count)`` of one source (a file, a folder or a URL; for a local
+    one its real path and modification time in ns), as far as a run read it."""
+
+    path: str
+    start: Count
+    count: Count
+    modified: int | None = None
+
+
+class Input(_Part):
+    """One input: its shape, its sources as named, how it was read, and its rows."""
+
+    shape: list[Count]
+    sources: list[str]
+    read_as: str = "values"
+    rows: list[RowRange] | None = None  # from version 2
+
+
+class Core(_Part, kw_only=True):
+    """The core of a state: the loss and how it was run, its sums and counts; the parts
+    of the views are decoded on their own (``PARTS``)."""
+
+    format: str
+    version: int
+    loss: str
+    torch: str
+    reduction: str
+    options: dict[str, Any]
+    dtype: str
+    device: str = "cpu"
+    sum: Number
+    denominator: Number | None
+    count: Count
+    sum_squares: Number
+    gradient: dict[str, Any]
+    inputs: dict[str, Any]
+    warnings: list[str] = []
+    class_names: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
+
+
+# The optional parts, each with its Struct (absent or null: the run did not keep it).
+PARTS: dict[str, type] = {
+    "moments": Moments,
+    "per_class": PerClass,
+    "hist": Hist,
+    "top": Top,
+    "check": Check,
+    "groups": Groups,
+}
+
+
+def _field(parent: str, key: str) -> str:
+    """The name of an entry in messages: ``inputs.targets``, ``hist.positive["-3"]``."""
+    name = key if key.replace("_", "").isalnum() and not key[:1].isdigit() else json.dumps(key)
+    if parent and not name.startswith('"'):
+        return f"{parent}.{name}"
+    return f"{parent}[{name}]" if parent else name
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}..."
+
+
+def _at(value: Any, steps: list) -> tuple[bool, Any]:
+    """The value at ``steps`` (keys and indices) in ``value``, if there is one."""
+    for step in steps:
+        if isinstance(value, dict) and isinstance(step, str):
+            found = step in value
+        elif isinstance(value, list) and isinstance(step, int):
+            found = step < len(value)
+        else:
+            found = False
+        if not found:
+            return False, None
+        value = value[step]
+    return True, value
+
+
+def _decode(path: str, raw: Any, kind: Any, field: str = ""):
+    """``raw`` as ``kind``; InputError ``PATH: FIELD: what is wrong`` otherwise."""
+    try:
+        return msgspec.convert(raw, kind, strict=True)
+    except msgspec.ValidationError as error:
+        what, _, where = str(error).partition(" - at `$")
+        steps = [
+            int(index) if index else name
+            for name, index in re.findall(r"\.(\w+)|\[(\d+)\]", where.rstrip("`"))
+        ]
+        name = field
+        for step in steps:
+            name = f"{name}[{step}]" if isinstance(step, int) else _field(name, step)
+        missing = re.match(r"Object (missing required|contains unknown) field `(.*)`", what)
+        if missing:
+            name = _field(name, missing.group(2))
+            if missing.group(1).startswith("missing"):
+                raise InputError(f"{path}: {name}: missing (a run writes it)") from None
+            raise InputError(f"{path}: {name}: not a field of a losscli state") from None
+        found, value = _at(raw, steps)
+        what = what.replace("`", "")
+        if what.startswith("Expected int >= 0") or what.startswith("Expected int <= "):
+            what = "is not a count (an integer from 0 to 2**63 - 1)"
+        elif found:
+            what = f"is not what a run writes here ({what[0].lower()}{what[1:]})"
+        else:
+            what = what[0].lower() + what[1:]
+        shown = f"{_shown(value)} " if found else ""
+        raise InputError(f"{path}: {name or 'the state'}: {shown}{what}") from None
+
+
+def _real(path: str, field: str, value: Any) -> float:
+    """A float64 of the state: a number, or "nan", "inf", "-inf"."""
+    if isinstance(value, str):
+        if value not in ("nan", "inf", "-inf"):
+            raise InputError(f"{path}: {field}: {_shown(value)} is not a number")
+        return float(value)
+    return float(value)
+
+
+def _not_negative(path: str, field: str, value: float | None) -> None:
+    if value is not None and value < 0:
+        raise InputError(f"{path}: {field}: {value!r} is negative")
+
+
 def load(path: str, text: bytes) -> dict:
     """A state read from ``path``, its fields checked (InputError names what is wrong)."""
 
@@ -139,173 +396,231 @@ def load(path: str, text: bytes) -> dict:
 
 
 def read(path: str, state: Any) -> dict:
-    """A state as ``build`` or JSON gives it, its fields checked and turned into what
-    ``merge`` and ``to_result`` take: numbers as floats, the sketch and moments as objects.
-    ``path`` names it in messages."""
+    """A state as ``build`` or JSON gives it, checked against the schema and the loss
+    registry, and turned into what ``merge`` and ``to_result`` take: numbers as floats, the
+    sketch and moments as objects. ``path`` names it in messages."""
+    from losscli import views
+
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a losscli state (written by --emit-state)")
-    if state.get("version") != VERSION:
+    if state.get("version") not in READ_VERSIONS:
         raise InputError(
             f"{path}: a losscli state of version {state.get('version')!r}; this losscli reads "
-            f"version {VERSION}"
+            f"versions {', '.join(map(str, READ_VERSIONS))}"
         )
-    for key in ("loss", "reduction", "dtype"):
-        if not isinstance(state.get(key), str):
-            raise InputError(f"{path}: the state has no {key}")
-    for key in ("sum", "sum_squares"):
-        state[key] = _float(state.get(key), f"{path}: {key}")
-    if state.get("denominator") is not None:
-        state["denominator"] = _float(state["denominator"], f"{path}: denominator")
-    elif state["reduction"] in ("mean", "batchmean"):
-        raise InputError(f"{path}: a {state['reduction']} state has no denominator")
-    state["denominator"] = state.get("denominator")
+    core = _decode(path, {k: v for k, v in state.items() if k not in PARTS}, Core)
+    parts = {
+        name: None if state.get(name) is None else _decode(path, state[name], kind, name)
+        for name, kind in PARTS.items()
+    }
+    spec = _check_core(path, core)
+    out = msgspec.to_builtins(core)
+    out["sum"], out["sum_squares"] = out.pop("sum"), out.pop("sum_squares")
+    for key in ("sum", "sum_squares", "denominator"):
+        if out[key] is not None:
+            out[key] = _real(path, key, out[key])
     for key in ("denominator", "sum_squares"):  # sums of weights and of squares
-        if state.get(key) is not None and state[key] < 0:
-            raise InputError(f"{path}: {key} {state[key]!r} is negative")
-    count = state.get("count")
-    if not _count(count):
-        raise InputError(f"{path}: count {count!r} is not a row count")
-    for name in ("inputs", "gradient", "options"):
-        if not isinstance(state.get(name), dict):
-            raise InputError(f"{path}: the state has no {name}")
-    for name, info in state["inputs"].items():
-        shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
-        ):
-            raise InputError(f"{path}: input {name} has no shape")
-    for name, partial in state["gradient"].items():
-        if not isinstance(partial, dict):
-            raise InputError(f"{path}: gradient {name} is not a partial")
-        for key in ("sum", "sum_squares", "min", "max"):
-            partial[key] = _float(partial.get(key), f"{path}: gradient {name} {key}")
-        if not _count(partial.get("count")):
-            raise InputError(f"{path}: gradient {name} has no count")
-        if partial["sum_squares"] < 0 or partial["min"] > partial["max"]:
-            raise InputError(f"{path}: gradient {name} has a negative sum of squares or min > max")
-    per_class = state.get("per_class")
-    if per_class is not None:
-        if not isinstance(per_class, dict):
-            raise InputError(f"{path}: per_class is not sums and counts")
-        sums, counts = per_class.get("sums"), per_class.get("counts")
-        if not isinstance(sums, list) or not isinstance(counts, list) or len(sums) != len(counts):
-            raise InputError(f"{path}: per_class sums and counts do not match")
-        per_class["sums"] = [_float(v, f"{path}: per_class") for v in sums]
-        if not all(_count(c) for c in counts):
-            raise InputError(f"{path}: per_class counts are not row counts")
-    _load_moments(path, state)
-    _load_views(path, state)
-    _load_check(path, state)
-    _load_groups(path, state)
-    names = state.get("class_names")
-    if names is not None and not (
-        isinstance(names, list) and all(isinstance(n, str) for n in names)
-    ):
-        raise InputError(f"{path}: class_names is not a list of names")
-    warnings = state.get("warnings", [])
-    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
-        raise InputError(f"{path}: warnings is not a list of messages")
-    return state
-
-
-def _load_views(path: str, state: dict) -> None:
-    """Check the histogram sketch and the top rows of a state (either may be absent)."""
-    from losscli import views
-
-    if state.get("hist") is not None:
-        if not isinstance(state["hist"], dict):
-            raise InputError(f"{path}: hist is not a histogram")
+        _not_negative(path, key, out[key])
+    if out["denominator"] is None and core.reduction != "sum":
+        raise InputError(f"{path}: denominator: a {core.reduction} state needs one")
+    if out["denominator"] is not None and core.reduction == "sum":
+        raise InputError(f"{path}: denominator: a sum state has none (it would be a mean)")
+    out["inputs"] = _check_inputs(path, spec, core.inputs)
+    out["gradient"] = _check_gradient(path, spec, core.gradient, out["inputs"])
+    out["per_class"] = _check_per_class(path, spec, parts["per_class"])
+    names = out["class_names"]
+    if names is not None and out["per_class"] and len(names) != len(out["per_class"]["sums"]):
+        raise InputError(f"{path}: class_names: {len(names)} names of "
+                         f"{len(out['per_class']['sums'])} classes")  # fmt: skip
+    moments = parts["moments"]
+    out["moments"] = None
+    if moments is not None:
+        mean = _real(path, "moments.mean", moments.mean)
+        m2 = _real(path, "moments.m2", moments.m2)
+        _not_negative(path, "moments.m2", m2)
+        out["moments"] = views.Moments(moments.count, mean, m2)
+    out["hist"] = None
+    if parts["hist"] is not None:
+        hist = msgspec.to_builtins(parts["hist"])
+        for side in ("positive", "negative"):
+            for key, count in hist[side].items():
+                _decode(path, count, Count, _field(f"hist.{side}", key))
         try:
-            state["hist"] = views.Sketch.from_dict(state["hist"], path)
+            out["hist"] = views.Sketch.from_dict(hist, f"{path}: hist")
         except ValueError as error:
             raise InputError(str(error)) from None
-    top = state.get("top")
-    if top is not None:
-        rows = top.get("rows") if isinstance(top, dict) else None
-        if not _count(top.get("k") if isinstance(top, dict) else None) or not isinstance(
-            rows, list
-        ):
-            raise InputError(f"{path}: top is not a list of rows")
-        for row in rows:
-            if not (isinstance(row, dict) and _count(row.get("row"))):
-                raise InputError(f"{path}: a top row has no row number")
-            loss = row.get("loss")
-            row["loss"] = math.nan if loss is None else _float(loss, f"{path}: top row loss")
-            for key in ("target", "predicted", "p_target", "prediction", "source"):
-                if key in row and not _cell(row[key]):
-                    raise InputError(f"{path}: a top row's {key} is not a value")
+    out["top"] = None
+    if parts["top"] is not None:
+        top = msgspec.to_builtins(parts["top"])
+        if len(top["rows"]) > top["k"]:
+            raise InputError(f"{path}: top.rows: {len(top['rows'])} rows, more than k {top['k']}")
+        for row in top["rows"]:
+            row["loss"] = math.nan if row["loss"] is None else row["loss"]
+        out["top"] = top
+    out["check"] = _check_check(path, parts["check"], core.reduction, bool(core.gradient))
+    out["groups"] = _check_groups(path, parts["groups"])
+    return out
 
 
-def _load_moments(path: str, state: dict) -> None:
-    """Check the count, mean and M2 of the samples (absent from states of older versions)."""
-    from losscli import views
+def _check_core(path: str, core: Core):
+    """The loss, its torch class, reduction, dtype and options, against the registry."""
+    from losscli.engine import DTYPES
+    from losscli.registry import FLAG, INTEGER, NUMBER, SWITCH, VECTOR, all_specs
 
-    moments = state.get("moments")
-    if moments is None:
-        return
-    if not isinstance(moments, dict) or not _count(moments.get("count")):
-        raise InputError(f"{path}: moments is not a count, mean and m2")
-    mean = _float(moments.get("mean"), f"{path}: moments mean")
-    m2 = _float(moments.get("m2"), f"{path}: moments m2")
-    if m2 < 0:
-        raise InputError(f"{path}: moments m2 {m2!r} is negative")
-    state["moments"] = views.Moments(moments["count"], mean, m2)
-
-
-def _load_check(path: str, state: dict) -> None:
-    """Check the --check partials of a state (absent without --check)."""
-    check = state.get("check")
-    if check is None:
-        return
-    if not isinstance(check, dict):
-        raise InputError(f"{path}: check is not a --check state")
-    for key in ("sum", "denominator", "grad_diff_squares", "grad_ref_squares", "fd_max_rel_error"):
-        if check.get(key) is not None:
-            check[key] = _float(check[key], f"{path}: check {key}")
-            if key != "sum" and check[key] < 0:
-                raise InputError(f"{path}: check {key} {check[key]!r} is negative")
-        elif key == "sum":
-            raise InputError(f"{path}: check has no sum")
+    specs = all_specs()
+    spec = specs.get(core.loss)
+    if spec is None:
+        raise InputError(f"{path}: loss: {_shown(core.loss)} is not a loss of losscli list")
+    if core.torch != spec.torch_class:
+        raise InputError(
+            f"{path}: torch: {_shown(core.torch)} is not {spec.name}'s class ({spec.torch_class})"
+        )
+    reductions = [r for r in spec.reductions if r != "none"]
+    if core.reduction not in reductions:
+        why = " (reduction none has no state)" if core.reduction == "none" else ""
+        raise InputError(
+            f"{path}: reduction: {_shown(core.reduction)} is not a reduction of a "
+            f"{spec.name} state ({', '.join(reductions)}){why}"
+        )
+    if core.dtype not in DTYPES:
+        raise InputError(
+            f"{path}: dtype: {_shown(core.dtype)} is not a --dtype ({', '.join(DTYPES)})"
+        )
+    known = {option.name: option for option in spec.options}
+    for name in core.options:
+        if name not in known:
+            raise InputError(
+                f"{path}: {_field('options', name)}: not an option of {spec.name} (its options: "
+                f"{', '.join(known) or 'none'})"
+            )
+    for name, option in known.items():
+        field = _field("options", name)
+        if name not in core.options:
+            raise InputError(f"{path}: {field}: missing (a run writes every option)")
+        value = core.options[name]
+        if option.kind in (FLAG, SWITCH):
+            kind = bool
+        elif option.kind == VECTOR:
+            kind = Annotated[list[float], msgspec.Meta(min_length=1)] | None
         else:
-            check[key] = None
-    if not _count(check.get("fd_points")):
-        raise InputError(f"{path}: check fd_points is not a count")
+            kind = {INTEGER: int, NUMBER: float}[option.kind]
+        value = _decode(path, value, kind, field)
+        from losscli.errors import OptionError
+
+        try:
+            if option.kind == VECTOR and value is not None:
+                if not all(map(math.isfinite, value)):
+                    raise OptionError(f"{option.flag} has a value that is not a finite number")
+                option._check_domain(min(value), max(value))
+            elif option.kind != VECTOR:
+                option.convert(value)
+        except OptionError as error:
+            raise InputError(f"{path}: {field}: {error.message}") from None
+    return spec
 
 
-def _load_groups(path: str, state: dict) -> None:
-    """Check the --group-by part of a state (absent without --group-by)."""
-    groups = state.get("groups")
+def _check_inputs(path: str, spec, inputs: dict[str, Any]) -> dict[str, dict]:
+    """Every input of the loss and no other, each an Input; first axes that agree."""
+    names = spec.input_names
+    for name in inputs:
+        if name not in names:
+            raise InputError(
+                f"{path}: {_field('inputs', name)}: not an input of {spec.name} (its inputs: "
+                f"{', '.join(names)})"
+            )
+    out = {}
+    for name in names:
+        field = _field("inputs", name)
+        if name not in inputs:
+            raise InputError(f"{path}: {field}: missing ({spec.name} reads {', '.join(names)})")
+        info = _decode(path, inputs[name], Input, field)
+        if not info.sources:
+            raise InputError(f"{path}: {field}.sources: empty (a run names its sources)")
+        out[name] = msgspec.to_builtins(info)
+    if spec.chunkable:
+        rows = {n: info["shape"][0] for n, info in out.items() if info["shape"]}
+        if len(set(rows.values())) > 1:
+            first = next(iter(rows))
+            other = next(n for n in rows if rows[n] != rows[first])
+            raise InputError(
+                f"{path}: {_field('inputs', other)}.shape: {rows[other]} rows where {first} "
+                f"has {rows[first]}"
+            )
+    return out
+
+
+def _check_gradient(path: str, spec, gradient: dict[str, Any], inputs: dict) -> dict:
+    """Gradient partials of inputs that have gradients, counts that fit their shapes."""
+    out = {}
+    for name, raw in gradient.items():
+        field = _field("gradient", name)
+        if name not in spec.float_inputs:
+            raise InputError(
+                f"{path}: {field}: {spec.name} has no gradient of {name!r} (its inputs with "
+                f"gradients: {', '.join(spec.float_inputs)})"
+            )
+        partial = msgspec.to_builtins(_decode(path, raw, GradientPartial, field))
+        for key in ("sum", "sum_squares", "min", "max"):
+            partial[key] = _real(path, f"{field}.{key}", partial[key])
+        _not_negative(path, f"{field}.sum_squares", partial["sum_squares"])
+        if partial["count"] and partial["min"] > partial["max"]:
+            raise InputError(f"{path}: {field}: min > max")
+        shape = inputs[name]["shape"]
+        if partial["count"] != math.prod(shape):
+            raise InputError(
+                f"{path}: {field}.count: {partial['count']}, where an input of shape {shape} "
+                f"has {math.prod(shape)} elements"
+            )
+        out[name] = partial
+    return out
+
+
+def _check_per_class(path: str, spec, per_class: PerClass | None) -> dict | None:
+    from losscli.registry import INDEX
+
+    if per_class is None:
+        return None
+    if not any(i.role == INDEX for i in spec.inputs):
+        raise InputError(f"{path}: per_class: {spec.name} has no class targets")
+    if len(per_class.sums) != len(per_class.counts):
+        raise InputError(f"{path}: per_class: {len(per_class.sums)} sums and "
+                         f"{len(per_class.counts)} counts")  # fmt: skip
+    sums = [_real(path, f"per_class.sums[{i}]", v) for i, v in enumerate(per_class.sums)]
+    return {"sums": sums, "counts": list(per_class.counts)}
+
+
+def _check_check(path: str, check: Check | None, reduction: str, grad: bool) -> dict | None:
+    """The --check partials: a denominator where the state has one, gradient sums where
+    it has gradients."""
+    if check is None:
+        return None
+    out = msgspec.to_builtins(check)
+    if (out["denominator"] is None) != (reduction == "sum"):
+        raise InputError(
+            f"{path}: check.denominator: {out['denominator']!r} for a {reduction} state"
+        )
+    for key in ("grad_diff_squares", "grad_ref_squares"):
+        if (out[key] is None) == grad:
+            raise InputError(f"{path}: check.{key}: {out[key]!r} where the state has "
+                             f"{'a' if grad else 'no'} gradient")  # fmt: skip
+    for key in ("sum", "denominator", "grad_diff_squares", "grad_ref_squares", "fd_max_rel_error"):
+        if out[key] is not None:
+            out[key] = _real(path, f"check.{key}", out[key])
+            if key != "sum":
+                _not_negative(path, f"check.{key}", out[key])
+    return out
+
+
+def _check_groups(path: str, groups: Groups | None) -> dict | None:
     if groups is None:
-        return
-    if not isinstance(groups, dict):
-        raise InputError(f"{path}: groups is not a --group-by state")
-    sums, counts = groups.get("sums"), groups.get("counts")
-    if not (
-        isinstance(groups.get("column"), str)
-        and isinstance(sums, dict)
-        and isinstance(counts, dict)
-        and set(sums) == set(counts)
-        and all(_count(c) for c in counts.values())
-    ):
-        raise InputError(f"{path}: groups is not a --group-by state")
-    groups["sums"] = {k: _float(v, f"{path}: groups") for k, v in sums.items()}
-
-
-def _cell(value: Any) -> bool:
-    """Whether a top row's field is what a run writes: a number, a text, a short list of
-    numbers (null for NaN), or an argmax summary."""
-    if isinstance(value, (int, float, str)) or value is None:
-        return True
-    if isinstance(value, list):
-        return len(value) <= 8 and all(map(_number_or_null, value))
-    if isinstance(value, dict):
-        return set(value) == {"argmax", "max", "size"} and all(map(_number_or_null, value.values()))
-    return False
-
-
-def _number_or_null(value: Any) -> bool:
-    """A number as JSON holds it: NaN and infinities are written as null."""
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        return None
+    if set(groups.sums) != set(groups.counts):
+        raise InputError(f"{path}: groups: sums and counts of other groups")
+    sums = {k: _real(path, _field("groups.sums", k), _decode(path, v, Number,
+            _field("groups.sums", k))) for k, v in groups.sums.items()}  # fmt: skip
+    counts = {k: _decode(path, v, Count, _field("groups.counts", k))
+              for k, v in groups.counts.items()}  # fmt: skip
+    return {"column": groups.column, "sums": sums, "counts": counts}
 
 
 def _first(result) -> str:
@@ -319,6 +634,52 @@ def _refuse(paths, what: str, values) -> None:
             raise InputError(
                 f"states cannot be merged: {paths[0]} has {what} {first!r}, {path} has {value!r}"
             )
+
+
+def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
+    """Refuse two states whose rows would count twice: states of the same content (a
+    copy), or states that, for every input, cover rows of the same source (the same file,
+    not modified since) that overlap. States without rows (version 1, stdin) are compared
+    by content only."""
+
+    def content(state: dict) -> str:
+        return json.dumps(state, sort_keys=True, default=lambda part: part.to_dict())
+
+    seen: dict[str, str] = {}
+    for path, state in zip(paths, states):
+        seen.setdefault(content(state), path)
+        if seen[content(state)] != path:
+            raise InputError(
+                f"states cannot be merged: {seen[content(state)]} and {path} hold the same "
+                "state (a copy: its rows would count twice)"
+            )
+    names = list(states[0]["inputs"])
+    spans: dict[tuple, list] = {}  # (input, source, modified) -> [(start, stop, state)]
+    for index, state in enumerate(states):
+        for name in names:
+            for r in state["inputs"][name].get("rows") or []:
+                if r["count"]:
+                    key = (name, r["path"], r["modified"])
+                    spans.setdefault(key, []).append((r["start"], r["start"] + r["count"], index))
+    overlaps: dict[str, dict] = {name: {} for name in names}  # (i, j) -> (source, start, stop)
+    for (name, source, _), items in spans.items():
+        active: list[tuple[int, int, int]] = []
+        for start, stop, index in sorted(items):
+            active = [a for a in active if a[1] > start]
+            for other_start, other_stop, other in active:
+                if other != index:
+                    pair = (min(other, index), max(other, index))
+                    where = (source, max(start, other_start), min(stop, other_stop))
+                    overlaps[name].setdefault(pair, where)
+            active.append((start, stop, index))
+    both = set.intersection(*(set(found) for found in overlaps.values()))
+    if both:
+        first, second = min(both)
+        source, start, stop = overlaps[names[0]][(first, second)]
+        raise InputError(
+            f"states cannot be merged: {paths[first]} and {paths[second]} both cover rows "
+            f"{start}:{stop} of {source} (they would count twice)"
+        )
 
 
 def merge(paths: list[str], states: list[dict]) -> dict:
@@ -337,6 +698,7 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
     _refuse(paths, "classes", classes)
     _refuse(paths, "class names", [s.get("class_names") for s in states])
+    _refuse_repeated(paths, states)
     merged = dict(states[0])
     merged["sum"] = views.fsum(s["sum"] for s in states)
     if merged["denominator"] is not None:
@@ -365,6 +727,9 @@ def merge(paths: list[str], states: list[dict]) -> dict:
             "shape": [rows, *info["shape"][1:]] if info["shape"] else [],
             "sources": [src for s in states for src in s["inputs"][name]["sources"]],
             "read_as": info.get("read_as", "values"),
+            "rows": None
+            if any(s["inputs"][name].get("rows") is None for s in states)
+            else [r for s in states for r in s["inputs"][name]["rows"]],
         }
     sketches = [s.get("hist") for s in states]
     if all(sketches):

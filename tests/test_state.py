@@ -131,7 +131,7 @@ def test_states_that_disagree_are_refused(tmp_path, classes):
     broken = json.loads((tmp_path / "a.json").read_text())
     broken["count"] = -1
     (tmp_path / "broken.json").write_text(json.dumps(broken))
-    assert_usage_error(run_cli("merge", tmp_path / "broken.json"), "count -1")
+    assert_usage_error(run_cli("merge", tmp_path / "broken.json"), "count: -1 is not a count")
     assert_usage_error(run_cli("merge", tmp_path / "missing.json"), "cannot read")
 
 
@@ -142,7 +142,9 @@ def test_merged_result_is_gated_and_reduction_none_has_no_state(tmp_path, classe
     state = tmp_path / "s.json"
     _state("ce", tmp_path / "x.npy", tmp_path / "y.npy", path=state)
     value = float(run_cli("merge", state, "-f", "value").stdout)
-    (tmp_path / "copy.json").write_text(state.read_text())  # another run over other rows
+    np.save(tmp_path / "x2.npy", x)  # another run, over rows of other files
+    np.save(tmp_path / "y2.npy", y)
+    _state("ce", tmp_path / "x2.npy", tmp_path / "y2.npy", path=tmp_path / "copy.json")
     tripped = run_cli(
         "merge", state, tmp_path / "copy.json", "--fail-above", str(value / 2), "-f", "json"
     )
@@ -172,14 +174,16 @@ def test_hand_edited_or_repeated_states_are_refused(tmp_path, classes):
     edits = [
         ("denominator", -4.0, "negative"),
         ("sum_squares", -1.0, "negative"),
-        ("count", 10**40, "not a row count"),
+        ("count", 10**40, "count: 1000"),
     ]
     for key, value, message in edits:
         (tmp_path / "e.json").write_text(json.dumps({**good, key: value}))
         assert_usage_error(run_cli("merge", tmp_path / "e.json"), message)
     counts = {**good, "per_class": {**good["per_class"], "counts": [0, 1, -3, 0, 0, 0]}}
     (tmp_path / "e.json").write_text(json.dumps(counts))
-    assert_usage_error(run_cli("merge", tmp_path / "e.json"), "not row counts")
+    assert_usage_error(
+        run_cli("merge", tmp_path / "e.json"), "per_class.counts[2]: -3 is not a count"
+    )
     gradient = {"predictions": {**good["gradient"]["predictions"], "min": 5.0, "max": 1.0}}
     (tmp_path / "e.json").write_text(json.dumps({**good, "gradient": gradient}))
     assert_usage_error(run_cli("merge", tmp_path / "e.json"), "min > max")

@@ -95,7 +95,8 @@ def test_merge_of_sums_beyond_float64_and_of_opposite_infinities(tmp_path):
     got = run_cli("merge", tmp_path / "a.json", tmp_path / "b.json", "-f", "value")
     assert got.exit_code == 0 and float(got.stdout) == np.inf
     state = json.loads((tmp_path / "a.json").read_text())
-    state["sum"], other = "inf", dict(state, sum="-inf")
+    other = json.loads((tmp_path / "b.json").read_text())
+    state["sum"], other["sum"] = "inf", "-inf"
     (tmp_path / "a.json").write_text(json.dumps(state))
     (tmp_path / "b.json").write_text(json.dumps(other))
     got = run_cli("merge", tmp_path / "a.json", tmp_path / "b.json", "-f", "value")
