@@ -56,7 +56,7 @@ EDITS = {
     "reduction none": (_set("reduction", "none"), "reduction none has no state"),
     "sum with a denominator": (_set("reduction", "sum"), "denominator"),
     "dtype float8": (_set("dtype", "float8"), 'dtype: "float8"'),
-    "unknown loss": (_set("loss", "focal"), 'loss: "focal"'),
+    "unknown loss": (_set("loss", "focal-tversky"), 'loss: "focal-tversky"'),
     "another loss's class": (_set("torch", "MSELoss"), "torch"),
     "unknown option": (lambda s: s["options"].update(gamma=2.0), "options.gamma"),
     "missing option": (lambda s: s["options"].pop("label_smoothing"), "options.label_smoothing"),
