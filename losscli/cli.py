@@ -367,9 +367,9 @@ def explain(
 
     Example: losscli explain ce (in Chinese: losscli explain ce --lang zh)
     """
-    from losscli.meta import explain_text, print_renderable
+    from losscli.meta import explain_text, print_text
 
-    code = _guarded(False, lambda: print_renderable(explain_text(get_spec(loss), lang)) or 0)
+    code = _guarded(False, lambda: print_text(explain_text(get_spec(loss), lang)) or 0)
     if code:
         raise typer.Exit(code)
 

@@ -23,6 +23,77 @@ DEFAULT = "默认"
 VALID = "取值范围："
 OR = " 或 "
 
+# Formulas whose English text has words beside the mathematics: the same mathematics, with
+# the words in Chinese. A loss not named here shows its spec's formula as it is.
+FORMULAS = {
+    "ce": (
+        "loss_i = -w[y_i] * log softmax(x_i)[y_i]\n"
+        "       = -w[y_i] * (x_i[y_i] - log sum_c exp x_i[c])\n"
+        "mean = sum_i loss_i / sum_i w[y_i]   （被忽略的目标两个求和都不计入）\n"
+        "目标为类别概率时：loss_i = -sum_c w[c] * y_i[c] * log softmax(x_i)[c]；mean 除以 N"
+    ),
+    "nll": "loss_i = -w[y_i] * x_i[y_i]   （x 为对数概率）\nmean = sum_i loss_i / sum_i w[y_i]",
+    "mse": "对每个元素 j：loss_j = (x_j - y_j)^2；mean = sum_j loss_j / numel",
+    "l1": "对每个元素 j：loss_j = |x_j - y_j|；mean = sum_j loss_j / numel",
+    "huber": (
+        "d_j = |x_j - y_j|\n"
+        "d_j < delta 时 loss_j = 0.5 d_j^2，否则 loss_j = delta (d_j - 0.5 delta)\n"
+        "mean = sum_j loss_j / numel"
+    ),
+    "smooth-l1": (
+        "d_j = |x_j - y_j|\n"
+        "d_j < beta 时 loss_j = 0.5 d_j^2 / beta，否则 loss_j = d_j - 0.5 beta\n"
+        "mean = sum_j loss_j / numel"
+    ),
+    "poisson-nll": (
+        "log_input 时：loss_j = exp(x_j) - y_j x_j\n"
+        "否则：loss_j = x_j - y_j log(x_j + eps)\n"
+        "--full 在 y > 1 处再加上 y log y - y + 0.5 log(2 pi y)；mean = sum / numel"
+    ),
+    "gaussian-nll": (
+        "loss_j = 0.5 (log max(var_j, eps) + (x_j - y_j)^2 / max(var_j, eps))"
+        "（使用 --full 时再加 0.5 log(2 pi)）\n"
+        "mean = sum_j loss_j / numel"
+    ),
+    "bce": (
+        "loss_j = -w_j * (y_j log p_j + (1 - y_j) log(1 - p_j))，两个 log 都截断在 -100\n"
+        "mean = sum_j loss_j / numel"
+    ),
+    "bce-logits": (
+        "loss_j = -w_j (pw_c y_j log sigmoid(x_j) + (1 - y_j) log(1 - sigmoid(x_j)))\n"
+        "mean = sum_j loss_j / numel   （pw_c：该元素所在列的 --pos-weight）"
+    ),
+    "focal": (
+        "p_j = sigmoid(x_j)；p_t = p_j y_j + (1 - p_j)(1 - y_j)\n"
+        "loss_j = -alpha_t (1 - p_t)^gamma log(p_t)   （alpha_t = alpha y + (1-alpha)(1-y)）\n"
+        "mean = sum_j loss_j / numel"
+    ),
+    "kl-div": (
+        "loss_j = t_j (log t_j - x_j)   （x = log q，即预测的对数概率）\n"
+        "batchmean = sum_j loss_j / N（每个样本的 KL 散度）；mean = sum / numel"
+    ),
+    "hinge-embedding": (
+        "y_j = 1 时 loss_j = x_j，否则 loss_j = max(0, margin - x_j)；mean = sum / numel"
+    ),
+    "multilabel-margin": (
+        "loss_i = sum_{j in T_i} sum_{k not in T_i} max(0, 1 - (x_i[j] - x_i[k])) / C\n"
+        "T_i = 第 i 行第一个 -1 之前的下标；mean = sum_i loss_i / N"
+    ),
+    "cosine-embedding": (
+        "cos_i = x1_i . x2_i / (|x1_i| |x2_i|)\n"
+        "y_i = 1 时 loss_i = 1 - cos_i，否则 loss_i = max(0, cos_i - margin)；mean = sum / N"
+    ),
+    "triplet-margin": (
+        "d(u, v) = ||u - v + eps||_p\n"
+        "loss_i = max(0, d(a_i, p_i) - d(a_i, n_i) + margin)；mean = sum / N\n"
+        "--swap：d(a_i, n_i) <- min(d(a_i, n_i), d(p_i, n_i))"
+    ),
+    "ctc": (
+        "loss_i = -log（对 x_i 中所有能折叠成 y_i 的对齐 a，求 prod_t p_t(a_t) 之和）\n"
+        "mean = 1/N sum_i loss_i / max(len(y_i), 1)"
+    ),
+}
+
 # Options that several losses take, written once.
 WEIGHT = "缩放权重：用逗号分隔的列表，或一个文件。"
 IGNORE_INDEX = "目标等于这个值时被忽略（不计损失，也没有梯度）。"

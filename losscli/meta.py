@@ -75,6 +75,7 @@ def explain_text(spec: LossSpec, lang: str = "en") -> str:
     return _assemble(
         spec,
         _HEADINGS_EN,
+        spec.explain.formula,
         spec.summary,
         [f"  {i.name}: {i.must_be}" for i in spec.inputs],
         [f"  {o.flag} (default {o.default}): {o.described}" for o in spec.options],
@@ -100,6 +101,7 @@ def _explain_zh(spec: LossSpec) -> str:
     return _assemble(
         spec,
         zh.HEADINGS,
+        zh.FORMULAS.get(spec.name, spec.explain.formula),
         entry.get("summary") or spec.summary,
         [f"  {i.name}：{must_be.get(i.name) or i.must_be}" for i in spec.inputs],
         options,
@@ -108,10 +110,10 @@ def _explain_zh(spec: LossSpec) -> str:
     )
 
 
-def _assemble(spec, headings, summary, inputs, options, steps, mistakes) -> str:
+def _assemble(spec, headings, formula, summary, inputs, options, steps, mistakes) -> str:
     """The sections of an explanation under the given headings, from its lines and texts."""
     lines = [f"{spec.name}: {spec.origin}", summary, ""]
-    lines += [headings["formula"], *("  " + f for f in spec.explain.formula.splitlines()), ""]
+    lines += [headings["formula"], *("  " + f for f in formula.splitlines()), ""]
     lines.append(headings["inputs"])
     lines += inputs
     if options:
@@ -124,6 +126,55 @@ def _assemble(spec, headings, summary, inputs, options, steps, mistakes) -> str:
     lines += [f"  - {m}" for m in mistakes]
     lines += ["", headings["try"], f"  {spec.example} --steps"]
     return "\n".join(lines)
+
+
+def print_text(text: str) -> None:
+    """Print plain text to stdout: in a terminal each line wrapped to its width (continuation
+    lines indented under the text of a list item); piped, as it is."""
+    import sys
+
+    from losscli import output
+
+    if sys.stdout is not None and sys.stdout.isatty():
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+        text = "\n".join(w for line in text.split("\n") for w in wrap_line(line, width))
+    output.write_stdout(text + "\n")
+
+
+def wrap_line(line: str, width: int) -> list[str]:
+    """``line`` cut into lines of at most ``width`` terminal cells, at spaces, or between
+    two CJK characters (which take two cells each); continuation lines are indented to the
+    text after the line's indent and list marker (``1. ``, ``- ``)."""
+    import re
+
+    from rich.cells import cell_len
+
+    if cell_len(line) <= width:
+        return [line]
+    marker = re.match(r"\s*(?:\d+\. |- )?", line).group(0)
+    indent = " " * min(cell_len(marker) or 2, width // 3)
+    # Words: runs of non-space, non-CJK characters; each CJK character; runs of spaces.
+    tokens = re.findall(
+        r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]|[^\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]+|\s+",
+        line,
+    )
+    lines, current = [], ""
+    for token in tokens:
+        if cell_len(current) + cell_len(token) <= width or current.rstrip() == marker.rstrip():
+            current += token
+            continue
+        lines.append(current.rstrip())
+        current = indent + ("" if token.isspace() else token)
+    while cell_len(current) > width:  # a word longer than a line: cut it
+        cut = len(current)
+        while cut > 1 and cell_len(current[:cut]) > width:
+            cut -= 1
+        lines.append(current[:cut])
+        current = indent + current[cut:]
+    lines.append(current.rstrip())
+    return [piece for piece in lines if piece.strip()] or [line]
 
 
 def print_renderable(renderable) -> None:

@@ -57,7 +57,8 @@ def explain(name: str, *lang: str) -> str:
 def test_chinese_explanation_keeps_the_english_structure_formula_and_code(name):
     spec = all_specs()[name]
     text = explain(name, "--lang", "zh")
-    formula = "\n".join("  " + line for line in spec.explain.formula.splitlines())
+    zh_formula = explain_zh.FORMULAS.get(name, spec.explain.formula)
+    formula = "\n".join("  " + line for line in zh_formula.splitlines())
     assert f"\n{explain_zh.HEADINGS['formula']}\n{formula}\n\n" in text
     assert text.endswith(f"{explain_zh.HEADINGS['try']}\n  {spec.example} --steps\n")
     for english in ("Formula", "Inputs, in order", "Steps", "Common mistakes", "Try it"):
@@ -167,3 +168,36 @@ def test_help_shows_the_language_option_with_an_example():
     assert out.exit_code == 0
     assert "--lang" in out.stdout
     assert "losscli explain ce --lang zh" in " ".join(out.stdout.replace("│", " ").split())
+
+
+# Words of English prose that a formula block may hold in English and not in Chinese.
+PROSE = re.compile(
+    r"\b(for|every|element|if|else|otherwise|adds|where|with|ignored|targets|count|neither|"
+    r"probability|divides|clamped|logs|the|of|indices|row|before|its|first|over|alignments|"
+    r"that|collapse|predicted|divergence|per|sample|column)\b"
+)
+
+
+@pytest.mark.parametrize("name", list(all_specs()))
+def test_chinese_formula_is_chinese_prose_around_the_same_mathematics(name):
+    english = all_specs()[name].explain.formula
+    chinese = explain_zh.FORMULAS.get(name, english)
+    assert not PROSE.search(chinese), (name, PROSE.search(chinese))
+    identifiers = set(re.findall(r"\w+_\w+|--[a-z-]+|\d+\.?\d*", english))
+    assert identifiers <= set(re.findall(r"\w+_\w+|--[a-z-]+|\d+\.?\d*", chinese)), name
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_explain_wraps_to_the_terminal_and_keeps_every_word(columns, lang):
+    from rich.cells import cell_len
+
+    from tests.test_layout import run_in_terminal
+
+    for name in ("ce", "gaussian-nll", "ctc"):
+        shown = run_in_terminal("explain", name, "--lang", lang, columns=columns)
+        lines = shown.replace("\r", "").splitlines()
+        assert max(cell_len(line) for line in lines) <= columns, (name, lines)
+        piped = explain(name, "--lang", lang)
+        assert max(cell_len(line) for line in piped.splitlines()) > columns  # it did wrap
+        assert re.sub(r"\s+", "", shown) == re.sub(r"\s+", "", piped)  # and lost nothing
