@@ -77,6 +77,12 @@ def silence_stdout() -> None:
         pass
 
 
+# How long a run goes on after its first block before its progress bar appears; and at the
+# latest, how long after it starts.
+PROGRESS_DELAY_S = 0.5
+PROGRESS_FIRST_BLOCK_S = 3.0
+
+
 def progress(text: str, quiet: bool):
     """A transient progress bar on stderr while a run reads and computes (rows done, rows/s,
     and the time left where the row count is known), only where a person watches it: never
@@ -123,16 +129,33 @@ class _RowProgress:
         self.task = self.bar.add_task(text, total=None)
 
     def __enter__(self):
-        self.bar.start()
+        # Shown only for a run that lasts: PROGRESS_DELAY_S after its first block is done
+        # (the first block waits for torch's import, which every run pays), or after
+        # PROGRESS_FIRST_BLOCK_S where the first block itself is slow. A short run ends
+        # before anything is drawn.
+        self.timers = [self._later(PROGRESS_FIRST_BLOCK_S)]
         return self
 
+    def _later(self, delay: float):
+        import threading
+
+        timer = threading.Timer(delay, self.bar.start)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def __exit__(self, *exc) -> None:
+        for timer in self.timers:
+            timer.cancel()
+            timer.join()
         self.bar.stop()
 
     def start(self, total: int | None) -> None:
         self.bar.update(self.task, total=total)
 
     def advance(self, rows: int) -> None:
+        if len(self.timers) == 1:
+            self.timers.append(self._later(PROGRESS_DELAY_S))
         self.bar.advance(self.task, rows)
 
 

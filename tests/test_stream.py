@@ -399,3 +399,53 @@ def test_a_name_hint_about_line_1_only_for_the_file_s_first_row(tmp_path):
         out = run_cli("ce", tmp_path / "p.csv", tmp_path / "n.csv", "--classes", "a,b,c", *extra)
         assert_usage_error(out, "row 5 (line 5): class name 'd' is not a known class")
         assert "header=yes" not in out.stderr
+
+
+def _stderr_in_terminal(args) -> str:
+    """stderr of ``python -m losscli ARGS`` written to a pseudo-terminal (stdout to a pipe)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import ROOT
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 100, 0, 0))
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "losscli", *map(str, args)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=side, cwd=ROOT, env=env,
+    )  # fmt: skip
+    os.close(side)
+    process.wait(timeout=120)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_short_run_in_a_terminal_shows_no_progress():
+    shown = _stderr_in_terminal(["ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv"])
+    assert "rows" not in shown
+
+
+def test_a_long_run_in_a_terminal_shows_progress(tmp_path):
+    """A run of many blocks that lasts seconds: the bar appears, with the total."""
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "x.npy", rng.standard_normal((3_000_000, 10), dtype=np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, 3_000_000))
+    args = ["ce", tmp_path / "x.npy", tmp_path / "y.npy", "--block-rows", "50000", "--dtype"]
+    shown = _stderr_in_terminal([*args, "float64"])
+    assert "rows" in shown and "of 3,000,000 rows" in shown
