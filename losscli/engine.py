@@ -206,6 +206,15 @@ class BlockRun:
         self.float_inputs = {i.name for i in spec.inputs if i.role in (FLOAT, LABEL)}
         # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        # The loss's fused kernel (no autograd graph) where it has one, in float32 and
+        # float64; autograd stays the reference and does the rest (LOSSCLI_FUSED=0: always).
+        import os
+
+        self.fused = (
+            spec.fused is not None
+            and dtype in ("float32", "float64")
+            and os.environ.get("LOSSCLI_FUSED", "1") != "0"
+        )
         self.grad_dtype = np.float64 if dtype == "float64" else np.float32
         # The sum and the denominator, bit-identical whatever the blocks (losscli.sums).
         self.sums = OrderedSum()
@@ -259,20 +268,29 @@ class BlockRun:
                     n: _to_tensor(torch, a, device, dtype, n in self.float_inputs)
                     for n, a in given.items()
                 }
-                for name in self.differentiable:
-                    tensors[name].requires_grad_(True)
+                fused = None
+                if self.fused and raw is None and scale is None:
+                    with torch.no_grad():
+                        fused = spec.fused(torch, tensors, options, set(self.differentiable))
+                if fused is None:
+                    for name in self.differentiable:
+                        tensors[name].requires_grad_(True)
                 taken = dict(tensors)
                 if raw is not None:
                     taken[first] = convert.tensor(
                         torch, spec, self.convert_from, tensors[first], self.convert_dtype
                     )
                 try:
-                    elements = loss_fn(*(taken[n] for n in spec.input_names))
+                    if fused is not None:  # the loss and its gradient in one pass
+                        elements, grads = fused
+                    else:
+                        elements = loss_fn(*(taken[n] for n in spec.input_names))
                     summed = elements
                     if scale is not None:
                         summed = elements * _to_tensor(torch, scale[rows], device, dtype)
-                    if self.differentiable:
+                    if self.differentiable and fused is None:
                         summed.sum(dtype=self.sum_dtype).backward()
+                        grads = {name: tensors[name].grad for name in self.differentiable}
                 except (RuntimeError, NotImplementedError) as error:
                     if "not implemented for" not in str(error):
                         raise
@@ -304,7 +322,7 @@ class BlockRun:
                         else elements.numel()
                     )
                 for name in self.differentiable:
-                    host = tensors[name].grad.to(
+                    host = grads[name].to(
                         torch.float64 if self.dtype == "float64" else torch.float32
                     )
                     if len(chunks) > 1:

@@ -184,6 +184,12 @@ class LossSpec:
     class_probability: Callable[..., float] | None = None
     # Whether the mean reads as a language model's: perplexity exp(mean) and bits.
     perplexity: bool = False
+    # (torch, tensors by input name, options as torch takes them, names of the inputs whose
+    # gradient is wanted) -> (the unreduced loss, {name: gradient of its sum}): the loss and
+    # its gradient in one pass of torch ops without autograd, for the losses people run on
+    # big files; it may return None for a case it leaves to autograd. It must agree with
+    # autograd on the forward above (tests/test_fused.py). None: autograd does it.
+    fused: Callable[..., Any] | None = None
 
     def unreduced(self, torch, options: dict[str, Any]):
         """The function that computes this loss's unreduced elements from tensors."""

@@ -67,9 +67,58 @@ def _steps_bce(arrays, options, limit) -> Steps:
     return steps
 
 
+# The floor of p (1 - p) in torch's BCELoss gradient: 1e-12 as a float32 constant.
+_BCE_EPSILON = 9.999999960041972e-13
+
+
+def _fused_bce(torch, tensors, options, wanted):
+    """BCELoss's unreduced loss and the gradients of its sum, as torch computes them: logs
+    clamped at -100; d/dp = w (p - y) / max(p (1 - p), 1e-12); d/dy = w (log(1-p) - log p),
+    with the logs not clamped there (infinite at p = 0 or 1, as torch's)."""
+    p, y = tensors["predictions"], tensors["targets"]
+    weight = options.get("weight")
+    log_p = p.log().clamp_min(-100)
+    log_q = (-p).log1p().clamp_min(-100)
+    elements = -(y * log_p + (1 - y) * log_q)
+    if weight is not None:
+        elements = elements * weight
+    grads = {}
+    if "predictions" in wanted:
+        grad = (p - y) / (p * (1 - p)).clamp_min(_BCE_EPSILON)
+        grads["predictions"] = grad if weight is None else grad * weight
+    if "targets" in wanted:  # unclamped, as torch's: infinite where p is 0 or 1
+        grad = (-p).log1p() - p.log()
+        grads["targets"] = grad if weight is None else grad * weight
+    return elements, grads
+
+
+def _fused_bce_logits(torch, tensors, options, wanted):
+    """BCEWithLogitsLoss's unreduced loss and the gradients of its sum, from log-sigmoids
+    (stable for any logit): loss = -w (pw y log s(x) + (1 - y) log s(-x));
+    d/dx = w (s(x) (1 - y + pw y) - pw y); d/dy = -w (pw log s(x) - log s(-x))."""
+    x, y = tensors["predictions"], tensors["targets"]
+    weight, pos_weight = options.get("weight"), options.get("pos_weight")
+    functional = torch.nn.functional
+    log_s, log_not_s = functional.logsigmoid(x), functional.logsigmoid(-x)
+    positive = y if pos_weight is None else pos_weight * y
+    elements = -(positive * log_s + (1 - y) * log_not_s)
+    if weight is not None:
+        elements = elements * weight
+    grads = {}
+    if "predictions" in wanted:
+        grad = torch.sigmoid(x) * (1 - y + positive) - positive
+        grads["predictions"] = grad if weight is None else grad * weight
+    if "targets" in wanted:
+        scaled = log_s if pos_weight is None else pos_weight * log_s
+        grad = log_not_s - scaled
+        grads["targets"] = grad if weight is None else grad * weight
+    return elements, grads
+
+
 BCE = LossSpec(
     name="bce",
     torch_class="BCELoss",
+    fused=_fused_bce,
     predictions_are="probs",
     task="binary / multi-label classification",
     summary="binary cross-entropy of probabilities against targets in [0,1]",
@@ -218,6 +267,7 @@ def _steps_multilabel_soft_margin(arrays, options, limit) -> Steps:
 BCE_LOGITS = LossSpec(
     name="bce-logits",
     torch_class="BCEWithLogitsLoss",
+    fused=_fused_bce_logits,
     predictions_are="logits",
     task="binary / multi-label classification",
     summary="binary cross-entropy of logits (sigmoid built in, numerically stable)",

@@ -264,6 +264,79 @@ def _steps_nll(arrays, options, limit) -> Steps:
     return steps
 
 
+def _fused_ce(torch, tensors, options, wanted):
+    """CrossEntropyLoss's unreduced loss and the gradient of its sum w.r.t. the logits in
+    one pass of torch ops, without autograd: log-sum-exp, softmax minus the target (one-hot
+    with smoothing, or the class probabilities), scaled by the weights."""
+    x, y = tensors["predictions"], tensors["targets"]
+    if x.dim() < 2:  # one unbatched row: autograd
+        return None
+    weight, smoothing = options.get("weight"), float(options.get("label_smoothing") or 0.0)
+    classes, axis = x.shape[1], 1
+    shifted = x - x.amax(dim=axis, keepdim=True)
+    exp = shifted.exp()
+    total = exp.sum(dim=axis, keepdim=True)
+    log_total = total.log()
+    shape = [1] * x.dim()
+    shape[axis] = classes
+    w = None if weight is None else weight.reshape(shape)
+    if y.is_floating_point():  # class probabilities (smoothed as torch smooths them)
+        t = y if not smoothing else y * (1 - smoothing) + smoothing / classes
+        wt = t if w is None else t * w
+        log_p = shifted - log_total
+        elements = -(wt * log_p).sum(dim=axis)
+        grad = None
+        if "predictions" in wanted:
+            grad = exp.div_(total).mul_(wt.sum(dim=axis, keepdim=True)).sub_(wt)
+        return elements, {"predictions": grad}
+    ignore = options.get("ignore_index", -100)
+    kept = y != ignore
+    safe = torch.where(kept, y, torch.zeros_like(y)).unsqueeze(axis)
+    picked = shifted.gather(axis, safe).squeeze(axis) - log_total.squeeze(axis)
+    w_y = torch.ones_like(picked) if weight is None else weight[safe.squeeze(axis)]
+    w_y = torch.where(kept, w_y, torch.zeros_like(w_y))
+    elements = -(1 - smoothing) * w_y * picked
+    if smoothing:
+        log_p = shifted - log_total
+        smooth = -(log_p if w is None else log_p * w).sum(dim=axis)
+        elements = elements + torch.where(kept, smooth, torch.zeros_like(smooth)) * (
+            smoothing / classes
+        )
+    grad = None
+    if "predictions" in wanted:
+        p = exp.div_(total)
+        scale = ((1 - smoothing) * w_y).unsqueeze(axis)
+        grad = p * scale
+        grad.scatter_add_(axis, safe, -scale)
+        if smoothing:
+            all_weight = classes if weight is None else weight.sum()
+            term = p * all_weight - (1.0 if w is None else w)
+            keep = kept.unsqueeze(axis).to(x.dtype)
+            grad.add_(term * keep, alpha=smoothing / classes)
+    return elements, {"predictions": grad}
+
+
+def _fused_nll(torch, tensors, options, wanted):
+    """NLLLoss's unreduced loss and the gradient of its sum w.r.t. the log-probabilities:
+    -w[y] at the target entry of each row, 0 elsewhere and on ignored rows."""
+    x, y = tensors["predictions"], tensors["targets"]
+    if x.dim() < 2:  # one unbatched row: autograd
+        return None
+    weight, ignore = options.get("weight"), options.get("ignore_index", -100)
+    axis = 1
+    kept = y != ignore
+    safe = torch.where(kept, y, torch.zeros_like(y)).unsqueeze(axis)
+    w_y = torch.ones(y.shape, dtype=x.dtype, device=x.device)
+    if weight is not None:
+        w_y = weight[safe.squeeze(axis)]
+    w_y = torch.where(kept, w_y, torch.zeros_like(w_y))
+    elements = -w_y * x.gather(axis, safe).squeeze(axis)
+    grad = None
+    if "predictions" in wanted:
+        grad = torch.zeros_like(x).scatter_(axis, safe, (-w_y).unsqueeze(axis))
+    return elements, {"predictions": grad}
+
+
 CE = LossSpec(
     name="ce",
     aliases=("cross-entropy",),
@@ -272,6 +345,7 @@ CE = LossSpec(
     class_rows=True,
     class_probability=_softmax_at,
     perplexity=True,
+    fused=_fused_ce,
     task="multi-class classification",
     summary="cross-entropy of logits against class indices or class probabilities",
     inputs=(
@@ -331,6 +405,7 @@ NLL = LossSpec(
     class_rows=True,
     class_probability=_exp_at,
     perplexity=True,
+    fused=_fused_nll,
     task="multi-class classification",
     summary="negative log-likelihood of log-probabilities at the target classes",
     inputs=(

@@ -47,9 +47,54 @@ PAIR = (
     InputSpec("targets", FLOAT, "the predictions' shape"),
 )
 
+
+def _fused_difference(loss_and_slope):
+    """A fused kernel for a loss of d = x - y: ``loss_and_slope(torch, d, options)`` gives
+    the elements and dloss/dd; the gradients are slope and -slope."""
+
+    def fused(torch, tensors, options, wanted):
+        difference = tensors["predictions"] - tensors["targets"]
+        elements, slope = loss_and_slope(torch, difference, options)
+        grads = {}
+        if "predictions" in wanted:
+            grads["predictions"] = slope
+        if "targets" in wanted:
+            grads["targets"] = -slope
+        return elements, grads
+
+    return fused
+
+
+def _squared(torch, d, options):
+    return d * d, 2 * d
+
+
+def _absolute(torch, d, options):
+    return d.abs(), d.sign()
+
+
+def _huber(torch, d, options):
+    delta = float(options["delta"])
+    size = d.abs()
+    inside = size < delta
+    elements = torch.where(inside, 0.5 * d * d, delta * (size - 0.5 * delta))
+    return elements, torch.where(inside, d, delta * d.sign())
+
+
+def _smooth_l1(torch, d, options):
+    beta = float(options["beta"])
+    if beta == 0:  # torch computes L1 there
+        return _absolute(torch, d, options)
+    size = d.abs()
+    inside = size < beta
+    elements = torch.where(inside, 0.5 * d * d / beta, size - 0.5 * beta)
+    return elements, torch.where(inside, d / beta, d.sign())
+
+
 MSE = LossSpec(
     name="mse",
     torch_class="MSELoss",
+    fused=_fused_difference(_squared),
     task="regression",
     summary="mean squared error between predictions and targets",
     inputs=PAIR,
@@ -76,6 +121,7 @@ L1 = LossSpec(
     name="l1",
     aliases=("mae",),
     torch_class="L1Loss",
+    fused=_fused_difference(_absolute),
     task="regression",
     summary="mean absolute error between predictions and targets",
     inputs=PAIR,
@@ -214,6 +260,7 @@ def _steps_gaussian(arrays, options, limit) -> Steps:
 HUBER = LossSpec(
     name="huber",
     torch_class="HuberLoss",
+    fused=_fused_difference(_huber),
     task="robust regression",
     summary="squared error near the target, absolute error (scaled by delta) beyond delta",
     inputs=PAIR,
@@ -251,6 +298,7 @@ HUBER = LossSpec(
 SMOOTH_L1 = LossSpec(
     name="smooth-l1",
     torch_class="SmoothL1Loss",
+    fused=_fused_difference(_smooth_l1),
     task="robust regression",
     summary="squared error divided by beta near the target, absolute error beyond beta",
     inputs=PAIR,

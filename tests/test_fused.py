@@ -1,0 +1,210 @@
+"""Every fused kernel against autograd on the loss's own forward (torch.nn), and against the
+independent NumPy formulas of tests/reference.py: every option, dtype and shape class.
+
+The bound tested: each element of the loss and of each gradient is within
+32 eps (1 + |autograd's|) of autograd's, eps being the dtype's machine epsilon (1.2e-7 for
+float32, 2.2e-16 for float64): the two compute the same formula in a different order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from losscli.registry import all_specs, get_spec
+from tests import reference as ref
+
+FUSED = [name for name, spec in all_specs().items() if spec.fused is not None]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def test_the_losses_people_run_on_big_files_have_kernels():
+    assert set(FUSED) >= {"ce", "nll", "bce", "bce-logits", "mse", "l1", "smooth-l1", "huber"}
+
+
+def _autograd(spec, tensors: dict, options: dict, wanted: set):
+    leaves = {n: t.detach().clone().requires_grad_(n in wanted) for n, t in tensors.items()}
+    elements = spec.unreduced(torch, options)(*(leaves[n] for n in spec.input_names))
+    if wanted:
+        elements.sum().backward()
+    return elements.detach(), {n: leaves[n].grad for n in wanted}
+
+
+def _close(fused, reference, dtype) -> None:
+    eps = torch.finfo(dtype).eps
+    fused, reference = fused.double(), reference.double()
+    bound = 32 * eps * (1 + reference.abs())
+    same_infinity = fused.isinf() & (fused == reference)
+    difference = torch.where(same_infinity, 0.0, (fused - reference).abs())
+    assert bool((difference <= bound).all()), float((difference - bound).max())
+
+
+def _check(name: str, tensors: dict, options: dict, dtype) -> None:
+    spec = get_spec(name)
+    wanted = {
+        i.name for i in spec.inputs if i.differentiable and tensors[i.name].is_floating_point()
+    }
+    tensors = {n: t.to(dtype) if t.is_floating_point() else t for n, t in tensors.items()}
+    options = {k: v.to(dtype) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
+    done = spec.fused(torch, dict(tensors), options, wanted)
+    assert done is not None
+    elements, grads = done
+    reference, reference_grads = _autograd(spec, tensors, options, wanted)
+    assert elements.shape == reference.shape and elements.dtype == reference.dtype
+    _close(elements, reference, dtype)
+    for n in wanted:
+        assert grads[n].shape == tensors[n].shape
+        _close(grads[n], reference_grads[n], dtype)
+
+
+shapes = st.sampled_from([(1, 2), (7, 3), (16, 10), (5, 4, 3), (3, 5, 2, 2)])
+dtypes = st.sampled_from(list(DTYPES))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=shapes,
+    dtype=dtypes,
+    seed=st.integers(0, 2**32 - 1),
+    weighted=st.booleans(),
+    smoothing=st.sampled_from([0.0, 0.1, 1.0]),
+    ignored=st.booleans(),
+    probabilities=st.booleans(),
+    scale=st.sampled_from([0.1, 3.0, 40.0]),
+)
+def test_ce_kernel_equals_autograd(
+    shape, dtype, seed, weighted, smoothing, ignored, probabilities, scale
+):
+    rng = np.random.default_rng(seed)
+    classes = shape[1]
+    x = torch.from_numpy(rng.normal(size=shape) * scale)
+    target_shape = (shape[0], *shape[2:])
+    if probabilities:
+        t = rng.dirichlet(np.ones(classes), size=target_shape)
+        y = torch.from_numpy(np.moveaxis(t, -1, 1))
+    else:
+        labels = rng.integers(0, classes, size=target_shape)
+        if ignored:
+            labels.reshape(-1)[::3] = -100
+        y = torch.from_numpy(labels)
+    options = {
+        "weight": torch.from_numpy(rng.uniform(0.1, 3, classes)) if weighted else None,
+        "ignore_index": -100,
+        "label_smoothing": smoothing,
+    }
+    _check("ce", {"predictions": x, "targets": y}, options, DTYPES[dtype])
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1), weighted=st.booleans())
+def test_nll_kernel_equals_autograd(shape, dtype, seed, weighted):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(ref.log_softmax(rng.normal(size=shape), axis=1))
+    labels = rng.integers(0, shape[1], size=(shape[0], *shape[2:]))
+    labels.reshape(-1)[::4] = 7 if shape[1] > 7 else -100
+    options = {
+        "weight": torch.from_numpy(rng.uniform(0.1, 3, shape[1])) if weighted else None,
+        "ignore_index": 7 if shape[1] > 7 else -100,
+    }
+    _check("nll", {"predictions": x, "targets": torch.from_numpy(labels)}, options, DTYPES[dtype])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=shapes,
+    dtype=dtypes,
+    seed=st.integers(0, 2**32 - 1),
+    weighted=st.sampled_from(["none", "column", "element"]),
+    pos_weighted=st.booleans(),
+    soft=st.booleans(),
+    scale=st.sampled_from([0.5, 5.0, 60.0]),
+)
+def test_bce_logits_kernel_equals_autograd(shape, dtype, seed, weighted, pos_weighted, soft, scale):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(size=shape) * scale)
+    y = rng.uniform(size=shape) if soft else rng.integers(0, 2, size=shape).astype(float)
+    weight = {
+        "none": None,
+        "column": rng.uniform(0.1, 2, shape[-1]),
+        "element": rng.uniform(0.1, 2, shape),
+    }[weighted]
+    options = {
+        "weight": None if weight is None else torch.from_numpy(weight),
+        "pos_weight": torch.from_numpy(rng.uniform(0.1, 4, shape[-1])) if pos_weighted else None,
+    }
+    _check("bce-logits", {"predictions": x, "targets": torch.from_numpy(y)}, options, DTYPES[dtype])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=shapes,
+    dtype=dtypes,
+    seed=st.integers(0, 2**32 - 1),
+    weighted=st.booleans(),
+    edges=st.booleans(),
+)
+def test_bce_kernel_equals_autograd(shape, dtype, seed, weighted, edges):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.001, 0.999, size=shape)
+    if edges:  # exactly 0 and 1: logs clamped at -100, gradients bounded by 1e-12
+        p.reshape(-1)[::5] = 0.0
+        p.reshape(-1)[1::5] = 1.0
+    y = rng.integers(0, 2, size=shape).astype(float)
+    options = {"weight": torch.from_numpy(rng.uniform(0.1, 2, shape[-1])) if weighted else None}
+    _check("bce", {"predictions": torch.from_numpy(p), "targets": torch.from_numpy(y)}, options,
+           DTYPES[dtype])  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["mse", "l1", "huber", "smooth-l1"]),
+    shape=shapes,
+    dtype=dtypes,
+    seed=st.integers(0, 2**32 - 1),
+    width=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+    ties=st.booleans(),
+)
+def test_difference_kernels_equal_autograd(name, shape, dtype, seed, width, ties):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) * 2
+    y = rng.normal(size=shape) * 2
+    if ties:  # d = 0 and |d| exactly at the threshold: where the slopes change
+        y.reshape(-1)[::3] = x.reshape(-1)[::3]
+        y.reshape(-1)[1::3] = x.reshape(-1)[1::3] - width
+    options = {"huber": {"delta": width or 1.0}, "smooth-l1": {"beta": width}}.get(name, {})
+    tensors = {"predictions": torch.from_numpy(x), "targets": torch.from_numpy(y)}
+    _check(name, tensors, options, DTYPES[dtype])
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_a_kernel_equals_the_numpy_formula(name, rng=np.random.default_rng(5)):
+    """The value of each kernel against tests/reference.py, in float64."""
+    x = rng.normal(size=(9, 4))
+    labels = rng.integers(0, 4, size=9)
+    binary = rng.integers(0, 2, size=(9, 4)).astype(float)
+    y = rng.normal(size=(9, 4))
+    cases = {
+        "ce": ({"predictions": x, "targets": labels}, {"ignore_index": -100},
+               lambda: ref.cross_entropy(x, labels, reduction="none")),
+        "nll": ({"predictions": ref.log_softmax(x, axis=1), "targets": labels},
+                {"ignore_index": -100},
+                lambda: ref.nll(ref.log_softmax(x, axis=1), labels, reduction="none")),
+        "bce": ({"predictions": ref.sigmoid(x), "targets": binary}, {},
+                lambda: ref.bce(ref.sigmoid(x), binary, reduction="none")),
+        "bce-logits": ({"predictions": x, "targets": binary}, {},
+                       lambda: ref.bce_with_logits(x, binary, reduction="none")),
+        "mse": ({"predictions": x, "targets": y}, {}, lambda: (x - y) ** 2),
+        "l1": ({"predictions": x, "targets": y}, {}, lambda: np.abs(x - y)),
+        "huber": ({"predictions": x, "targets": y}, {"delta": 0.7},
+                  lambda: ref.huber(x, y, 0.7, reduction="none")),
+        "smooth-l1": ({"predictions": x, "targets": y}, {"beta": 0.7},
+                      lambda: ref.smooth_l1(x, y, 0.7, reduction="none")),
+    }  # fmt: skip
+    arrays, options, expected = cases[name]
+    spec = get_spec(name)
+    tensors = {n: torch.from_numpy(np.asarray(a)) for n, a in arrays.items()}
+    elements, _ = spec.fused(torch, tensors, options, set())
+    np.testing.assert_allclose(elements.numpy(), expected(), rtol=1e-12, atol=1e-12)
