@@ -257,3 +257,26 @@ def array_blocks(source: Source, fmt: str, requests: list[Request], found):
                 InputArray(shown, selected, None, info, None, chosen, row_offset=start, rows=rows)
             )
         yield results
+
+
+def sliced_blocks(array: np.ndarray, blocks: Blocks | None, key: str | None):
+    """(block, first row, rows, key) for an array held whole, in blocks of rows."""
+    shape = array.shape
+    rows = shape[0] if shape else None
+    step = block_row_count(blocks, _width(shape)) or max(rows or 1, 1)
+    for start in range(0, max(rows or 1, 1), step) if shape else [0]:
+        yield (array[start : start + step] if shape else array), start, rows, key
+
+
+def pick_key(label: str, key: str | None, keys: list[str], what: str) -> str:
+    """The key of the one array to read: ``key``, or the only one there is."""
+    if key is None:
+        if len(keys) != 1:
+            raise InputError(
+                f"{label}: holds {len(keys)} {what}s ({', '.join(keys) or 'none'}); "
+                f"name one as {label}:KEY"
+            )
+        return keys[0]
+    if key not in keys:
+        raise InputError(f"{label}: no {what} named {key!r}; {what}s: {', '.join(keys) or 'none'}")
+    return key

@@ -1,0 +1,150 @@
+"""The format registry and the readers added on it: each against the same data given as NPY
+(the loss value must be equal), whole, in blocks, as shards, from stdin where the format
+allows, under --dask local, and its errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from losscli import compute_files
+from tests.conftest import ROOT, assert_usage_error, run_cli
+
+N, C = 23, 4
+
+
+@pytest.fixture
+def data(rng, tmp_path):
+    """Logits (N, C) and class labels (N,), and the reference value from the NPY files."""
+    x = rng.normal(size=(N, C))
+    y = rng.integers(0, C, N)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    reference = _value("ce", tmp_path / "x.npy", tmp_path / "y.npy")
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    assert reference == pytest.approx(-logp[np.arange(N), y].mean(), rel=1e-12)
+    return x, y, reference
+
+
+def _json(*args) -> dict:
+    out = run_cli(*args, "--dtype", "float64", "-f", "json")
+    assert out.exit_code == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _value(*args) -> float:
+    out = run_cli(*args, "--dtype", "float64", "-f", "value")
+    assert out.exit_code == 0, out.stderr
+    return float(out.stdout)
+
+
+def _piped(loss: str, *sources, data: bytes, **options) -> float:
+    """The value with ``data`` as stdin (a stream: read once, in order)."""
+    return compute_files(loss, *map(str, sources), stdin=io.BytesIO(data), dtype="float64",
+                         **options).value  # fmt: skip
+
+
+def _thirds(n: int):
+    return [slice(0, 7), slice(7, 15), slice(15, n)]
+
+
+# ------------------------------------------------------------------ .pt / .pth
+
+
+def test_pt_tensors_by_key_equal_the_npy_run(tmp_path, data):
+    import torch
+
+    x, y, reference = data
+    torch.save({"logits": torch.from_numpy(x), "labels": torch.from_numpy(y), "epoch": 3},
+               tmp_path / "d.pt")  # fmt: skip
+    torch.save([torch.from_numpy(x), torch.from_numpy(y)], tmp_path / "l.pth")
+    torch.save(torch.from_numpy(x), tmp_path / "x.pt")
+    d = tmp_path / "d.pt"
+    one = _json("ce", f"{d}:logits", f"{d}:labels")
+    assert one["value"] == pytest.approx(reference, rel=1e-12)
+    assert one["inputs"]["predictions"]["format"] == "pt"
+    assert _value("ce", f"{tmp_path / 'l.pth'}:0", f"{tmp_path / 'l.pth'}:1") == pytest.approx(
+        reference, rel=1e-12
+    )
+    blocks = _value("ce", tmp_path / "x.pt", f"{d}:labels", "--block-rows", "4")
+    assert blocks == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "noext").write_bytes((tmp_path / "x.pt").read_bytes())
+    assert _value("ce", tmp_path / "noext", tmp_path / "y.npy") == pytest.approx(reference)
+    piped = _piped("ce", "-", tmp_path / "y.npy", data=(tmp_path / "x.pt").read_bytes())
+    assert piped == pytest.approx(reference, rel=1e-12)
+
+
+def test_pt_shards_and_dask_equal_the_npy_run(tmp_path, data):
+    pytest.importorskip("distributed")
+    import torch
+
+    x, y, reference = data
+    for folder in ("xs", "ys"):
+        (tmp_path / folder).mkdir()
+    for i, rows in enumerate(_thirds(N)):
+        torch.save({"logits": torch.from_numpy(x[rows])}, tmp_path / "xs" / f"s{i}.pt")
+        torch.save(torch.from_numpy(y[rows]), tmp_path / "ys" / f"s{i}.pt")
+    args = ("ce", f"{tmp_path / 'xs'}:logits", tmp_path / "ys")
+    sharded = _json(*args)
+    assert sharded["value"] == pytest.approx(reference, rel=1e-12)
+    assert sharded["inputs"]["predictions"]["shards"] == 3
+    assert _value(*args, "--dask", "local") == pytest.approx(reference, rel=1e-12)
+
+
+def test_pt_without_a_key_or_with_a_wrong_one_lists_the_tensors(tmp_path, data):
+    import torch
+
+    x, y, _ = data
+    d = tmp_path / "d.pt"
+    torch.save({"logits": torch.from_numpy(x), "labels": torch.from_numpy(y), "epoch": 3}, d)
+    y_npy = tmp_path / "y.npy"
+    assert_usage_error(run_cli("ce", d, y_npy), "holds 2 tensors (logits, labels)", f"{d}:KEY")
+    assert_usage_error(run_cli("ce", f"{d}:nope", y_npy), "'nope'", "tensors: logits, labels")
+    assert_usage_error(run_cli("ce", f"{d}:epoch", y_npy), "is a int, not a tensor")
+    torch.save({"a": "text"}, tmp_path / "s.pt")
+    assert_usage_error(run_cli("ce", tmp_path / "s.pt", y_npy), "holds 0 tensors")
+    torch.save(torch.from_numpy(x), tmp_path / "x.pt")
+    assert_usage_error(run_cli("ce", f"{tmp_path / 'x.pt'}:a", y_npy), "holds one tensor")
+
+
+class _RunsCode:
+    """Unpickled, this would create its marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pt_that_would_run_code_is_refused_and_runs_none(tmp_path):
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "ran"
+    torch.save({"x": _RunsCode(str(marker))}, tmp_path / "zip.pt")
+    (tmp_path / "legacy.pt").write_bytes(pickle.dumps(_RunsCode(str(marker)), protocol=2))
+    np.save(tmp_path / "y.npy", np.zeros(2, dtype=int))
+    for name in ("zip.pt", "legacy.pt"):
+        out = run_cli("ce", tmp_path / name, tmp_path / "y.npy")
+        assert_usage_error(out, name, "not a safe PyTorch file", "nothing in it was run")
+        assert not marker.exists()
+
+
+def test_reading_npy_does_not_import_torch_until_computing(tmp_path):
+    """The .pt reader imports torch when it reads; reading other formats does not."""
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    code = (
+        "import sys; from losscli.io import read_input\n"
+        f"read_input({str(tmp_path / 'a.npy')!r}); print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
