@@ -148,3 +148,78 @@ def test_reading_npy_does_not_import_torch_until_computing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ------------------------------------------------------------------ .safetensors
+
+
+def test_safetensors_by_key_equal_the_npy_run(tmp_path, data):
+    from safetensors.numpy import save_file
+
+    x, y, reference = data
+    s = tmp_path / "d.safetensors"
+    save_file({"logits": x, "labels": y}, s)
+    assert _value("ce", f"{s}:logits", f"{s}:labels") == pytest.approx(reference, rel=1e-12)
+    blocks = _value("ce", f"{s}:logits", f"{s}:labels", "--block-rows", "5")
+    assert blocks == pytest.approx(reference, rel=1e-12)
+    save_file({"logits": x}, tmp_path / "one.safetensors")
+    piped = _piped("ce", "-", tmp_path / "y.npy", data=(tmp_path / "one.safetensors").read_bytes())
+    assert piped == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "noext").write_bytes((tmp_path / "one.safetensors").read_bytes())
+    assert _value("ce", tmp_path / "noext", tmp_path / "y.npy") == pytest.approx(reference)
+
+
+def test_safetensors_reads_only_the_named_tensor(tmp_path, data, monkeypatch):
+    """Blocks of the named tensor come from slices of it; the other tensor is never read."""
+    from safetensors.numpy import save_file
+
+    x, y, reference = data
+    s = tmp_path / "d.safetensors"
+    save_file({"logits": x, "labels": y, "huge": np.zeros((1000, 100))}, s)
+    import safetensors
+
+    asked = []
+    original = safetensors.safe_open
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.inner = original(*args, **kwargs)
+
+        def __enter__(self):
+            self.opened = self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def get_tensor(self, key):
+            asked.append(key)
+            return self.opened.get_tensor(key)
+
+        def get_slice(self, key):
+            asked.append(key)
+            return self.opened.get_slice(key)
+
+    monkeypatch.setattr(safetensors, "safe_open", Recording)
+    value = _value("ce", f"{s}:logits", f"{s}:labels", "--block-rows", "5")
+    assert value == pytest.approx(reference, rel=1e-12)
+    assert set(asked) == {"logits", "labels"}
+
+
+def test_safetensors_shards_and_errors(tmp_path, data):
+    from safetensors.numpy import save_file
+
+    x, y, reference = data
+    (tmp_path / "xs").mkdir()
+    for i, rows in enumerate(_thirds(N)):
+        save_file({"logits": x[rows]}, tmp_path / "xs" / f"s{i}.safetensors")
+    assert _value("ce", tmp_path / "xs", tmp_path / "y.npy") == pytest.approx(reference)
+    s = tmp_path / "d.safetensors"
+    save_file({"logits": x, "labels": y}, s)
+    y_npy = tmp_path / "y.npy"
+    assert_usage_error(run_cli("ce", s, y_npy), "holds 2 tensors (labels, logits)", ":KEY")
+    assert_usage_error(run_cli("ce", f"{s}:nope", y_npy), "'nope'", "tensors: labels, logits")
+    (tmp_path / "bad.safetensors").write_bytes(s.read_bytes()[:40])
+    assert_usage_error(
+        run_cli("ce", tmp_path / "bad.safetensors", y_npy), "not a valid safetensors"
+    )
