@@ -223,3 +223,89 @@ def test_safetensors_shards_and_errors(tmp_path, data):
     assert_usage_error(
         run_cli("ce", tmp_path / "bad.safetensors", y_npy), "not a valid safetensors"
     )
+
+
+# ------------------------------------------------------------------ Arrow IPC / Feather
+
+
+def _arrow_table(x, y):
+    import pyarrow as pa
+
+    columns = {f"l{j}": x[:, j] for j in range(x.shape[1])}
+    return pa.table({"id": [f"s{i % 3}" for i in range(len(y))], **columns, "label": y})
+
+
+def _arrow_stream(table, path=None) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=6):
+            writer.write_batch(batch)
+    data = sink.getvalue().to_pybytes()
+    if path is not None:
+        path.write_bytes(data)
+    return data
+
+
+def test_arrow_file_feather_and_stream_equal_the_npy_run(tmp_path, data):
+    import pyarrow.feather as feather
+
+    x, y, reference = data
+    table = _arrow_table(x, y)
+    feather.write_feather(table, tmp_path / "t.feather", chunksize=5)
+    _arrow_stream(table, tmp_path / "t.ipc")
+    cols = ("--pred-cols", "l0,l1,l2,l3", "--target-cols", "label")
+    for name in ("t.feather", "t.ipc"):
+        whole = _json("ce", tmp_path / name, *cols)
+        assert whole["value"] == pytest.approx(reference, rel=1e-12)
+        assert whole["inputs"]["predictions"]["format"] == "arrow"
+        blocks = _value("ce", tmp_path / name, *cols, "--block-rows", "4")
+        assert blocks == pytest.approx(reference, rel=1e-12)
+    stream = _arrow_stream(table)
+    piped = _piped("ce", "-", data=stream, pred_cols="1:5", target_cols="label", block_rows=4)
+    assert piped == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "noext").write_bytes((tmp_path / "t.feather").read_bytes())
+    assert _value("ce", tmp_path / "noext", *cols) == pytest.approx(reference, rel=1e-12)
+
+
+def test_arrow_group_by_and_two_files(tmp_path, data):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    x, y, reference = data
+    feather.write_feather(_arrow_table(x, y), tmp_path / "t.arrow")
+    out = _json("ce", tmp_path / "t.arrow", "--pred-cols", "l0,l1,l2,l3", "--target-cols",
+                "label", "--group-by", "id")  # fmt: skip
+    groups = {g["group"]: g for g in out["by_group"]}
+    assert sorted(groups) == ["s0", "s1", "s2"]
+    assert sum(g["count"] for g in groups.values()) == N
+    feather.write_feather(pa.table({"label": y}), tmp_path / "y.feather")
+    feather.write_feather(pa.table({f"l{j}": x[:, j] for j in range(C)}), tmp_path / "x.arrow")
+    assert _value("ce", tmp_path / "x.arrow", tmp_path / "y.feather") == pytest.approx(reference)
+
+
+def test_arrow_shards_and_dask_equal_the_npy_run(tmp_path, data):
+    pytest.importorskip("distributed")
+    import pyarrow.feather as feather
+
+    x, y, reference = data
+    (tmp_path / "t").mkdir()
+    for i, rows in enumerate(_thirds(N)):
+        feather.write_feather(_arrow_table(x[rows], y[rows]), tmp_path / "t" / f"s{i}.arrow")
+    cols = ("--pred-cols", "l0,l1,l2,l3", "--target-cols", "label")
+    sharded = _json("ce", tmp_path / "t", *cols)
+    assert sharded["value"] == pytest.approx(reference, rel=1e-12)
+    assert sharded["inputs"]["predictions"]["shards"] == 3
+    many = _value("ce", tmp_path / "t", *cols, "--dask", "local")
+    assert many == pytest.approx(reference, rel=1e-12)
+
+
+def test_corrupt_arrow_is_one_line(tmp_path, data):
+    import pyarrow.feather as feather
+
+    x, y, _ = data
+    feather.write_feather(_arrow_table(x, y), tmp_path / "t.arrow")
+    (tmp_path / "cut.arrow").write_bytes((tmp_path / "t.arrow").read_bytes()[:100])
+    out = run_cli("ce", tmp_path / "cut.arrow", "--pred-cols", "l0,l1", "--target-cols", "label")
+    assert_usage_error(out, "cut.arrow", "not a valid Arrow IPC file")

@@ -184,6 +184,11 @@ class Source:
             return self.file
         return io.BytesIO(self.file.read_all())
 
+    def sequential(self) -> SequentialReader:
+        """A file object that reads this source once, in order, from its first byte
+        (a stream's bytes are released as they are read: memory stays bounded)."""
+        return SequentialReader(self)
+
     def format(self) -> str:
         """The format's name: the option, else the extension, else the content's magic
         bytes (a compressed stream by its extension or magic bytes whatever the option)."""
@@ -196,6 +201,24 @@ class Source:
                 f"holds several ({keyed}), but {self.label} is read as {fmt.name}"
             )
         return fmt.name
+
+
+class SequentialReader(io.RawIOBase):
+    """A source read in order (for decompressors and Arrow streams), never seeked back."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read_at(self.offset, len(buffer))
+        buffer[: len(data)] = data
+        self.offset += len(data)
+        self.source.release(self.offset)
+        return len(data)
 
 
 def os_error(label: str, error: OSError) -> InputError:
