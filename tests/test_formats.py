@@ -309,3 +309,65 @@ def test_corrupt_arrow_is_one_line(tmp_path, data):
     (tmp_path / "cut.arrow").write_bytes((tmp_path / "t.arrow").read_bytes()[:100])
     out = run_cli("ce", tmp_path / "cut.arrow", "--pred-cols", "l0,l1", "--target-cols", "label")
     assert_usage_error(out, "cut.arrow", "not a valid Arrow IPC file")
+
+
+# ------------------------------------------------------------------ JSON Lines
+
+
+def _jsonl(x, y, blank_after=None) -> str:
+    lines = []
+    for i, (row, label) in enumerate(zip(x, y)):
+        lines.append(json.dumps({"id": f"s{i % 3}", "logits": row.tolist(), "label": int(label)}))
+        if i == blank_after:
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def test_jsonl_list_field_is_a_group_of_columns(tmp_path, data):
+    x, y, reference = data
+    path = tmp_path / "rows.jsonl"
+    path.write_text(_jsonl(x, y, blank_after=4))
+    cols = ("--pred-cols", "logits", "--target-cols", "label")
+    whole = _json("ce", path, *cols)
+    assert whole["value"] == pytest.approx(reference, rel=1e-12)
+    assert whole["inputs"]["predictions"]["shape"] == [N, C]
+    assert whole["inputs"]["predictions"]["format"] == "jsonl"
+    assert _value("ce", path, *cols, "--block-rows", "3") == pytest.approx(reference, rel=1e-12)
+    by_group = _json("ce", path, *cols, "--group-by", "id")["by_group"]
+    assert sorted(g["group"] for g in by_group) == ["s0", "s1", "s2"]
+    piped = _piped("ce", "-", data=path.read_bytes(), input_format="jsonl",
+                   pred_cols="logits", target_cols="label", block_rows=5)  # fmt: skip
+    assert piped == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "x.ndjson").write_text("".join(json.dumps({"p": r.tolist()}) + "\n" for r in x))
+    assert _value("ce", tmp_path / "x.ndjson", tmp_path / "y.npy") == pytest.approx(reference)
+
+
+def test_jsonl_shards_and_dask_equal_the_npy_run(tmp_path, data):
+    pytest.importorskip("distributed")
+    x, y, reference = data
+    (tmp_path / "j").mkdir()
+    for i, rows in enumerate(_thirds(N)):
+        (tmp_path / "j" / f"s{i}.jsonl").write_text(_jsonl(x[rows], y[rows]))
+    cols = ("--pred-cols", "logits", "--target-cols", "label")
+    sharded = _json("ce", tmp_path / "j", *cols)
+    assert sharded["value"] == pytest.approx(reference, rel=1e-12)
+    assert sharded["inputs"]["predictions"]["shards"] == 3
+    many = _value("ce", tmp_path / "j", *cols, "--dask", "local")
+    assert many == pytest.approx(reference, rel=1e-12)
+
+
+def test_jsonl_ragged_lists_and_bad_lines_name_the_line(tmp_path):
+    ragged = tmp_path / "ragged.jsonl"
+    ragged.write_text('{"p": [1, 2], "y": 0}\n\n{"p": [1, 2], "y": 1}\n{"p": [3], "y": 1}\n')
+    out = run_cli("ce", ragged, "--pred-cols", "p", "--target-cols", "y")
+    assert_usage_error(out, "ragged.jsonl[p], line 4", "list of 1 values", "hold 2")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"p": 0.5, "y": 1}\n{"p": 0.5, "y": \n')
+    assert_usage_error(run_cli("bce", bad, "--pred-cols", "p", "--target-cols", "y"),
+                       "bad.jsonl: not valid JSON Lines")  # fmt: skip
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"p": 0.5, "y": 1}\n{"p": 0.25}\n')
+    assert_usage_error(run_cli("bce", missing, "--pred-cols", "p", "--target-cols", "y"),
+                       "column 'y' has a missing value, the first at line 2")  # fmt: skip
+    out = run_cli("bce", missing, "--pred-cols", "q", "--target-cols", "y")
+    assert_usage_error(out, "no column 'q'", "'p', 'y'")
