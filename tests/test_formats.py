@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from losscli import compute_files
+from losscli.errors import InputError
 from tests.conftest import ROOT, assert_usage_error, run_cli
 
 N, C = 23, 4
@@ -371,3 +372,85 @@ def test_jsonl_ragged_lists_and_bad_lines_name_the_line(tmp_path):
                        "column 'y' has a missing value, the first at line 2")  # fmt: skip
     out = run_cli("bce", missing, "--pred-cols", "q", "--target-cols", "y")
     assert_usage_error(out, "no column 'q'", "'p', 'y'")
+
+
+# ------------------------------------------------------------------ compressed text
+
+
+def _compress(kind: str, data: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    return {
+        "gz": gzip.compress,
+        "bz2": bz2.compress,
+        "xz": lzma.compress,
+        "zst": zstandard.ZstdCompressor().compress,
+    }[kind](data)
+
+
+def _csv(x) -> bytes:
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in x).encode()
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zst"])
+def test_compressed_csv_equals_the_npy_run(tmp_path, data, kind):
+    x, y, reference = data
+    path = tmp_path / f"x.csv.{kind}"
+    path.write_bytes(_compress(kind, _csv(x)))
+    whole = _json("ce", path, tmp_path / "y.npy")
+    assert whole["value"] == pytest.approx(reference, rel=1e-12)
+    blocks = _value("ce", path, tmp_path / "y.npy", "--block-rows", "4")
+    assert blocks == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "noext").write_bytes(path.read_bytes())  # known by its magic bytes
+    assert _value("ce", tmp_path / "noext", tmp_path / "y.npy") == pytest.approx(reference)
+    piped = _piped("ce", "-", tmp_path / "y.npy", data=path.read_bytes(), block_rows=4)
+    assert piped == pytest.approx(reference, rel=1e-12)
+
+
+def test_compressed_tsv_jsonl_and_shards(tmp_path, data):
+    x, y, reference = data
+    tsv = tmp_path / "x.tsv.xz"
+    tsv.write_bytes(_compress("xz", _csv(x).replace(b",", b"\t")))
+    out = _json("ce", tsv, tmp_path / "y.npy")
+    assert out["value"] == pytest.approx(reference, rel=1e-12)
+    assert out["inputs"]["predictions"]["format"] == "tsv+xz"
+    rows = tmp_path / "rows.jsonl.gz"
+    rows.write_bytes(_compress("gz", _jsonl(x, y).encode()))
+    value = _value("ce", rows, "--pred-cols", "logits", "--target-cols", "label")
+    assert value == pytest.approx(reference, rel=1e-12)
+    (tmp_path / "xs").mkdir()
+    for i, part in enumerate(_thirds(N)):
+        (tmp_path / "xs" / f"s{i}.csv.gz").write_bytes(_compress("gz", _csv(x[part])))
+    sharded = _json("ce", tmp_path / "xs", tmp_path / "y.npy")
+    assert sharded["value"] == pytest.approx(reference, rel=1e-12)
+    assert sharded["inputs"]["predictions"]["shards"] == 3
+
+
+def test_compressed_csv_through_a_real_pipe(tmp_path, data):
+    x, y, reference = data
+    done = subprocess.run(
+        [sys.executable, "-m", "losscli", "ce", "-", str(tmp_path / "y.npy"), "--dtype",
+         "float64", "-f", "value"],
+        input=_compress("gz", _csv(x)), capture_output=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(reference, rel=1e-12)
+
+
+def test_a_truncated_or_corrupt_compressed_stream_is_exit_2_in_one_line(tmp_path, data):
+    x, _, _ = data
+    whole = _compress("gz", _csv(x))
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole[:-20])
+    out = run_cli("ce", cut, tmp_path / "y.npy")
+    assert_usage_error(out, "cut.csv.gz: not a valid gzip stream", "ended before")
+    with pytest.raises(InputError, match="<stdin>: not a valid gzip stream"):
+        _piped("ce", "-", tmp_path / "y.npy", data=whole[:-20])
+    garbled = tmp_path / "bad.csv.xz"
+    garbled.write_bytes(_compress("xz", _csv(x))[:12] + b"\x00" * 40)
+    assert_usage_error(run_cli("ce", garbled, tmp_path / "y.npy"), "not a valid xz stream")
