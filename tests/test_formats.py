@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import pytest
 
 from losscli import compute_files
 from losscli.errors import InputError
+from losscli.io import formats
 from tests.conftest import ROOT, assert_usage_error, run_cli
 
 N, C = 23, 4
@@ -53,6 +55,91 @@ def _piped(loss: str, *sources, data: bytes, **options) -> float:
 
 def _thirds(n: int):
     return [slice(0, 7), slice(7, 15), slice(15, n)]
+
+
+# ------------------------------------------------------------------ the registry
+
+
+def test_every_registered_format_is_a_choice_listed_and_documented():
+    readme = (ROOT / "README.md").read_text()
+    listed = json.loads(run_cli("list-formats", "-f", "json").stdout)
+    table = run_cli("list-formats").stdout
+    help_out = run_cli("ce", "x", "y", "--input-format", "nope")
+    assert help_out.exit_code == 2
+    for fmt in formats.registry().values():
+        assert fmt.name in help_out.stderr  # the choices Typer lists
+        assert {"name": fmt.name, "extensions": list(fmt.extensions)}.items() <= next(
+            item for item in listed if item["name"] == fmt.name
+        ).items()
+        assert fmt.name in table
+        assert re.search(rf"`{re.escape(fmt.name)}`", readme), fmt.name
+        for ext in fmt.extensions:
+            assert ext in readme, (fmt.name, ext)
+
+
+def test_magic_bytes_name_one_format_each(tmp_path, data):
+    """Every format with magic bytes, written by its own library, is sniffed as itself and
+    as no other (torch's ZIP archive is not an NPZ, and the reverse)."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+    import torch
+    from safetensors.numpy import save_file
+
+    x = data[0]
+    torch.save(torch.from_numpy(x), tmp_path / "t")
+    np.savez(tmp_path / "z.npz", a=x)
+    save_file({"a": x}, tmp_path / "s")
+    feather.write_feather(pa.table({"a": x[:, 0]}), tmp_path / "f")
+    with pa.ipc.new_stream(tmp_path / "st", pa.schema([("a", pa.float64())])) as writer:
+        writer.write_table(pa.table({"a": x[:, 0]}))
+    pq.write_table(pa.table({"a": x[:, 0]}), tmp_path / "p")
+    (tmp_path / "g").write_bytes(gzip.compress(b"1,2\n"))
+    expected = {"t": "pt", "z.npz": "npz", "s": "safetensors", "f": "arrow", "st": "arrow",
+                "p": "parquet", "g": "gzip", "x.npy": "npy"}  # fmt: skip
+    for name, fmt in expected.items():
+        head = (tmp_path / name).read_bytes()[: formats.head_bytes()]
+        matching = [f.name for f in formats.registry().values() if f.magic and f.magic(head)]
+        assert matching == [fmt], name
+    assert formats.sniff(b"1.5,2\n3,4\n") is None
+
+
+def test_importing_the_registry_imports_no_numpy_pyarrow_or_torch():
+    code = (
+        "import sys; from losscli.io import formats; formats.registry(); formats.head_bytes()\n"
+        "print([m for m in ('numpy', 'pyarrow', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "encoding, name",
+    [
+        ("utf-16", "UTF-16LE"),  # with a BOM, little-endian here
+        ("utf-16-le", "UTF-16LE"),
+        ("utf-16-be", "UTF-16BE"),
+        ("utf-32", "UTF-32LE"),
+        ("utf-32-be", "UTF-32BE"),
+    ],
+)
+def test_utf16_and_utf32_text_is_named_with_the_way_out(tmp_path, encoding, name):
+    text = "0.5,1.5\n2.5,3.5\n".encode(encoding)
+    path = tmp_path / "wide.csv"
+    path.write_bytes(text)
+    out = run_cli("mse", path, path)
+    assert_usage_error(out, str(path), f"looks like {name} text", "save it as UTF-8")
+    with pytest.raises(InputError, match=f"<stdin>: looks like {name} text"):
+        _piped("mse", "-", path, data=text)
+
+
+def test_bytes_that_are_not_text_list_the_registered_formats(tmp_path):
+    path = tmp_path / "blob.csv"
+    path.write_bytes(b"\x07\x00\x13\x00\x00\x00\x09")
+    out = run_cli("mse", path, path)
+    assert_usage_error(out, "not text (a NUL byte)", *formats.binary_names().split(", "))
 
 
 # ------------------------------------------------------------------ .pt / .pth

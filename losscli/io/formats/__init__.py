@@ -130,16 +130,15 @@ def describe() -> list[dict[str, Any]]:
 
 
 def binary_names() -> str:
-    """The formats with magic bytes, as a message lists them (NPY, NPZ, Parquet...)."""
-    shown = [fmt.name for fmt in registry().values() if fmt.magic is not None]
-    return ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown)
+    """The formats with magic bytes, as a message lists them."""
+    return ", ".join(fmt.name for fmt in registry().values() if fmt.magic is not None)
 
 
 _UTF_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32-LE"),
-    (b"\x00\x00\xfe\xff", "UTF-32-BE"),
-    (b"\xff\xfe", "UTF-16-LE"),
-    (b"\xfe\xff", "UTF-16-BE"),
+    (b"\xff\xfe\x00\x00", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE"),
+    (b"\xff\xfe", "UTF-16LE"),
+    (b"\xfe\xff", "UTF-16BE"),
 )
 
 
@@ -160,7 +159,7 @@ def wide_encoding(data: bytes) -> str | None:
                 unit[text_at] != 0 and not any(unit[j] for j in range(width) if j != text_at)
                 for unit in units
             ):
-                return f"{name}-{order}"
+                return f"{name}{order}"
     return None
 
 
@@ -173,4 +172,7 @@ def not_text(label: str, line: int, data: bytes, reason: str) -> str:
             f"{label}: looks like {encoding} text; losscli reads text as UTF-8: save it as "
             f"UTF-8 (iconv -f {encoding} -t UTF-8)"
         )
-    return f"{label}, line {line}: not text ({reason}) and not a {binary_names()} file"
+    return (
+        f"{label}, line {line}: not text ({reason}) and not a file of a binary format "
+        f"losscli knows ({binary_names()})"
+    )
