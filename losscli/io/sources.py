@@ -5,7 +5,8 @@ that one descriptor. Anything else (a pipe, a FIFO, ``/dev/stdin``, ``<(...)`` p
 substitution, a socket, a character device) is a stream: it is read once, to its end, into
 memory, and never re-opened, ``stat``-sized or memory-mapped.
 
-A source argument is ``PATH``, ``-`` (stdin), ``PATH:KEY`` (an array of an NPZ file), and may
+A source argument is ``PATH``, ``-`` (stdin), ``PATH:KEY`` (an array of a file with keys: NPZ,
+``.pt``, safetensors), and may
 end in ``?option=value&...`` to override the reading options for that input alone
 (``header=yes|no``, ``delimiter=C``, ``format=NAME``, a name of ``losscli.io.formats``).
 """
@@ -34,7 +35,7 @@ STDIN = "-"
 
 @dataclass(frozen=True)
 class SourceArg:
-    """A source as the user wrote it, taken apart: path (or ``-``), NPZ key, reading options."""
+    """A source as the user wrote it, taken apart: path (or ``-``), key, reading options."""
 
     text: str
     path: str

@@ -101,6 +101,10 @@ def detect(forced: str | None, path: str | None, head: bytes) -> Format:
     """The format of a source: a compressed stream where its extension, the option or its
     magic bytes say so (the option or the inner extension then name what is inside); else
     the option, else the extension, else the content's magic bytes, else text."""
+    if forced is not None and forced not in registry():
+        from losscli.errors import OptionError
+
+        raise OptionError(f"input format {forced!r} is not one of {', '.join(names())}")
     chosen = registry()[forced] if forced is not None else None
     if chosen is None and path is not None:
         chosen = by_extension(path)
