@@ -351,6 +351,52 @@ def list_losses(
         raise typer.Exit(code)
 
 
+@app.command("list-formats")
+def list_formats(
+    format: Annotated[
+        Literal["table", "json"],
+        typer.Option("--format", "-f", help="table (Rich), or json (an array, for scripts)."),
+    ] = "table",
+) -> None:
+    """List every input format: name, extensions, what it is (--input-format takes the name).
+
+    Example: losscli list-formats -f json
+    """
+    from losscli.io import formats
+
+    def show() -> int:
+        from losscli import output
+
+        described = formats.describe()
+        if format == "json":
+            import json
+
+            output.write_stdout(json.dumps(described, indent=2) + "\n")
+            return 0
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="losscli input formats", box=box.SIMPLE_HEAVY)
+        for column in ("format", "extensions", "magic", "columns", "keys", "what"):
+            table.add_column(column, no_wrap=column != "what")
+        for item in described:
+            table.add_row(
+                Text(item["name"]),
+                Text(" ".join(item["extensions"])),
+                "yes" if item["magic"] else "",
+                "named" if item["columns"] else "",
+                "FILE:KEY" if item["keys"] else "",
+                Text(item["summary"]),
+            )
+        output.print_renderables([table])
+        return 0
+
+    code = _guarded(False, show)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("explain")
 def explain(
     loss: Annotated[str, typer.Argument(help="A loss command or alias, e.g. ce.")],

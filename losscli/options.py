@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from losscli.io import formats
 from losscli.registry import FLAG, INTEGER, NUMBER, SWITCH, VECTOR, LossSpec, OptionSpec
 
 COMMON_PANEL = "Common options"
@@ -150,8 +151,12 @@ class Common:
         _common("--fail-below", metavar="X", help="Exit 1 when the loss is below X (or NaN)."),
     ] = None
     input_format: Annotated[
-        Literal["csv", "tsv", "txt", "npy", "npz", "parquet"] | None,
-        _common("--input-format", help="Read every input as this format instead of detecting it."),
+        Literal[formats.names()] | None,
+        _common(
+            "--input-format",
+            metavar="FMT",
+            help="Read every input as FMT instead of detecting it (losscli list-formats).",
+        ),
     ] = None
     delimiter: Annotated[
         str | None,

@@ -12,8 +12,9 @@ import zipfile
 
 import numpy as np
 
-from losscli.errors import InputError
-from losscli.io.common import Blocks, invalid
+from losscli.errors import InputError, OptionError
+from losscli.io.columns import resolve_columns
+from losscli.io.common import Blocks, InputArray, Request, invalid
 from losscli.io.common import block_rows as block_row_count
 from losscli.io.sources import Source, os_error
 
@@ -229,3 +230,53 @@ def npz_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
             except Exception as error:  # zipfile and zlib raise several unrelated types
                 raise invalid(label, "NPZ", error) from None
             yield (*block, key)
+
+
+def array_blocks(source: Source, fmt: str, requests: list[Request], found):
+    """One InputArray per request for each (block, first row, rows, key) of an array
+    format (NPY, NPZ, tensors): the whole array, or columns of a 2-D array by index."""
+    info = {"format": fmt, "header": None, "index_column": None, "notes": []}
+    for array, start, rows, key in found:
+        label = source.label if key is None else f"{source.label}:{key}"
+        results = []
+        for request in requests:
+            if array.dtype.kind in "US" and not request.names:
+                raise InputError(f"{label}: array has dtype {array.dtype}; expected numbers")
+            if request.columns is None:
+                results.append(InputArray(label, array, None, info, row_offset=start, rows=rows))
+                continue
+            if array.ndim != 2:
+                raise OptionError(
+                    f"{label}: column selection needs a 2-D table; this array has shape "
+                    f"{[rows, *array.shape[1:]] if array.ndim else []}"
+                )
+            chosen = resolve_columns(request.columns, None, array.shape[1], label)
+            selected = array[:, chosen[0]] if len(chosen) == 1 else array[:, chosen]
+            shown = f"{label}[{','.join(request.columns)}]"
+            results.append(
+                InputArray(shown, selected, None, info, None, chosen, row_offset=start, rows=rows)
+            )
+        yield results
+
+
+def sliced_blocks(array: np.ndarray, blocks: Blocks | None, key: str | None):
+    """(block, first row, rows, key) for an array held whole, in blocks of rows."""
+    shape = array.shape
+    rows = shape[0] if shape else None
+    step = block_row_count(blocks, _width(shape)) or max(rows or 1, 1)
+    for start in range(0, max(rows or 1, 1), step) if shape else [0]:
+        yield (array[start : start + step] if shape else array), start, rows, key
+
+
+def pick_key(label: str, key: str | None, keys: list[str], what: str) -> str:
+    """The key of the one array to read: ``key``, or the only one there is."""
+    if key is None:
+        if len(keys) != 1:
+            raise InputError(
+                f"{label}: holds {len(keys)} {what}s ({', '.join(keys) or 'none'}); "
+                f"name one as {label}:KEY"
+            )
+        return keys[0]
+    if key not in keys:
+        raise InputError(f"{label}: no {what} named {key!r}; {what}s: {', '.join(keys) or 'none'}")
+    return key

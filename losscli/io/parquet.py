@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from losscli.errors import InputError
-from losscli.io.columns import resolve_columns
-from losscli.io.common import Blocks, InputArray, Request, block_rows, invalid, narrow
+from losscli.io.common import Blocks, Request, invalid
 from losscli.io.sources import Source
-from losscli.io.text import fill_from_arrow
-
-
-def _kind(pa, arrow_type) -> str:
-    if (
-        pa.types.is_integer(arrow_type)
-        or pa.types.is_floating(arrow_type)
-        or pa.types.is_decimal(arrow_type)
-    ):
-        return "number"
-    if pa.types.is_boolean(arrow_type):
-        return "bool"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "string"
-    if pa.types.is_dictionary(arrow_type) and _kind(pa, arrow_type.value_type) == "string":
-        return "string"
-    return "other"
+from losscli.io.tables import Table, table_blocks
 
 
 def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | None = None):
@@ -42,25 +23,6 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
     except (pa.ArrowException, OSError, ValueError) as error:
         raise invalid(label, "Parquet", error) from None
     names = list(schema.names)
-    index_columns = _pandas_index_columns(schema, names)
-    selections = []
-    for request in requests:
-        if request.columns is not None:
-            chosen = resolve_columns(request.columns, names, len(names), label)
-        else:
-            chosen = [
-                i
-                for i, f in enumerate(schema)
-                if _kind(pa, f.type) in ("number", "bool") and i not in index_columns
-            ]
-            if not chosen:
-                raise InputError(
-                    f"{label}: has no numeric columns (columns: {', '.join(map(repr, names))}); "
-                    "name the columns to read with --pred-cols/--target-cols"
-                )
-        selections.append(chosen)
-    wanted = sorted({i for chosen in selections for i in chosen})
-    unique = all(names.count(names[i]) == 1 for i in wanted)
     group = source.arg.options.row_group
     rows = parquet.metadata.num_rows
     if group is not None:
@@ -73,55 +35,15 @@ def parquet_blocks(source: Source, requests: list[Request], blocks: Blocks | Non
     if rows == 0:
         parquet.close()
         raise InputError(f"{label}: has no data rows")
-    dropped = [names[i] for i in index_columns] if any(r.columns is None for r in requests) else []
-    notes = [
-        f"{label}: column {name!r} is the row index pandas stored (to_parquet) and is not "
-        "read as data; select columns with --pred-cols/--target-cols to read it"
-        for name in dropped
-    ]
-    if any(r.columns is None for r in requests):
-        skipped = [
-            f"{names[i]!r} ({schema.field(i).type})"
-            for i in range(len(names))
-            if i not in index_columns and _kind(pa, schema.field(i).type) not in ("number", "bool")
-        ]
-        if skipped:
-            notes.append(
-                f"{label}: columns that are not numbers are not read: {', '.join(skipped)}"
-            )
-    infos = [
-        {
-            "format": "parquet",
-            "header": True,
-            "index_column": ", ".join(dropped) if dropped and request.columns is None else None,
-            "notes": notes,
-        }
-        for request in requests
-    ]
-    start = 0
+
+    def batches(wanted, unique, rows_per_batch):
+        for by_index in _batches(pa, parquet, label, names, wanted, unique, rows_per_batch, group):
+            yield by_index, None
+
+    index_columns = frozenset(_pandas_index_columns(schema, names))
+    table = Table(label, "parquet", schema, batches, rows, index_columns)
     try:
-        for by_index in _batches(
-            pa, parquet, label, names, wanted, unique, block_rows(blocks, len(wanted)), group
-        ):
-            count = len(next(iter(by_index.values())))
-            results = []
-            for request, chosen, info in zip(requests, selections, infos):
-                shown = (
-                    label if request.columns is None else f"{label}[{','.join(request.columns)}]"
-                )
-                arrays = [
-                    _column_values(pa, by_index[i], names[i], shown, request, len(chosen), start)
-                    for i in chosen
-                ]
-                if any(a.dtype.kind == "U" for a in arrays):
-                    array = arrays[0]
-                else:
-                    array = arrays[0] if len(arrays) == 1 else np.column_stack(arrays)
-                    array = narrow(array, request.float_dtype)
-                header = [names[i] for i in chosen]
-                results.append(InputArray(shown, array, header, info, row_offset=start, rows=rows))
-            yield results
-            start += count
+        yield from table_blocks(table, requests, blocks)
     finally:
         parquet.close()
 
@@ -155,20 +77,3 @@ def _pandas_index_columns(schema, names: list[str]) -> set[int]:
     metadata = schema.pandas_metadata or {}
     stored = [c for c in metadata.get("index_columns", []) if isinstance(c, str)]
     return {i for i, name in enumerate(names) if name in stored}
-
-
-def _column_values(pa, column, name, shown, request: Request, count: int, start: int):
-    if column.null_count:
-        first = start + column.is_null().to_pylist().index(True) + 1
-        raise InputError(f"{shown}: column {name!r} has a missing value, the first at row {first}")
-    kind = _kind(pa, column.type)
-    if kind == "number":
-        values = np.empty(len(column), dtype=np.float64)
-        # Integers beyond 2**53 round to the nearest float64, as NumPy's conversion does.
-        fill_from_arrow(values, column.cast(pa.float64(), safe=False))
-        return values
-    if kind == "bool":
-        return np.array(column.to_pylist(), dtype=np.float64)
-    if kind == "string" and request.names and count == 1:
-        return np.array([str(v).strip() for v in column.to_pylist()], dtype=str)
-    raise InputError(f"{shown}: column {name!r} has type {column.type}; expected numbers")

@@ -5,9 +5,10 @@ that one descriptor. Anything else (a pipe, a FIFO, ``/dev/stdin``, ``<(...)`` p
 substitution, a socket, a character device) is a stream: it is read once, to its end, into
 memory, and never re-opened, ``stat``-sized or memory-mapped.
 
-A source argument is ``PATH``, ``-`` (stdin), ``PATH:KEY`` (an array of an NPZ file), and may
+A source argument is ``PATH``, ``-`` (stdin), ``PATH:KEY`` (an array of a file with keys: NPZ,
+``.pt``, safetensors), and may
 end in ``?option=value&...`` to override the reading options for that input alone
-(``header=yes|no``, ``delimiter=C``, ``format=csv|tsv|txt|npy|npz|parquet``).
+(``header=yes|no``, ``delimiter=C``, ``format=NAME``, a name of ``losscli.io.formats``).
 """
 
 from __future__ import annotations
@@ -22,21 +23,9 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from losscli.errors import InputError, OptionError
+from losscli.io import formats
 from losscli.io.common import ReadOptions
 
-FORMATS = ("csv", "tsv", "txt", "npy", "npz", "parquet")
-EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "txt",
-    ".npy": "npy",
-    ".npz": "npz",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK\x03\x04"
-PARQUET_MAGIC = b"PAR1"
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
 # A stream's first bytes are checked before the rest is read, so that /dev/zero or
 # /dev/urandom given as text fails at once instead of filling memory.
@@ -46,7 +35,7 @@ STDIN = "-"
 
 @dataclass(frozen=True)
 class SourceArg:
-    """A source as the user wrote it, taken apart: path (or ``-``), NPZ key, reading options."""
+    """A source as the user wrote it, taken apart: path (or ``-``), key, reading options."""
 
     text: str
     path: str
@@ -86,8 +75,8 @@ def header_option(value: str, where: str) -> bool | None:
 def format_option(value: str | None, where: str = "--input-format") -> str | None:
     if value is None:
         return None
-    if value.lower() not in FORMATS:
-        raise OptionError(f"{where} {value!r} is not one of {', '.join(FORMATS)}")
+    if value.lower() not in formats.names():
+        raise OptionError(f"{where} {value!r} is not one of {', '.join(formats.names())}")
     return value.lower()
 
 
@@ -196,30 +185,41 @@ class Source:
             return self.file
         return io.BytesIO(self.file.read_all())
 
+    def sequential(self) -> SequentialReader:
+        """A file object that reads this source once, in order, from its first byte
+        (a stream's bytes are released as they are read: memory stays bounded)."""
+        return SequentialReader(self)
+
     def format(self) -> str:
-        """The format: the option, else the extension, else the content's magic bytes."""
-        fmt = self.arg.options.input_format
-        if fmt is None and self.arg.path != STDIN:
-            fmt = EXTENSIONS.get(os.path.splitext(self.arg.path)[1].lower())
-        if fmt is None:
-            fmt = sniff(self.head)
-        if self.arg.key is not None and fmt != "npz":
+        """The format's name: the option, else the extension, else the content's magic
+        bytes (a compressed stream by its extension or magic bytes whatever the option)."""
+        path = None if self.arg.path == STDIN else self.arg.path
+        fmt = formats.detect(self.arg.options.input_format, path, self.head)
+        if self.arg.key is not None and not (fmt.keys or fmt.compression):
+            keyed = ", ".join(f.name for f in formats.registry().values() if f.keys)
             raise OptionError(
-                f"{self.arg.text}: a ':{self.arg.key}' suffix names an array of an NPZ file, "
-                f"but {self.label} is read as {fmt.upper()}"
+                f"{self.arg.text}: a ':{self.arg.key}' suffix names an array of a file that "
+                f"holds several ({keyed}), but {self.label} is read as {fmt.name}"
             )
-        return fmt
+        return fmt.name
 
 
-def sniff(head: bytes) -> str:
-    """The format that a source's first bytes show."""
-    if head.startswith(NPY_MAGIC):
-        return "npy"
-    if head.startswith(ZIP_MAGIC):
-        return "npz"
-    if head.startswith(PARQUET_MAGIC):
-        return "parquet"
-    return "txt"
+class SequentialReader(io.RawIOBase):
+    """A source read in order (for decompressors and Arrow streams), never seeked back."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read_at(self.offset, len(buffer))
+        buffer[: len(data)] = data
+        self.offset += len(data)
+        self.source.release(self.offset)
+        return len(data)
 
 
 def os_error(label: str, error: OSError) -> InputError:
@@ -305,9 +305,14 @@ def _open_stream(read, label: str, close=None) -> StreamFile:
     """A stream, its first bytes read; text that is plainly not text fails early."""
     stream = StreamFile(read, label, close)
     first = stream.read_at(0, FIRST_CHUNK)
-    if sniff(first) == "txt" and first:
+    if formats.sniff(first) is None and first:
         _check_text_start(first, label)
     return stream
+
+
+def _stream_source(arg: SourceArg, label: str, stream: StreamFile, identity) -> Source:
+    """A Source over a stream; its first bytes (what sniffing needs) are held already."""
+    return Source(arg, label, stream, False, -1, identity, stream.read_at(0, formats.head_bytes()))
 
 
 def _check_text_start(data: bytes, label: str) -> None:
@@ -315,16 +320,12 @@ def _check_text_start(data: bytes, label: str) -> None:
     zero = data.find(b"\0")
     if zero >= 0:
         line = data.count(b"\n", 0, zero) + 1
-        raise InputError(
-            f"{label}, line {line}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
-        )
+        raise InputError(formats.not_text(label, line, data, "a NUL byte"))
     try:
         codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise InputError(
-            f"{label}, line {line}: not UTF-8 text and not an NPY, NPZ or Parquet file"
-        ) from None
+        raise InputError(formats.not_text(label, line, data, "not UTF-8")) from None
 
 
 class SourceSet:
@@ -403,14 +404,14 @@ class SourceSet:
         except (OSError, ValueError, ImportError) as error:
             raise InputError(f"{arg.path}: cannot read: {error}") from None
         stream = _open_stream(handle.read, arg.path, handle.close)
-        return Source(arg, arg.path, stream, False, -1, None, stream.read_at(0, 8))
+        return _stream_source(arg, arg.path, stream, None)
 
     def _open_stdin(self, arg: SourceArg) -> Source:
         fd = self.stdin_fd
         label = "<stdin>"
         if fd is not None and not isinstance(fd, int):
             stream = _open_stream(fd.read, label)
-            return Source(arg, label, stream, False, -1, None, stream.read_at(0, 8))
+            return _stream_source(arg, label, stream, None)
         try:
             if fd is None:
                 raise OSError
@@ -452,7 +453,7 @@ class SourceSet:
         if stat.S_ISREG(info.st_mode) and not stream:
             handle = os.fdopen(fd, "rb")
             try:
-                head = handle.read(8)
+                head = handle.read(formats.head_bytes())
                 handle.seek(0)
             except OSError as error:
                 handle.close()
@@ -465,7 +466,7 @@ class SourceSet:
             if owned:
                 os.close(fd)
             raise
-        return Source(arg, label, stream, False, -1, identity, stream.read_at(0, 8))
+        return _stream_source(arg, label, stream, identity)
 
 
 def stdin_fd() -> int | None:

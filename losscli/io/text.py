@@ -25,6 +25,7 @@ import numpy as np
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
 from losscli.io.common import Blocks, InputArray, Request, block_rows, narrow
+from losscli.io.formats import not_text
 from losscli.io.sources import FIRST_CHUNK, Source
 
 # Text above this size is parsed by pyarrow; below it, Python's parser is faster to start.
@@ -78,13 +79,12 @@ class Layout:
     notes: list[str]
 
 
-def _decode(line: bytes, label: str, number: int) -> str:
+def _decode(line: bytes, label: str, number: int, start: bytes = b"") -> str:
+    """A line as text; ``start``, the file's first bytes, may show the encoding it is in."""
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError(
-            f"{label}, line {number}: not UTF-8 text and not an NPY, NPZ or Parquet file"
-        ) from None
+        raise InputError(not_text(label, number, start or line, "not UTF-8")) from None
 
 
 def _breaks(segment: bytes) -> int:
@@ -130,17 +130,14 @@ def _first_lines(source: Source, count: int) -> tuple[list[tuple[int, int, str]]
         checked = len(buffer)
         if zero >= 0:
             line = _breaks(buffer[:zero]) + 1
-            raise InputError(
-                f"{source.label}, line {line}: not text (a NUL byte) and not "
-                "an NPY, NPZ or Parquet file"
-            )
+            raise InputError(not_text(source.label, line, buffer, "a NUL byte"))
         lines = []
         for number, raw, end, ended in nonblank_lines(buffer, start=len(BOM) if bom else 0):
             # A line is whole when a break ends it; a final "\r" may be the first half of
             # "\r\n", so it waits for the next byte (unless the file ends there).
             if not eof and (not ended or (end == len(buffer) and buffer.endswith(b"\r"))):
                 break
-            lines.append((number, end, _decode(raw, source.label, number)))
+            lines.append((number, end, _decode(raw, source.label, number, buffer)))
             if len(lines) == count:
                 return lines, bom
         if eof:
@@ -337,9 +334,7 @@ def _parse_python(
     lines = []
     for count, (number, raw, *_) in enumerate(nonblank_lines(bytes(chunk), first_line())):
         if b"\0" in raw:
-            raise InputError(
-                f"{label}, line {number}: not text (a NUL byte) and not an NPY, NPZ or Parquet file"
-            )
+            raise InputError(not_text(label, number, raw, "a NUL byte"))
         cells = split_row(_decode(raw, label, number), layout.delimiter, f"{label}, line {number}")
         if len(cells) != width:
             raise InputError(
