@@ -39,9 +39,23 @@ class Context:
     warnings: list[str] = field(default_factory=list)
     # Facts about the whole input gathered block by block: key -> (fact, render).
     facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # Notes about inputs said as one line: detail -> the labels of the inputs it concerns.
+    noted: dict[str, list[str]] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
-        """A warning, said once however many blocks of rows give it."""
+        """A warning, said once however many blocks of rows give it; a ``Note`` about an
+        input joins the one of other inputs with the same detail into one line."""
+        detail = getattr(message, "detail", None)
+        if detail is not None:
+            labels = self.noted.setdefault(detail, [])
+            if message.label in labels:
+                return
+            labels.append(message.label)
+            joined = f"{', '.join(labels)}: {detail}"
+            if len(labels) > 1:
+                self.warnings[self.warnings.index(f"{', '.join(labels[:-1])}: {detail}")] = joined
+                return
+            message = joined
         if message not in self.warnings:
             self.warnings.append(message)
 

@@ -116,6 +116,19 @@ class InputArray:
         return dataclasses.replace(self, array=array)
 
 
+class Note(str):
+    """A warning about one input, ``LABEL: detail``, that a run says once for every input
+    with the same detail (``a.csv, b.csv: column 0 ...``): see ``validate.Context.warn``."""
+
+    label: str
+    detail: str
+
+    def __new__(cls, label: str, detail: str) -> Note:
+        note = super().__new__(cls, f"{label}: {detail}")
+        note.label, note.detail = label, detail
+        return note
+
+
 def concat_rows(arrays: list[np.ndarray]) -> np.ndarray:
     """Arrays joined along the first axis; where some hold class names and others numbers
     (a text column whose names appear only in some chunks), the numbers are written as text

@@ -24,7 +24,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import Blocks, InputArray, Request, block_rows, narrow
+from losscli.io.common import Blocks, InputArray, Note, Request, block_rows, narrow
 from losscli.io.formats import not_text
 from losscli.io.sources import FIRST_CHUNK, Source
 
@@ -212,13 +212,20 @@ def _layout(
         if not header and _numbered_header(first, second):
             header = True
             notes.append(
-                f"{label}: line {lines[0][0]} ({','.join(first)}) reads as a header of column "
-                f"numbers; write {label}?header=no to read it as data"
+                Note(
+                    label,
+                    f"line {lines[0][0]} ({','.join(first)}) is read as a header of column "
+                    "numbers, as pandas' to_csv writes one; only if that line is data, add "
+                    "?header=no to the file's name",
+                )
             )
         elif not header and _counting_row(first):
             notes.append(
-                f"{label}: line {lines[0][0]} ({','.join(first)}) is read as data, but it may be "
-                f"a header of column numbers; if it is, write {label}?header=yes"
+                Note(
+                    label,
+                    f"line {lines[0][0]} ({','.join(first)}) is read as data, but it may be a "
+                    "header of column numbers; if it is, add ?header=yes to the file's name",
+                )
             )
     if detected and delimiter == "," and all(DECIMAL_COMMA.fullmatch(t) for _, _, t in lines):
         notes.append(
@@ -517,9 +524,12 @@ def text_blocks(
                 index_name = layout.names[layout.index_column]
                 info["index_column"] = index_name
                 info["notes"].append(
-                    f"{label}: column 1 ({index_name!r}) is a row index (a pandas to_csv file) "
-                    "and is not read as data; select columns with --pred-cols/--target-cols "
-                    "to read it"
+                    Note(
+                        label,
+                        f"column 0 ({index_name!r}) holds a pandas row index (to_csv) and is "
+                        "not read as data; to read it, name its columns in "
+                        "--pred-cols/--target-cols",
+                    )
                 )
             else:
                 selections = [
@@ -535,7 +545,7 @@ def text_blocks(
             ]
         elif index_name and (broken := _index_break(layout, parsed, position, rows)) is not None:
             raise InputError(
-                f"{label}, line {parsed.line(broken)}: column 1 ({index_name!r}) held the row "
+                f"{label}, line {parsed.line(broken)}: column 0 ({index_name!r}) held the row "
                 f"numbers 0, 1, 2, ... in the first {rows + broken} rows and was dropped as a "
                 "pandas row index, but it does not go on counting here; select the columns with "
                 "--pred-cols/--target-cols"
