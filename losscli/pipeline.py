@@ -353,6 +353,19 @@ def _vector_options(spec: LossSpec, options: dict, sources, defaults, notes: lis
     return options
 
 
+def _same_shape(a, b) -> None:
+    """Refuse predictions A and B of different shapes (a model with another class count):
+    each side alone may suit the targets, but their losses would not measure the same task.
+    Blocks read in lockstep have the same rows, so a block's other axes are compared (rows
+    that differ are refused by the lockstep read, with both counts)."""
+    if a.array.shape == b.array.shape:
+        return
+    raise InputError(
+        f"A ({a.source}) has shape {a.shape} and B ({b.source}) has shape {b.shape}: "
+        "compare needs two prediction sets of the same shape"
+    )
+
+
 def run_compare(
     spec: LossSpec,
     source_texts: list[str],
@@ -400,6 +413,7 @@ def run_compare(
         joined = next(blocks)
         if _needs_whole(spec, joined, options, settings.from_):
             joined, blocks = whole(joined, blocks), iter(())
+        _same_shape(joined[first], joined[b_name])
         headers = [joined[first].header, joined[b_name].header]
         if None not in headers and headers[0] != headers[1]:
             raise InputError(
@@ -431,6 +445,7 @@ def run_compare(
         with progress(f"compare {spec.name} on {settings.device}") as tracker:
             tracker.start(joined[first].rows)
             for block in itertools.chain([joined], blocks):
+                _same_shape(block[first], block[b_name])
                 for run, side in zip(runs, sides(block)):
                     run.add(side)
                 a, b = (np.concatenate(run.block_run.last_elements) for run in runs)
