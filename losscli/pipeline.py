@@ -199,9 +199,10 @@ def run_files(
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
     classes = check_settings(settings)
-    if settings.dask:
+    if settings.dask is not None:
         from losscli import cluster
 
+        cluster.check_address(settings.dask, env.get("dask"))
         state_out = None
         if settings.emit_state is not None:  # checked before any task runs
             state_out = check_output_path("--emit-state", settings.emit_state, {}, (".json",))
