@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from losscli.entry import check_stopped
 from losscli.errors import DeviceError, OptionError
 from losscli.registry import FLOAT, LABEL, LossSpec
 from losscli.validate import Prepared
@@ -53,6 +54,7 @@ def import_torch():
         import torch
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise DeviceError(f"cannot import torch ({error}); install PyTorch first") from None
+    check_stopped()  # a signal during torch's import, whose exception the import lost
     return torch
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from losscli.entry import check_stopped
 from losscli.errors import EXIT_GATE, DeviceError, InputError, OptionError
 from losscli.io import InputArray
 from losscli.options import Common
@@ -726,6 +727,7 @@ class BlockPipeline:
 
     def add(self, block: dict[str, InputArray]) -> None:
         """Check, prepare and compute one block of rows."""
+        check_stopped()
         from losscli import convert, engine
         from losscli.io.write import BlockWriter
 
@@ -830,6 +832,7 @@ class BlockPipeline:
 
     def finish(self) -> Result:
         """Say the whole-input warnings, finish --grad-out, and describe the run."""
+        check_stopped()
         spec, ctx, names, first, rows = self.spec, self.ctx, self.names, self.first, self.rows
         block_run, first_prepared, grad = self.block_run, self.first_prepared, self.grad
         ctx.finish()
