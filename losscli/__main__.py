@@ -1,5 +1,5 @@
 """``python -m losscli``."""
 
-from losscli.cli import main
+from losscli.entry import main
 
 main()

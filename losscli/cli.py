@@ -186,7 +186,9 @@ def _emit(item, gate, settings: Common, value, tables) -> int:
     ``to_dict``, ``value(item)``, or the renderables ``tables()``), the gate's line;
     returns the exit code."""
     from losscli import output, pipeline, render
+    from losscli.entry import check_stopped
 
+    check_stopped()
     if not settings.quiet:
         for message in item.warnings:
             output.warning(message)
@@ -557,29 +559,14 @@ def _unwrap_help() -> None:
 
 _unwrap_help()
 
-_STOPPING: list[int] = []
-
-
-def _stop(signum, frame) -> None:
-    """The first SIGINT, SIGTERM or SIGHUP stops the run (KeyboardInterrupt, Terminated);
-    later ones are let go, so that the cleanup the first started (removing temporary files)
-    is never cut short, and none lands in the interpreter's own shutdown."""
-    import signal
-
-    if _STOPPING:
-        return
-    _STOPPING.append(signum)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(signum)
-
 
 def main() -> None:
-    """The ``losscli`` entry point: usage errors as one line on stderr, exit 2; closed or
-    narrow-encoding streams, a reader that goes away, and SIGTERM/SIGHUP handled."""
-    import signal
-
+    """Run the app: usage errors as one line on stderr, exit 2; closed or narrow-encoding
+    streams, a reader that goes away, and SIGTERM/SIGHUP handled. The console script and
+    ``python -m losscli`` come through ``losscli.entry``, which installs the signal handlers
+    before this module is imported."""
     from losscli import output
+    from losscli.entry import exit_if_stopped, ignore_signals, install_handlers
 
     output.prepare_streams()
     if len(sys.argv) < 3 or {"--help", "-h"} & set(sys.argv):
@@ -588,9 +575,7 @@ def main() -> None:
         from rich.console import Console
 
         Console.on_broken_pipe = output.raise_broken_pipe
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _stop)
+    install_handlers()  # already in place through losscli.entry; here for a direct call
     try:
         code = app(prog_name="losscli", standalone_mode=False)
     except typer.Abort:
@@ -613,13 +598,10 @@ def main() -> None:
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
             output.error(error.format_message().rstrip(".") + hint)
         code = error.exit_code
-    # The run is over: a signal from now on does not interrupt the exit (ignored in C, since
-    # Python puts its own handlers back to the default while it shuts down).
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    ignore_signals()
     try:
         sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
         output.silence_stdout()
+    exit_if_stopped(code)
     sys.exit(code or 0)

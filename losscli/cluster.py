@@ -13,7 +13,9 @@ one run over every row.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,69 @@ from losscli.options import Common
 from losscli.registry import LossSpec
 
 INSTALL = "pip install 'losscli[dask]'"
+
+
+# The schemes of Dask's network comms that a scheduler listens on (``inproc://`` reaches only
+# a scheduler in the same process: ``--dask local`` is that).
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+EXPECTED = "expected tcp://HOST:PORT (or tls://, ws://, wss://, ucx://), HOST:PORT, or 'local'"
+
+
+def check_address(address: str, variable: str | None = None) -> None:
+    """Refuse a ``--dask`` value that is not ``local``, ``HOST:PORT`` or
+    ``SCHEME://HOST:PORT`` (a port in 1..65535, an IPv6 host in brackets), before anything
+    connects: Dask's own parser ends in a ValueError, or a wait, that names neither the
+    option nor what was expected. ``variable``: the environment variable it came from."""
+    from losscli.output import escape
+
+    problem = _address_problem(address)
+    if problem is None:
+        return
+    named = f"{variable}=" if variable else "--dask "
+    raise OptionError(f"{named}'{escape(address)}': {problem}; {EXPECTED}")
+
+
+def _address_problem(address: str) -> str | None:
+    """What is wrong with a scheduler address, or None."""
+    if address == "local":
+        return None
+    if not address:
+        return "no scheduler address"
+    if not address.isprintable() or any(ch.isspace() for ch in address):
+        return "the address holds spaces or control characters"
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = None, address
+    elif scheme not in SCHEMES:
+        return f"unknown scheme {scheme!r}"
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, bracket, port = rest[1:].partition("]")
+        if not bracket:
+            return "an IPv6 host needs its closing ']'"
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{host!r} is not an IPv6 address"
+        if not port.startswith(":"):
+            return "no port number (HOST:PORT)"
+        port = port[1:]
+    else:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            return "no port number (HOST:PORT)"
+        if not host:
+            return "no host before the port"
+        if not _HOST.fullmatch(host):
+            return f"{host!r} is not a host name or an IP address"
+    if not port.isascii() or not port.isdigit():
+        return f"port {port!r} is not a number" if port else "no port number (HOST:PORT)"
+    if not 1 <= int(port) <= 65535:
+        return f"port {int(port)} is outside 1..65535"
+    return None
 
 
 def _distributed():
@@ -227,7 +292,8 @@ def _count_rows_over_parts(spec: LossSpec, states: list[dict]) -> None:
 
 
 def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Common, progress):
-    """Run every part as a task on the cluster at ``settings.dask``; returns (Result, Gate)."""
+    """Run every part as a task on the cluster at ``settings.dask`` (an address that
+    ``check_address`` accepted); returns (Result, Gate)."""
     from losscli import pipeline, state
 
     if settings.reduction == "none":

@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from losscli.entry import check_stopped
 from losscli.errors import DeviceError, OptionError
 from losscli.registry import FLOAT, LABEL, LossSpec
 from losscli.sums import OrderedSum
@@ -55,6 +56,7 @@ def import_torch():
         import torch
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise DeviceError(f"cannot import torch ({error}); install PyTorch first") from None
+    check_stopped()  # a signal during torch's import, whose exception the import lost
     return torch
 
 

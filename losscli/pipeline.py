@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from losscli.entry import check_stopped
 from losscli.errors import EXIT_GATE, DeviceError, InputError, OptionError
 from losscli.io import InputArray
 from losscli.options import Common
@@ -200,9 +201,10 @@ def run_files(
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
     classes = check_settings(settings)
-    if settings.dask:
+    if settings.dask is not None:
         from losscli import cluster
 
+        cluster.check_address(settings.dask, env.get("dask"))
         state_out = None
         if settings.emit_state is not None:  # checked before any task runs
             state_out = check_output_path("--emit-state", settings.emit_state, {}, (".json",))
@@ -358,6 +360,19 @@ def _vector_options(spec: LossSpec, options: dict, sources, defaults, notes: lis
     return options
 
 
+def _same_shape(a, b) -> None:
+    """Refuse predictions A and B of different shapes (a model with another class count):
+    each side alone may suit the targets, but their losses would not measure the same task.
+    Blocks read in lockstep have the same rows, so a block's other axes are compared (rows
+    that differ are refused by the lockstep read, with both counts)."""
+    if a.array.shape == b.array.shape:
+        return
+    raise InputError(
+        f"A ({a.source}) has shape {a.shape} and B ({b.source}) has shape {b.shape}: "
+        "compare needs two prediction sets of the same shape"
+    )
+
+
 def run_compare(
     spec: LossSpec,
     source_texts: list[str],
@@ -405,6 +420,7 @@ def run_compare(
         joined = next(blocks)
         if _needs_whole(spec, joined, options, settings.from_):
             joined, blocks = whole(joined, blocks), iter(())
+        _same_shape(joined[first], joined[b_name])
         headers = [joined[first].header, joined[b_name].header]
         if None not in headers and headers[0] != headers[1]:
             raise InputError(
@@ -436,6 +452,7 @@ def run_compare(
         with progress(f"compare {spec.name} on {settings.device}") as tracker:
             tracker.start(joined[first].rows)
             for block in itertools.chain([joined], blocks):
+                _same_shape(block[first], block[b_name])
                 for run, side in zip(runs, sides(block)):
                     run.add(side)
                 a, b = (np.concatenate(run.block_run.last_elements) for run in runs)
@@ -715,6 +732,7 @@ class BlockPipeline:
 
     def add(self, block: dict[str, InputArray]) -> None:
         """Check, prepare and compute one block of rows."""
+        check_stopped()
         from losscli import convert, engine
         from losscli.io.write import BlockWriter
 
@@ -819,6 +837,7 @@ class BlockPipeline:
 
     def finish(self) -> Result:
         """Say the whole-input warnings, finish --grad-out, and describe the run."""
+        check_stopped()
         spec, ctx, names, first, rows = self.spec, self.ctx, self.names, self.first, self.rows
         block_run, first_prepared, grad = self.block_run, self.first_prepared, self.grad
         ctx.finish()

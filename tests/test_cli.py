@@ -492,34 +492,92 @@ def test_header_and_npz_key_text_is_escaped(tmp_path):
     assert_usage_error(out, "a\\x0ab")
 
 
-def test_sigterm_ends_a_real_run_cleanly(tmp_path):
+def _start_when_ready(*args) -> subprocess.Popen:
+    """Start ``python -m losscli ARGS`` and return once its signal handlers are in place
+    (Linux: the SIGHUP bit, installed last, is in SigCgt of /proc/PID/status). A signal
+    before that reaches the interpreter's own start-up, which no code of losscli's runs in
+    (see losscli/entry.py); from then on the outcome does not depend on timing."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "losscli", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a stack dump if _finish must abort
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            caught = "SigCgt: 0"
+        if int(caught.split()[1], 16) >> (signal.SIGHUP - 1) & 1:
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.001)
+    process.kill()
+    raise AssertionError("losscli never installed its signal handlers")
+
+
+def _finish(process: subprocess.Popen) -> tuple[bytes, bytes]:
+    """Wait for a signalled run; one that has not ended in 60 s is aborted and the test fails
+    with every thread's stack (faulthandler) rather than a bare timeout."""
+    try:
+        return process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, err = process.communicate()
+        raise AssertionError("the run did not end after the signal:\n" + err.decode()) from None
+
+
+def _big_ce_inputs(tmp_path):
     rng = np.random.default_rng(2)
     preds = tmp_path / "p.npy"
     np.save(preds, rng.normal(size=(400_000, 10)).astype(np.float32))
     np.save(tmp_path / "y.npy", rng.integers(0, 10, size=400_000))
+    return preds, tmp_path / "y.npy"
+
+
+needs_proc = pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="reads SigCgt from /proc"
+)
+
+
+@needs_proc
+def test_sigterm_ends_a_real_run_cleanly(tmp_path):
+    preds, labels = _big_ce_inputs(tmp_path)
     for delay in (0.3, 1.0, 2.0):
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "losscli",
-                "ce",
-                preds,
-                tmp_path / "y.npy",
-                "--grad-out",
-                tmp_path / "g.csv",
-                "-q",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        process = _start_when_ready("ce", preds, labels, "--grad-out", tmp_path / "g.csv", "-q")
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=120)
+        _, err = _finish(process)
         assert process.returncode in (0, 128 + signal.SIGTERM), err
         assert b"Traceback" not in err
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@needs_proc
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_modules_import_ends_as_one_later_does(tmp_path, signum):
+    """From the moment the handlers are in place, through the imports of the app and of
+    torch, into the run: exit 130 (SIGINT) or 128 + the signal, one line, no traceback,
+    nothing on stdout, no file written."""
+    preds, labels = _big_ce_inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8):
+        process = _start_when_ready("ce", preds, labels, "--grad-out", out / "g.npy",
+                                    "--emit-state", out / "s.json")  # fmt: skip
+        time.sleep(delay)
+        process.send_signal(signum)
+        stdout, err = _finish(process)
+        assert process.returncode == 128 + signum, (delay, err)
+        assert b"Traceback" not in err and stdout == b"", (delay, err)
+        word = b"interrupted" if signum == signal.SIGINT else b"terminated"
+        assert err.strip().splitlines() == [b"losscli: " + word + (
+            b"" if signum == signal.SIGINT else b": signal %d" % signum)], (delay, err)  # fmt: skip
+        assert list(out.iterdir()) == [], delay
 
 
 def _shell(command: str, env=None) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.conftest import assert_usage_error, run_cli, run_process
+from losscli.registry import all_specs
+from tests.conftest import ROOT, Outcome, assert_usage_error, run_cli, run_process
 from tests.test_views import _ce_rows
 
 
@@ -119,3 +120,76 @@ def test_compare_reads_a_from_stdin(two_models):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["difference"]["value"] == pytest.approx((_ce_rows(b, y) - _ce_rows(a, y)).mean())
+
+
+def _example_inputs(loss: str, tmp_path) -> tuple[np.ndarray, list, list[str]]:
+    """The first input of ``loss``'s documented example as an array, the other inputs'
+    paths and the example's options: valid inputs for every loss."""
+    import shlex
+
+    from losscli.registry import get_spec
+
+    words = shlex.split(get_spec(loss).example)[2:]
+    count = len(get_spec(loss).inputs)
+    paths, options = [ROOT / word for word in words[:count]], words[count:]
+    first = paths[0]
+    a = np.load(first) if first.suffix == ".npy" else np.loadtxt(first, delimiter=",")
+    np.save(tmp_path / "a.npy", a)
+    return a, paths[1:], options
+
+
+def _other_shapes(a: np.ndarray) -> dict[str, np.ndarray]:
+    """Predictions B that differ from A on one axis each (a model of another size)."""
+    shapes = {
+        "fewer rows": a[:-1],
+        "more rows": np.concatenate([a, a[:1]]),
+        "an extra axis": a[..., None],
+        "0-d": np.asarray(a.flat[0]),
+    }
+    if a.ndim >= 2:
+        shapes["fewer columns"] = a[:, :-1]
+        shapes["more columns"] = np.concatenate([a, a[:, :1]], axis=1)
+        shapes["one axis less"] = a.reshape(len(a), -1)[:, 0]
+        shapes["transposed"] = np.swapaxes(a, 0, 1) if a.shape[0] != a.shape[1] else a[:, :1]
+    if a.ndim == 3:
+        shapes["last axis shorter"] = a[..., :-1]
+    return shapes
+
+
+LOSSES = list(all_specs())
+
+
+@pytest.mark.parametrize("extra", [[], ["--block-rows", "3"]], ids=["whole", "blocks"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_compare_refuses_predictions_of_different_shapes(tmp_path, loss, extra):
+    a, rest, options = _example_inputs(loss, tmp_path)
+    for what, b in _other_shapes(a).items():
+        np.save(tmp_path / "b.npy", b)
+        out = run_cli("compare", loss, tmp_path / "a.npy", tmp_path / "b.npy", *rest,
+                      *options, *extra)  # fmt: skip
+        assert_usage_error(out, str(list(a.shape)), str(list(b.shape)))
+        assert "b is" not in out.stdout, what
+
+
+@pytest.mark.parametrize("extra", [[], ["--block-rows", "3"]], ids=["whole", "blocks"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_compare_of_predictions_of_the_same_shape_runs(tmp_path, loss, extra):
+    a, rest, options = _example_inputs(loss, tmp_path)
+    got = _json(loss, tmp_path / "a.npy", tmp_path / "a.npy", *rest, *options, *extra)
+    assert got["difference"]["value"] == 0.0
+    assert got["a"]["value"] == got["b"]["value"]
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+@pytest.mark.parametrize("extra", [[], ["--block-rows", "7"]], ids=["whole", "blocks"])
+def test_compare_refuses_text_predictions_with_another_class_count(files, rng, extra, stdin):
+    y = rng.integers(0, 4, 40)
+    a = files.csv("a.csv", rng.normal(size=(40, 5)))
+    b = files.csv("b.csv", rng.normal(size=(40, 4)))
+    args = ["compare", "ce", "-" if stdin else a, b, files.csv("y.csv", y), *extra]
+    if stdin:  # a real process: stdin is a pipe
+        done = run_process(*args, input=a.read_bytes())
+        out = Outcome(done.returncode, done.stdout.decode(), done.stderr.decode())
+    else:
+        out = run_cli(*args)
+    assert_usage_error(out, "5]", "4]", "same shape")

@@ -11,6 +11,7 @@ import losscli
 from losscli.errors import LossCliError
 from tests import reference as ref
 from tests.conftest import (
+    ROOT,
     SAMPLE,
     assert_usage_error,
     run_cli,
@@ -293,3 +294,36 @@ def test_python_api_takes_paths_and_lists_and_refuses_odd_values(tmp_path):
     for options in ({"ignore_index": 0.5}, {"ignore_index": True}, {"label_smoothing": "abc"}):
         with pytest.raises(OptionError):
             losscli.compute_files("ce", str(LOGITS), str(LABELS), **options)
+
+
+@pytest.mark.parametrize("loss", sorted(__import__("losscli.registry").registry.all_specs()))
+def test_a_0d_or_one_row_auxiliary_input_is_computed_or_refused(tmp_path, loss):
+    """Each input after the first as a 0-d array or a single row, beside valid inputs (the
+    loss's example, and its columns as 1-D inputs): exit 0 or 2 in whole and blocked reads
+    and with the views, never 70."""
+    import shlex
+
+    from losscli.registry import get_spec
+
+    spec = get_spec(loss)
+    words = shlex.split(spec.example)[2:]
+    count = len(spec.inputs)
+    paths, options = [ROOT / w for w in words[:count]], words[count:]
+    base = [np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter=",") for p in paths]
+    for flat in (False, True):
+        arrays = [a[:, 0] if flat and a.ndim == 2 else a for a in base]
+        for position in range(1, count):
+            for single in (np.asarray(arrays[position].flat[0]), arrays[position].flat[:1]):
+                files = []
+                for i, array in enumerate(arrays):
+                    chosen = np.abs(single) + 0.1 if i == position and loss == "gaussian-nll" else (
+                        single if i == position else array
+                    )  # fmt: skip
+                    np.save(tmp_path / f"{i}.npy", chosen)
+                    files.append(tmp_path / f"{i}.npy")
+                for extra in ([], ["--block-rows", "3", "--top", "2", "--hist", "-r", "sum"],
+                              ["-r", "none", "--per-sample"]):  # fmt: skip
+                    out = run_cli(loss, *files, *options, *extra)
+                    assert out.exit_code in (0, 2), (position, single.shape, extra, out.stderr)
+                    if out.exit_code == 2:
+                        assert_usage_error(out)

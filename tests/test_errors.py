@@ -681,3 +681,92 @@ def test_targets_computed_in_the_dtype_are_checked_too(tmp_path, loss, preds, ta
 def test_an_empty_axis_is_named_as_such(tmp_path):
     np.save(tmp_path / "e.npy", np.zeros((3, 0)))
     assert_usage_error(run_cli("mse", tmp_path / "e.npy", tmp_path / "e.npy"), "an empty axis")
+
+
+MALFORMED_DASK = {
+    "no port": "not-an-address",
+    "a bare word": "foo",
+    "a scheme and no port": "tcp://127.0.0.1",
+    "an empty port": "127.0.0.1:",
+    "port 0": "tcp://127.0.0.1:0",
+    "port out of range": "127.0.0.1:65536",
+    "port far out of range": "tcp://127.0.0.1:99999999999999999999",
+    "a negative port": "127.0.0.1:-1",
+    "a port that is not a number": "tcp://127.0.0.1:http",
+    "non-ASCII digits": "127.0.0.1:\u0668\u0667",
+    "an unknown scheme": "http://127.0.0.1:8786",
+    "an upper-case scheme": "TCP://127.0.0.1:8786",
+    "inproc": "inproc://127.0.0.1/1/1",
+    "no host": "tcp://:8786",
+    "a bad host": "tcp://a..b:8786",
+    "an unclosed IPv6 host": "tcp://[::1:8786",
+    "a bad IPv6 host": "[zz]:8786",
+    "IPv6 without a port": "[::1]",
+    "a path": "tcp://127.0.0.1:8786/x",
+    "empty": "",
+    "spaces": "127.0.0.1 :8786",
+    "local with a space": "local ",
+    "a newline": "tcp://127.0.0.1:8786\nx",
+    "a control character": "127.0.0.1:87\x1b86",
+}
+
+
+@pytest.mark.parametrize("address", list(MALFORMED_DASK.values()), ids=list(MALFORMED_DASK))
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_malformed_dask_address_is_a_usage_error_before_any_connection(
+    tmp_path, monkeypatch, address, given
+):
+    """Checked before Dask is even imported: with distributed made unimportable the error is
+    still the address's, naming the option or the variable, on one line."""
+    np.save(tmp_path / "p.npy", np.zeros((3, 2)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0]))
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    args = ["ce", tmp_path / "p.npy", tmp_path / "y.npy"]
+    if given == "option":
+        named = "--dask '"
+        args += ["--dask", address]
+    elif address == "":
+        pytest.skip("an empty variable is an unset one (Click's rule): covered below")
+    else:
+        named = "LOSSCLI_DASK='"
+        monkeypatch.setenv("LOSSCLI_DASK", address)
+    out = run_cli(*args)
+    assert_usage_error(out, named, "expected tcp://HOST:PORT")
+    assert "pip install" not in out.stderr and "internal error" not in out.stderr
+    assert "\x1b" not in out.stderr and (given == "option") == ("LOSSCLI_DASK" not in out.stderr)
+
+
+def test_an_empty_dask_variable_is_unset_and_an_empty_option_is_refused(tmp_path, monkeypatch):
+    np.save(tmp_path / "p.npy", np.zeros((3, 2)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0]))
+    args = ["ce", tmp_path / "p.npy", tmp_path / "y.npy", "-f", "value"]
+    monkeypatch.setenv("LOSSCLI_DASK", "")
+    assert value_of(run_cli(*args)) == pytest.approx(np.log(2))
+    assert_usage_error(run_cli(*args, "--dask", ""), "--dask ''", "no scheduler address")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["local", "127.0.0.1:8786", "tcp://127.0.0.1:8786", "tcp://[::1]:1", "localhost:65535",
+     "tls://scheduler.internal:8786", "ws://dask-scheduler_1:8786", "ucx://10.0.0.1:13337"],
+)  # fmt: skip
+def test_well_formed_dask_addresses_pass_the_check(address):
+    from losscli.cluster import check_address
+
+    check_address(address)  # only parsed: nothing connects
+
+
+def test_a_malformed_dask_address_from_python_and_batch_is_a_usage_error(tmp_path):
+    import losscli
+    from losscli.errors import OptionError
+
+    np.save(tmp_path / "p.npy", np.zeros((3, 2)))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0]))
+    with pytest.raises(OptionError, match="--dask 'foo': no port number"):
+        losscli.compute_files("ce", tmp_path / "p.npy", tmp_path / "y.npy", dask="foo")
+    job = {"loss": "ce", "inputs": [str(tmp_path / "p.npy"), str(tmp_path / "y.npy")],
+           "options": {"dask": "127.0.0.1:0"}}  # fmt: skip
+    out = run_cli("batch", "-", input=json.dumps(job) + "\n")
+    assert out.exit_code == 2
+    error = json.loads(out.stdout)["error"]
+    assert error["exit"] == 2 and "port 0 is outside 1..65535" in error["message"]

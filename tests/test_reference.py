@@ -544,3 +544,125 @@ def test_ctc_impossible_target_warns_and_zero_infinity_zeroes_it():
         "ctc", log_probs, targets, short, target_lengths, reduction="none", zero_infinity=True
     )
     assert zeroed.value[0] == 0.0
+
+
+# (predictions' shape, var's shape) that torch's GaussianNLLLoss accepts and losscli computes.
+GAUSSIAN_VAR_COMPUTED = [
+    ((12, 3), (12, 3)),
+    ((12, 3), (12,)),
+    ((12, 3), (12, 1)),
+    ((12,), (12,)),
+    ((1,), (1,)),
+    ((), ()),
+    ((6, 2, 3), (6, 2)),
+    ((6, 2, 3), (6, 2, 1)),
+]
+# Shapes refused with exit 2: one var for every row of 1-D predictions (torch broadcasts
+# it; see the README), and shapes torch refuses or broadcasts over another axis.
+GAUSSIAN_VAR_REFUSED = [
+    ((12,), ()),
+    ((12,), (1,)),
+    ((12, 3), ()),
+    ((12, 3), (1,)),
+    ((12, 3), (3,)),
+    ((12, 3), (1, 3)),
+    ((12, 3), (12, 3, 1)),
+    ((12,), (12, 1)),
+    ((6, 2, 3), (6, 1, 3)),
+]
+
+
+def _gaussian_inputs(shape, var_shape):
+    rng = np.random.default_rng(sum(shape) + 7 * len(var_shape))
+    x, y = rng.normal(size=shape), rng.normal(size=shape)
+    var = rng.uniform(0.2, 2.0, size=var_shape)
+    if var.size > 1:
+        var.flat[0] = 1e-8  # clamped at eps (torch clamps without autograd: its gradient flows)
+    return x, y, var
+
+
+def _gaussian_grads(x, y, var, full, eps, reduction):
+    """NumPy's gradients of the reduced loss w.r.t. x, y and var (var summed back over the
+    axes torch broadcasts it along; torch's clamp at eps is outside autograd, so a clamped
+    var gets the gradient at eps)."""
+    v = np.asarray(var, float)
+    if v.shape != x.shape and v.shape == x.shape[:-1]:
+        v = v[..., None]
+    wide = np.broadcast_to(v, x.shape)
+    clamped = np.maximum(wide, eps)
+    scale = 1.0 / x.size if reduction == "mean" else 1.0
+    dx = (x - y) / clamped * scale
+    dvar = 0.5 * (1 / clamped - (x - y) ** 2 / clamped**2) * scale
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, v.shape)) if a != b)
+    dvar = dvar.sum(axis=axes, keepdims=True).reshape(np.shape(var))
+    return dx, -dx, dvar
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape,var_shape", GAUSSIAN_VAR_COMPUTED)
+def test_gaussian_nll_var_shapes_match_torch_and_numpy(shape, var_shape, reduction, full):
+    import torch
+
+    x, y, var = _gaussian_inputs(shape, var_shape)
+    got = losscli.compute("gaussian-nll", x, y, var, reduction=reduction, full=full,
+                          dtype="float64")  # fmt: skip
+    expected = ref.gaussian_nll(
+        x, y, var if var.shape in (x.shape, ()) or var.ndim == x.ndim else var[..., None],
+        full, reduction=reduction,
+    )  # fmt: skip
+    assert got.value == pytest.approx(expected, rel=1e-12)
+    tensors = [torch.tensor(a, requires_grad=True) for a in (x, y, var)]
+    torch_value = torch.nn.functional.gaussian_nll_loss(*tensors, full=full, reduction=reduction)
+    torch_value.backward()
+    assert got.value == pytest.approx(torch_value.item(), rel=1e-12)
+    for name, numpy_grad, tensor in zip(("predictions", "targets", "var"),
+                                        _gaussian_grads(x, y, var, full, 1e-6, reduction),
+                                        tensors):  # fmt: skip
+        assert got.gradients[name].shape == np.shape(numpy_grad)
+        np.testing.assert_allclose(got.gradients[name], numpy_grad, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(got.gradients[name], tensor.grad.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape,var_shape", GAUSSIAN_VAR_COMPUTED)
+def test_gaussian_nll_var_shapes_in_every_view_and_block_size(tmp_path, shape, var_shape):
+    import json
+
+    from tests.conftest import run_cli
+
+    x, y, var = _gaussian_inputs(shape, var_shape)
+    paths = []
+    for name, array in (("x", x), ("y", y), ("v", var)):
+        np.save(tmp_path / f"{name}.npy", array)
+        paths.append(tmp_path / f"{name}.npy")
+    wide = var if var.shape in (x.shape, ()) or var.ndim == x.ndim else var[..., None]
+    per = ref.gaussian_nll(x, y, wide, True, reduction="none")
+    for extra in ([], ["--block-rows", "5"], ["--top", "3", "--hist", "--per-sample"],
+                  ["--steps"], ["-r", "none"], ["-r", "sum", "--block-rows", "1"]):  # fmt: skip
+        out = run_cli("gaussian-nll", *paths, "--full", "--dtype", "float64", "-f", "json", *extra)
+        assert out.exit_code == 0, (extra, out.stderr)
+        got = json.loads(out.stdout)
+        if "none" in extra:
+            np.testing.assert_allclose(np.reshape(got["value"], -1), per.reshape(-1), rtol=1e-12)
+        elif "sum" in extra:
+            assert got["value"] == pytest.approx(per.sum(), rel=1e-12)
+        else:
+            assert got["value"] == pytest.approx(per.mean(), rel=1e-12)
+        if "--top" in extra and per.ndim:
+            rows = per.reshape(len(per), -1).sum(axis=1)
+            assert got["top"][0]["loss"] == pytest.approx(rows.max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("shape,var_shape", GAUSSIAN_VAR_REFUSED)
+def test_gaussian_nll_var_shapes_it_cannot_compute_are_refused(tmp_path, shape, var_shape):
+    from tests.conftest import assert_usage_error, run_cli
+
+    x, y, var = _gaussian_inputs(shape, var_shape)
+    paths = []
+    for name, array in (("x", x), ("y", y), ("v", var)):
+        np.save(tmp_path / f"{name}.npy", array)
+        paths.append(tmp_path / f"{name}.npy")
+    for extra in ([], ["-r", "sum"], ["-r", "none", "--full"], ["--block-rows", "5"],
+                  ["--top", "3", "--hist", "--per-sample"], ["--steps"]):  # fmt: skip
+        out = run_cli("gaussian-nll", *paths, *extra)
+        assert_usage_error(out, "var (", str(list(var_shape)))

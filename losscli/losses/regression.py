@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from losscli.errors import InputError
 from losscli.registry import (
     FLAG,
     FLOAT,
@@ -230,6 +231,16 @@ def _prepare_gaussian(inputs, options, ctx: Context) -> Prepared:
         or (var_shape[:-1] == shape[:-1] and var_shape[-1:] == (1,))
     ):
         raise shape_error(("predictions", inputs["predictions"]), ("var", var), VAR_SHAPES)
+    if len(shape) == 1 and var_shape != shape:
+        # 1-D predictions and a var of shape () or (1,), which torch broadcasts over every
+        # row: the gradient of such a var is a sum over all rows, which blocks, chunks, the
+        # gradient summary and merged states do not make; refused rather than half right.
+        rows = inputs["predictions"].shape[0]
+        raise InputError(
+            f"var ({var.source}) has shape {var.shape}, one variance for all {rows} rows of "
+            f"predictions ({inputs['predictions'].source}); give one variance per row (shape "
+            f"[{rows}], e.g. np.full({rows}, v))"
+        )
     at_least("var", var, 0.0, "variances must be positive", strict=True)
     prepared.arrays["var"] = var.array
     return prepared
