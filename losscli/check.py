@@ -43,7 +43,7 @@ class Check:
 
     def add(self, prepared, gradients: dict[str, np.ndarray], raw=None) -> None:
         """Recompute one block in float64 and compare the gradients of its sum."""
-        reference = self.reference.add(prepared, 0, raw)
+        reference = self.reference.add(prepared, raw)
         for name, ref in reference.items():
             ref = ref.reshape(-1)
             got = np.asarray(gradients[name], dtype=np.float64).reshape(-1)

@@ -15,6 +15,7 @@ from losscli import __version__
 from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
 from losscli.options import Common, common_parameters, loss_parameter
 from losscli.registry import LossSpec, all_specs, get_spec
+from losscli.views import options as view_options
 
 app = typer.Typer(
     name="losscli",
@@ -239,10 +240,12 @@ compare_app = typer.Typer(
 )
 app.add_typer(compare_app, name="compare")
 
-# The common options that apply to a comparison (no gradients are computed).
+# The common options that apply to a comparison (no gradients are computed), and the
+# views that compare offers.
 COMPARE_OPTIONS = (
-    "reduction", "device", "dtype", "format", "by_class", "block_rows", "input_format",
-    "delimiter", "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+    "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
+    "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+    *(option.field for option in view_options("compare")),
 )  # fmt: skip
 
 
@@ -450,8 +453,11 @@ def batch(
         raise typer.Exit(code)
 
 
-# The common options that apply to merged states.
-MERGE_OPTIONS = ("format", "by_class", "top", "hist", "fail_above", "fail_below", "quiet")
+# The common options that apply to merged states, and the views that merge offers.
+MERGE_OPTIONS = (
+    "format", "fail_above", "fail_below", "quiet",
+    *(option.field for option in view_options("merge")),
+)  # fmt: skip
 
 
 def merge(states: list[str], **options) -> None:
@@ -463,7 +469,7 @@ def merge(states: list[str], **options) -> None:
     Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
     --emit-state s2.json; losscli merge s1.json s2.json -f json
     """
-    from losscli import pipeline
+    from losscli import pipeline, views
     from losscli import state as states_module
     from losscli.errors import OptionError
 
@@ -479,9 +485,7 @@ def merge(states: list[str], **options) -> None:
             seen[identity] = path
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
-        result = states_module.to_result(
-            merged, settings.by_class, settings.top or 0, settings.hist
-        )
+        result = states_module.to_result(merged, views.asked(settings))
         return _report(result, pipeline.gate_of(result, settings), settings)
 
     code = _guarded(False, run)

@@ -231,8 +231,10 @@ def run_part(loss: str, sources: list[str], options: dict, fields: dict, grad_ou
 
     spec = get_spec(loss)
     settings = Common(**{**fields, "grad_out": grad_out, "emit_state": None, "dask": None})
+    from losscli import state
+
     result, _ = pipeline.run_files(spec, sources, options, settings, stdin=None, want_state=True)
-    return result.state
+    return state.plain(result.state)
 
 
 def rescale_part(path: str, ratio: float) -> None:
@@ -279,14 +281,17 @@ def _client(address: str):
 
 
 def _count_rows_over_parts(spec: LossSpec, states: list[dict]) -> None:
-    """Number the top rows of each part's state from the first row of the first part, as
-    one process counts them over shards, row groups and ranges."""
+    """Number the rows that the views keep of each part's state (the top rows) from the
+    first row of the first part, as one process counts them over shards, row groups and
+    ranges."""
+    from losscli import views
+
     first = spec.inputs[0].name
     offset = 0
     for part in states:
-        if part.get("top") is not None:
-            for row in part["top"]["rows"]:
-                row["row"] += offset
+        for view in views.all_views():
+            if part.get(view.key) is not None:
+                view.shift_rows(part[view.key], offset)
         shape = part["inputs"][first]["shape"]
         offset += shape[0] if shape else 1
 
@@ -294,7 +299,7 @@ def _count_rows_over_parts(spec: LossSpec, states: list[dict]) -> None:
 def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Common, progress):
     """Run every part as a task on the cluster at ``settings.dask`` (an address that
     ``check_address`` accepted); returns (Result, Gate)."""
-    from losscli import pipeline, state
+    from losscli import pipeline, state, views
 
     if settings.reduction == "none":
         raise OptionError("--dask needs a reduced loss (--reduction mean, sum or batchmean)")
@@ -363,6 +368,6 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
         client.close()
         if cluster is not None:
             cluster.close()
-    result = state.to_result(merged, settings.by_class, settings.top or 0, settings.hist)
+    result = state.to_result(merged, views.asked(settings))
     result.state = merged
     return result, pipeline.gate_of(result, settings)

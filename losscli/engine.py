@@ -198,9 +198,14 @@ class BlockRun:
         self.chunk_elements = chunk_elements
         self.convert_from = convert_from  # --from: converted in autograd (losscli.convert)
         self.convert_dtype = convert_dtype or dtype  # whose epsilon --from clamps with
-        # The unreduced loss of the last block (float64, flat), where asked (compare pairs it).
+        # Where asked: the element count and sum of squares of the unreduced loss (a state's),
+        # and the last block's unreduced loss (float64, flat, by chunks) and the loss of each
+        # of its rows (the sum of its elements), which the views take.
         self.keep_elements = keep_elements
+        self.count, self.squares = 0, 0.0
         self.last_elements: list[np.ndarray] = []
+        self.last_rows: list[np.ndarray] = []
+        self.last_shape: tuple = ()
         self.device = resolve_device(device)
         self.torch_dtype = _torch_dtype(torch, dtype)
         self.mean = reduction in ("mean", "batchmean")
@@ -221,34 +226,20 @@ class BlockRun:
         # The sum and the denominator, bit-identical whatever the blocks (losscli.sums).
         self.sums = OrderedSum()
         self.denominators = OrderedSum()
-        # What a mergeable state keeps of the unreduced loss: element count, sum of squares,
-        # and per class (class-index targets) sums and counts. None: not tracked.
-        self.elements = None
         self.kept: list[np.ndarray] = []
         self.kept_rows = 0
         self.compute_s = 0.0
 
-    def track_elements(
-        self, classes: int | None, top: int = 0, hist: bool = False, groups: bool = False
-    ) -> None:
-        """Keep the statistics of the unreduced loss that a mergeable state needs, per class
-        too where the targets are ``classes`` class indices, and the per-row sketch and top
-        rows where asked."""
-        self.elements = ElementStats(self.spec, classes, top, hist, groups)
-
-    def add(
-        self, prepared: Prepared, first_row: int = 0, raw=None, groups=None
-    ) -> dict[str, np.ndarray]:
-        """Compute one block (its first row is row ``first_row`` of the input); returns the
-        gradients of its sum (empty without gradients). ``raw``: the first input as given,
-        which --from converts (``prepared`` holds it converted); ``groups``: each row's
-        --group-by value."""
+    def add(self, prepared: Prepared, raw=None) -> dict[str, np.ndarray]:
+        """Compute one block; returns the gradients of its sum (empty without gradients).
+        ``raw``: the first input as given, which --from converts (``prepared`` holds it
+        converted)."""
         from losscli import convert
 
         torch, spec = self.torch, self.spec
         started = time.perf_counter()
         arrays = prepared.arrays
-        self.last_elements = []
+        self.last_elements, self.last_rows, self.last_shape = [], [], ()
         chunks = _chunks(spec, prepared, self.chunk_elements)
         gradients = {}
         if len(chunks) > 1:
@@ -301,20 +292,8 @@ class BlockRun:
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
                 self.sums.add(_host_float64(torch, summed.detach(), self.sum_dtype))
-                if self.keep_elements:  # the samples only (not ignored targets)
-                    kept = elements.detach().to(torch.float64).cpu().numpy().reshape(-1)
-                    mask = sample_mask(kept.size, chunk, prepared.options)
-                    self.last_elements.append(kept if mask is None else kept[mask])
-                if self.elements is not None:
-                    start = rows.start if isinstance(rows, slice) else 0
-                    self.elements.add(
-                        elements.detach(),
-                        chunk,
-                        prepared.options,
-                        first_row + start,
-                        self.sum_dtype,
-                        None if groups is None else groups[rows],
-                    )
+                if self.keep_elements:
+                    self._keep(elements.detach())
                 if self.mean:
                     self.denominators.add(
                         spec.mean_denominator(
@@ -338,6 +317,18 @@ class BlockRun:
                     self.kept_rows += len(values)
         self.compute_s += time.perf_counter() - started
         return gradients
+
+    def _keep(self, elements) -> None:
+        """Count a chunk's unreduced loss and keep it, and its rows' losses, in float64 on
+        the host (in NumPy: one thread, a fixed order, the same digits every run)."""
+        wide = _host_float64(self.torch, elements, self.sum_dtype)
+        self.count += wide.size
+        self.squares += float(np.einsum("i,i->", wide, wide))
+        shape = tuple(elements.shape)
+        rows = wide.reshape(1) if not shape else wide.reshape(shape[0], -1).sum(1)
+        self.last_elements.append(wide)
+        self.last_rows.append(rows)
+        self.last_shape = (sum(len(r) for r in self.last_rows), *shape[1:]) if shape else ()
 
     @property
     def total(self) -> float:
@@ -406,79 +397,6 @@ def sample_mask(count: int, chunk: dict, options: dict):
     if targets.dtype.kind not in "iu":
         return None
     return targets.reshape(-1) != ignore_index
-
-
-class ElementStats:
-    """Count and sum of squares of the unreduced loss, its sum and count per class, and
-    where asked the sketch of the per-row loss (``--hist``) and the ``top`` rows of highest
-    loss (``--top``). A row's loss is the sum of its elements."""
-
-    def __init__(
-        self,
-        spec: LossSpec,
-        classes: int | None,
-        top: int = 0,
-        hist: bool = False,
-        groups: bool = False,
-    ):
-        from losscli import views
-
-        self.spec = spec
-        self.count, self.squares = 0, 0.0
-        self.moments = views.Moments()  # of the samples, for the standard error
-        self.classes = classes
-        self.class_sums = np.zeros(classes or 0)
-        self.class_counts = np.zeros(classes or 0, dtype=np.int64)
-        self.sketch = views.Sketch() if hist else None
-        self.top = views.TopRows(top) if top else None
-        self.groups = views.Groups() if groups else None
-
-    def add(
-        self, elements, chunk: dict, options: dict, first_row: int, sum_dtype, groups=None
-    ) -> None:
-        import torch
-
-        targets = chunk.get("targets")
-        ignore_index = options.get("ignore_index")
-        self.count += elements.numel()
-        # On the host in NumPy (one thread, a fixed order): the same digits every run.
-        wide = _host_float64(torch, elements, sum_dtype)
-        self.squares += float(np.einsum("i,i->", wide, wide))
-        mask = sample_mask(wide.size, chunk, options)
-        self.moments.add(wide if mask is None else wide[mask])
-        if self.classes and targets is not None and elements.numel() == np.size(targets):
-            labels = np.asarray(targets).reshape(-1)
-            values = elements.double().cpu().numpy().reshape(-1)
-            kept = (labels >= 0) & (labels < self.classes) & (labels != ignore_index)
-            counts = np.bincount(labels[kept], minlength=self.classes)
-            self.class_sums += np.bincount(labels[kept], values[kept], minlength=self.classes)
-            self.class_counts += counts
-        if self.sketch is None and self.top is None and self.groups is None:
-            return
-        wide = elements.to(torch.float64)
-        rows = wide.reshape(1) if wide.ndim == 0 else wide.reshape(wide.shape[0], -1).sum(1)
-        losses = rows.cpu().numpy()
-        kept_rows = sample_mask(len(losses), chunk, options)  # ignored rows are not samples
-        if self.sketch is not None:
-            self.sketch.add(losses if kept_rows is None else losses[kept_rows])
-        if self.groups is not None and groups is not None:
-            if kept_rows is None:
-                self.groups.add(groups, losses)
-            else:
-                self.groups.add(groups[kept_rows], losses[kept_rows])
-        if self.top is not None:
-            self.top.add(losses, first_row, self._describer(chunk), kept_rows)
-
-    def _describer(self, chunk: dict):
-        from losscli import views
-
-        spec = self.spec
-        if not spec.chunkable:
-            return lambda indices: [{} for _ in indices]
-        arrays = {"predictions": chunk[spec.inputs[0].name]}
-        if len(spec.inputs) > 1:
-            arrays["targets"] = chunk[spec.inputs[1].name]
-        return lambda indices: views.describe_rows(spec, arrays, indices)
 
 
 class GradientStats:

@@ -26,8 +26,8 @@ def _common(*flags: str, help: str, **extra) -> typer.models.OptionInfo:
 
 
 @dataclass
-class Common:
-    """The values of the common options for one command."""
+class _Common:
+    """The common options but the views'."""
 
     reduction: Annotated[
         Literal["mean", "sum", "none"],
@@ -68,12 +68,6 @@ class Common:
             "--steps", help="Also show the intermediate quantities for the first --limit samples."
         ),
     ] = False
-    by_class: Annotated[
-        bool,
-        _common(
-            "--by-class", help="Also break the loss down by target class (count, mean, share)."
-        ),
-    ] = False
     from_: Annotated[
         Literal["logits", "probs", "log-probs"] | None,
         _common(
@@ -82,37 +76,6 @@ class Common:
             "(ce, nll, bce, bce-logits, kl-div).",
         ),
     ] = None
-    check: Annotated[
-        bool,
-        _common(
-            "--check",
-            help="Also recompute in float64 on the CPU: relative error of the value and "
-            "gradient, and a finite-difference check of the gradient on sampled rows.",
-        ),
-    ] = False
-    group_by: Annotated[
-        str | None,
-        _common(
-            "--group-by",
-            metavar="COL",
-            help="Also break the loss down by the values of column COL of the table "
-            "(single-file mode: --pred-cols and --target-cols).",
-        ),
-    ] = None
-    top: Annotated[
-        int | None,
-        _common(
-            "--top",
-            min=1,
-            max=10_000,
-            metavar="K",
-            help="Also list the K rows of highest loss (row from 0, target, prediction).",
-        ),
-    ] = None
-    hist: Annotated[
-        bool,
-        _common("--hist", help="Also draw a histogram and quantiles of the per-row loss."),
-    ] = False
     limit: Annotated[
         int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
     ] = 20
@@ -201,6 +164,37 @@ class Common:
     debug: Annotated[
         bool, _common("--debug", help="Show the Python traceback of an internal error.")
     ] = False
+
+
+def _view_field(option) -> tuple:
+    """The field of a view's option (``losscli.views.Option``)."""
+    extra = {"metavar": option.metavar} if option.metavar else {}
+    if option.low is not None:
+        extra["min"] = option.low
+    if option.high is not None:
+        extra["max"] = option.high
+    kind = bool if option.kind is bool else option.kind | None
+    text = option.help if option.losses is None else f"{option.help} ({option.loss_names()})"
+    info = _common(option.flag, help=text, **extra)
+    return option.field, Annotated[kind, info], dataclasses.field(default=option.default)
+
+
+def _with_views(base: type) -> type:
+    """``base``'s fields with the views' options (from their registry) after --steps."""
+    from losscli import views
+
+    hints = typing.get_type_hints(base, include_extras=True)
+    fields = []
+    for field in dataclasses.fields(base):
+        fields.append((field.name, hints[field.name], dataclasses.field(default=field.default)))
+        if field.name == "steps":
+            fields += [_view_field(option) for option in views.options()]
+    made = dataclasses.make_dataclass("Common", fields)
+    made.__module__, made.__doc__ = __name__, "The values of the common options for one command."
+    return made
+
+
+Common = _with_views(_Common)
 
 
 @functools.cache

@@ -41,9 +41,6 @@ from losscli.registry import (
 from losscli.result import Result
 from losscli.validate import Context, check_representable
 
-# The rows of highest loss a mergeable state keeps (more where --top asks for more).
-TOP_IN_STATE = 10
-
 READ_AS = {FLOAT: "values", LABEL: "labels", LENGTH: "lengths", INDEX: "class indices"}
 
 
@@ -191,7 +188,7 @@ def run_files(
     ``advance(rows)``. ``also_read``: identities of other files the run reads (a batch's jobs
     file), which --grad-out must not replace either. ``keep_gradients`` keeps the whole
     gradients in the Result (the Python API), which memory then holds."""
-    from losscli import engine
+    from losscli import engine, views
     from losscli.io import (
         Blocks,
         SourceSet,
@@ -201,6 +198,7 @@ def run_files(
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
     classes = check_settings(settings)
+    asked = views.asked(settings, spec)
     if settings.dask is not None:
         from losscli import cluster
 
@@ -257,12 +255,8 @@ def run_files(
                     keep_gradients=keep_gradients,
                     tracker=tracker,
                     emit_state=state_out is not None or want_state,
-                    by_class=settings.by_class,
-                    top=settings.top or 0,
-                    hist=settings.hist,
                     convert_from=settings.from_,
-                    check=settings.check,
-                    group_by=settings.group_by,
+                    asked=asked,
                 )
             if result.state is not None:
                 from losscli import state
@@ -392,6 +386,7 @@ def run_compare(
 
     progress = progress or (lambda text: NO_PROGRESS)
     classes = check_settings(settings)
+    asked = views.asked(settings, spec)
     if margin is not None and not math.isfinite(margin):
         raise OptionError(f"--fail-if-worse {margin} is not a finite number")
     if settings.reduction == "none":
@@ -442,9 +437,8 @@ def run_compare(
                 device=settings.device,
                 dtype=settings.dtype,
                 grad=False,
-                by_class=settings.by_class,
                 convert_from=settings.from_,
-                keep_elements=True,
+                asked=asked,
             )  # fmt: skip
             for side, ctx in zip(sides(joined), contexts)
         ]
@@ -455,21 +449,24 @@ def run_compare(
                 _same_shape(block[first], block[b_name])
                 for run, side in zip(runs, sides(block)):
                     run.add(side)
-                a, b = (np.concatenate(run.block_run.last_elements) for run in runs)
+                a, b = (run.last_block.samples for run in runs)
                 paired.add(b - a)
                 rows = block[first].array
                 tracker.advance(len(rows) if rows.ndim else 1)
         results = [run.finish() for run in runs]
     a, b = results
-    uncertainty = views.uncertainty(
+    uncertainty = views.standard_error(
         paired, settings.reduction, a.options, spec.mean_scale is not None
     )
     # Where the difference is a plain mean, the mean of the paired differences: exact where
     # b - a of two large values would cancel.
     difference = paired.mean if "stderr" in uncertainty else b.value - a.value
     comparison = views.Comparison(a, b, difference, uncertainty)
-    if settings.by_class:
-        comparison.by_class = views.class_differences(a.by_class, b.by_class)
+    for view in views.all_views():
+        if view.name in a.views and view.name in b.views:
+            compared = view.compare(a.views[view.name], b.views[view.name])
+            if compared is not None:
+                comparison.views[view.name] = compared
     gate = None
     if margin is not None:
         worse = comparison.value
@@ -584,11 +581,15 @@ def _common_value(name: str, value: Any, hint, typing) -> Any:
         if name != "reduction" and value not in allowed:  # reductions: checked per loss
             raise OptionError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
         return value
-    # Flags and numbers convert as loss options do (the only integer, --limit, is >= 1).
+    # Flags and numbers convert as loss options do (integers are >= 1, or in the domain of
+    # the view whose option they are).
     if bool in kinds:
         return OptionSpec(name, None, FLAG, "").convert(value)
     if int in kinds:
-        return OptionSpec(name, None, INTEGER, "", low=1).convert(value)
+        from losscli import views
+
+        domain = {o.field: (o.low, o.high) for o in views.options()}.get(name, (1, None))
+        return OptionSpec(name, None, INTEGER, "", low=domain[0], high=domain[1]).convert(value)
     if float in kinds:
         return OptionSpec(name, None, NUMBER, "").convert(value)
     if not isinstance(value, str):
@@ -696,13 +697,8 @@ class BlockPipeline:
         keep_gradients: bool = False,
         tracker=NO_PROGRESS,
         emit_state: bool = False,
-        by_class: bool = False,
-        top: int = 0,
-        hist: bool = False,
         convert_from: str | None = None,
-        check: bool = False,
-        keep_elements: bool = False,
-        group_by: str | None = None,
+        asked: dict[str, Any] | None = None,
     ):
         from losscli import convert
         from losscli.io import check_output_shape
@@ -712,8 +708,7 @@ class BlockPipeline:
         self.device, self.dtype, self.grad = device, dtype, grad
         self.keep_rows, self.steps_limit, self.grad_out = keep_rows, steps_limit, grad_out
         self.keep_gradients, self.tracker, self.emit_state = keep_gradients, tracker, emit_state
-        self.by_class, self.top, self.hist, self.check = by_class, top, hist, check
-        self.keep_elements, self.group_by = keep_elements, group_by
+        self.asked = asked or {}  # each view's option value (losscli.views)
         self.given_as, self.conversion = convert.check(spec, convert_from)
         ctx.converted = self.conversion is not None
         self.first_float = spec.float_inputs[0]
@@ -727,7 +722,9 @@ class BlockPipeline:
         self.head: dict[str, list[np.ndarray]] = {}
         self.head_rows = 0
         self.block_run = self.writer = self.first_prepared = None
-        self.expected = self.checker = None
+        self.expected = None
+        self.parts: dict[str, Any] = {}  # the views' accumulators
+        self.last_block = None  # the last block as the views saw it
         self.base_row = first[names[0]].row_offset  # a part of a larger input (--dask)
 
     def add(self, block: dict[str, InputArray]) -> None:
@@ -768,11 +765,8 @@ class BlockPipeline:
             # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
             # where they matter; none reaches stderr.
             warnings.simplefilter("ignore")
-            gradients = block_run.add(
-                prepared, self.base_row + self.rows[names[0]], raw, groups=groups
-            )
-        if self.checker is not None:
-            self.checker.add(prepared, gradients, raw)
+            gradients = block_run.add(prepared, raw)
+        self._add_views(prepared, raw, gradients, groups)
         if self.expected is None:
             self.expected = _expected_factor(block_run, block[names[0]])
         for name, gradient in gradients.items():
@@ -801,8 +795,8 @@ class BlockPipeline:
         self.tracker.advance(len(first_array) if first_array.ndim else 1)
 
     def _start(self, block, prepared) -> None:
-        """Set up the engine once the first block is prepared."""
-        from losscli import engine
+        """Set up the engine and the views' accumulators once the first block is prepared."""
+        from losscli import engine, views
 
         spec = self.spec
         self.first_prepared = prepared
@@ -810,25 +804,40 @@ class BlockPipeline:
         self.block_run = engine.BlockRun(
             spec, reduction=self.ctx.reduction, device=self.device, dtype=self.dtype,
             grad=self.grad, keep_rows=self.keep_rows, convert_from=self.conversion,
-            keep_elements=self.keep_elements,
+            keep_elements=True,
         )  # fmt: skip
-        classes = _class_count(spec, block, prepared)
-        if self.by_class and classes is None:
-            raise OptionError(
-                f"--by-class needs class-index targets; {spec.name}'s targets "
-                f"({block[spec.inputs[1].name].source}) are "
-                f"{prepared.targets_kind or 'not class indices'}"
-            )
-        if self.check:
-            from losscli.check import Check
+        first = block[spec.inputs[0].name]
+        targets = block[spec.inputs[1].name].source if len(spec.inputs) > 1 else None
+        setup = views.Setup(
+            spec=spec, asked=None, options=prepared.options, reduction=self.ctx.reduction,
+            dtype=self.dtype, grad=self.grad, convert_from=self.conversion,
+            emit_state=self.emit_state, classes=_class_count(spec, block, prepared),
+            targets_kind=prepared.targets_kind, targets_source=targets,
+            source=first.info.get("label", first.source),
+        )  # fmt: skip
+        self.parts = views.start(setup, self.asked)
 
-            self.checker = Check(spec, self.ctx.reduction, self.grad, self.conversion, self.dtype)
-        self.block_run.track_elements(
-            classes if self.emit_state or self.by_class else None,
-            max(self.top, TOP_IN_STATE) if self.emit_state else self.top,
-            self.hist or self.emit_state,
-            self.group_by is not None,
-        )
+    def _add_views(self, prepared, raw, gradients, groups) -> None:
+        """Give the block just computed to every view the run keeps."""
+        from losscli import views
+        from losscli.engine import sample_mask
+
+        block_run, spec = self.block_run, self.spec
+        parts = block_run.last_elements
+        elements = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        rows = block_run.last_rows
+        rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
+        chunk = {n: prepared.arrays[n] for n in spec.input_names}
+        block = views.Block(
+            spec=spec, prepared=prepared, raw=raw, elements=elements,
+            shape=block_run.last_shape, rows=rows,
+            element_mask=sample_mask(elements.size, chunk, prepared.options),
+            row_mask=sample_mask(len(rows), chunk, prepared.options),
+            first_row=self.base_row + self.rows[self.names[0]], groups=groups,
+            gradients=gradients,
+        )  # fmt: skip
+        views.add(self.parts, block)
+        self.last_block = block
 
     def close(self) -> None:
         """Remove what an unfinished --grad-out left (nothing once finished)."""
@@ -903,30 +912,24 @@ class BlockPipeline:
             per_sample_total=batch_rows,
             steps=steps,
         )
-        wanted = (self.by_class, self.top, self.hist)
-        _add_views(result, block_run, first_prepared.options, wanted, ctx, first)
-        if self.group_by is not None:
-            from losscli import views
+        from losscli import views
 
-            result.by_group = views.by_group(block_run.elements.groups)
-            result.group_by = self.group_by
-        if self.checker is not None:
-            from losscli.check import report
-
-            # For reduction none, the sum of the elements stands for the value.
-            value = result.total if ctx.reduction == "none" else result.value
-            result.check = report(self.checker.to_state(), value, self.dtype, result.device)
-            result.warnings.extend(result.check.pop("warnings"))
+        # The warnings of the core; the views' own are said again from merged states.
+        warnings = list(ctx.warnings)
+        class_names = _class_names(result, ctx, first, spec)
+        finish = views.Finish(
+            spec=spec, asked=None, reduction=ctx.reduction, options=first_prepared.options,
+            value=result.value, total=result.total, dtype=self.dtype, device=result.device,
+            class_names=class_names, warnings=result.warnings,
+        )  # fmt: skip
+        result.views = views.results(self.parts, finish, self.asked)
         if self.emit_state:
             from losscli import state
 
             sources = {n: [first[n].info.get("label", first[n].source)] for n in names}
-            result.state = state.build(result, block_run, self.stats, sources)
-            result.state["class_names"] = _class_names(result, ctx, first, spec)
-            if self.group_by is not None:
-                result.state["groups"] = state.groups_state(self.group_by, block_run.elements)
-            if self.checker is not None:
-                result.state["check"] = self.checker.to_state()
+            result.state = state.build(
+                result, block_run, self.stats, sources, self.parts, warnings, class_names
+            )
         return result
 
 
@@ -937,32 +940,6 @@ def _class_names(result: Result, ctx, first, spec: LossSpec) -> list[str] | None
         return None
     named = result.targets_kind == "class names, mapped to indices"
     return (ctx.classes if named else None) or first[spec.inputs[0].name].header
-
-
-def _add_views(result: Result, block_run, options, wanted, ctx, first) -> None:
-    """The standard error, perplexity, per-class rows, histogram and top rows, from the
-    run's element statistics; ``wanted`` is (--by-class, --top, --hist)."""
-    from losscli import views
-
-    by_class, top, hist = wanted
-    elements = block_run.elements
-    spec = block_run.spec
-    names = _class_names(result, ctx, first, spec)
-    if hist:
-        result.hist = elements.sketch.histogram()
-    if top:
-        result.top = views.name_classes(elements.top.rows[:top], names)
-    if result.reduction == "none":
-        result.uncertainty = {"note": "reduction none gives every element, not a mean"}
-    else:
-        result.uncertainty = views.uncertainty(
-            elements.moments, result.reduction, options, spec.mean_scale is not None
-        )
-    result.language_model = views.language_model(spec, result.reduction, result.value)
-    if by_class:
-        result.by_class = views.by_class(
-            elements.class_sums.tolist(), elements.class_counts.tolist(), names
-        )
 
 
 def _class_count(spec: LossSpec, block: dict[str, InputArray], prepared) -> int | None:

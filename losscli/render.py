@@ -93,35 +93,7 @@ def _input_text(info: dict) -> str:
     return text
 
 
-def _check_text(check: dict) -> str:
-    """What --check found, in one line."""
-
-    def error(value) -> str:
-        return "-" if value is None else f"{value:.2g}"
-
-    text = (
-        f"relative error vs float64 on cpu: value {error(check['value_rel_error'])}, "
-        f"gradient {error(check['grad_rel_error'])}"
-    )
-    if check["fd_points"]:
-        text += (
-            f"; finite differences {error(check['fd_max_rel_error'])} "
-            f"(max of {check['fd_points']} points)"
-        )
-    return text
-
-
-def _interval_text(uncertainty: dict) -> str:
-    if "stderr" not in uncertainty:
-        return f"not given: {uncertainty.get('note', 'no mean')}"
-    low, high = uncertainty["ci95"]
-    return (
-        f"[{format_number(low)}, {format_number(high)}] (value +- 1.96 x standard error "
-        f"{format_number(uncertainty['stderr'])}, n {format_number(uncertainty['n'])})"
-    )
-
-
-def _breakdown_table(title: str, key: str, count: str, rows: list[dict]):
+def breakdown_table(title: str, key: str, count: str, rows: list[dict]):
     """A per-class or per-group table: label (``key``), count, mean loss, share."""
     from rich import box
     from rich.table import Table
@@ -162,26 +134,20 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
     )
     summary.add_column("field", style="bold", no_wrap=True)
     summary.add_column("value", no_wrap=True)
+    from losscli import views
+
+    shown = [(v, result.views[v.name]) for v in views.all_views() if v.name in result.views]
     rows = [
         ("loss", f"{result.loss} ({result.torch_class})"),
         ("value", _value_text(result)),
-        ("95% interval", _interval_text(result.uncertainty)),
+        *(row for v, part in shown if v.summary_at == "value" for row in v.summary(part)),
         ("reduction", _reduction_text(result)),
         ("options", _options_text(result.options)),
         ("device", result.device),
         ("dtype", result.dtype),
+        *(row for v, part in shown if v.summary_at == "end" for row in v.summary(part)),
+        *(row for v, part in shown if v.summary_at == "last" for row in v.summary(part)),
     ]
-    if result.check is not None:
-        rows.append(("check", _check_text(result.check)))
-    if result.language_model:
-        model = result.language_model
-        rows.append(
-            (
-                "perplexity",
-                f"{format_number(model['perplexity'])} (exp of the mean); "
-                f"{format_number(model['bits'])} bits per sample",
-            )
-        )
     rows += [(f"input {name}", _input_text(info)) for name, info in result.inputs.items()]
     _add_fields(summary, rows, result.gate)
     tables = [summary]
@@ -198,84 +164,13 @@ def build_tables(result: Result, per_sample: bool = False, limit: int = 20) -> l
         tables.append(grads)
     else:
         tables.append(Text("gradient: not computed (--no-grad)"))
-    if result.by_class is not None:
-        tables.append(_breakdown_table("by class", "class", "count", result.by_class))
-    if result.by_group is not None:
-        tables.append(_breakdown_table(f"by {result.group_by}", "group", "rows", result.by_group))
-    if result.hist is not None:
-        tables.append(hist_table(result.hist))
-    if result.top is not None:
-        tables.append(_top_table(result.top))
+    for view, part in shown:
+        tables += view.tables(part)
     if per_sample and result.per_sample is not None:
         tables.append(_per_sample_table(result.per_sample[:limit], result.per_sample_total))
     if result.steps is not None:
         tables.append(_steps_table(result.steps, result))
     return tables
-
-
-HIST_BAR = 30
-
-
-def hist_table(hist: dict):
-    """The histogram of the per-row loss as a table of bins with bars, quantiles below."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="per-row loss: histogram", box=box.SIMPLE)
-    for column in ("from", "to", "rows", ""):
-        table.add_column(column, no_wrap=True, justify="left" if not column else "right")
-    counts, edges = hist["counts"], hist["edges"]
-    most = max(counts, default=0)
-    for low, high, count in zip(edges, edges[1:], counts):
-        bar = "#" * (round(HIST_BAR * count / most) if most else 0)
-        if count and not bar:
-            bar = "."
-        table.add_row(
-            Text(format_number(low, 4)), Text(format_number(high, 4)), Text(str(count)), Text(bar)
-        )
-    quantiles = hist["quantiles"]
-    line = "  ".join(f"{name} {format_number(quantiles[name], 4)}" for name in quantiles)
-    notes = [Text(f"{line}  ({hist['count']} rows)")]
-    if hist.get("nonfinite"):
-        notes.append(Text(f"{hist['nonfinite']} rows of NaN or inf loss are not in the bins"))
-    if hist["count"] == 0:
-        notes = [Text("no rows with a finite loss")]
-    return Group(table, *notes)
-
-
-def _top_table(rows: list[dict]):
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(
-        title=f"top {len(rows)} rows by loss", caption="rows counted from 0", box=box.SIMPLE
-    )
-    names = ("source", "target", "predicted", "p_target", "prediction")
-    keys = [k for k in names if any(k in r for r in rows)]
-    shown = {"p_target": "p[target]"}
-    for column in ("row", "loss", *keys):
-        justify = "left" if column == "source" else "right"
-        table.add_column(shown.get(column, column), no_wrap=True, justify=justify)
-    for row in rows:
-        cells = [str(row["row"]), format_number(row["loss"])]
-        cells += [_top_cell(row.get(k)) for k in keys]
-        table.add_row(*(Text(escape(c)) for c in cells))
-    return table
-
-
-def _top_cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict):
-        return f"argmax {value['argmax']} ({format_number(value['max'], 4)}) of {value['size']}"
-    if isinstance(value, list):
-        return "[" + ", ".join(format_number(v, 4) for v in value) + "]"
-    if isinstance(value, float):
-        return format_number(value)
-    return str(value)
 
 
 def _per_sample_table(elements: np.ndarray, total_rows: int):
@@ -325,10 +220,14 @@ def render_compare_value(comparison) -> str:
 
 def compare_tables(comparison) -> list:
     """The table output of ``losscli compare``: both values, the paired difference and its
-    interval, the verdict, and per-class differences with --by-class."""
+    interval, the verdict, and what each view compares (per-class differences with
+    --by-class)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
+
+    from losscli import views
+    from losscli.views.uncertainty import interval_text
 
     a, b = comparison.a, comparison.b
     first = next(iter(a.inputs))
@@ -343,7 +242,7 @@ def compare_tables(comparison) -> list:
         ("a", f"{float(a.value)!r}  ({a.inputs[first]['source']})"),
         ("b", f"{float(b.value)!r}  ({b.inputs[first]['source']})"),
         ("difference b - a", repr(float(comparison.value))),
-        ("95% interval", _interval_text(comparison.uncertainty)),
+        ("95% interval", interval_text(comparison.uncertainty)),
         ("verdict", comparison.verdict()),
         ("reduction", a.reduction),
         ("options", _options_text(a.options)),
@@ -353,15 +252,7 @@ def compare_tables(comparison) -> list:
     rows += [(f"input {n}", _input_text(info)) for n, info in a.inputs.items() if n != first]
     _add_fields(summary, rows, comparison.gate)
     tables = [summary]
-    if comparison.by_class is not None:
-        table = Table(title="by class: b - a", box=box.SIMPLE_HEAVY)
-        for column in ("class", "count", "mean a", "mean b", "b - a"):
-            table.add_column(column, no_wrap=True, justify="left" if column == "class" else "right")
-        for row in comparison.by_class:
-            table.add_row(
-                Text(escape(str(row["class"]))),
-                Text(str(row["count"])),
-                *(Text(format_number(row[k])) for k in ("mean_a", "mean_b", "difference")),
-            )
-        tables.append(table)
+    for view in views.all_views():
+        if view.name in comparison.views:
+            tables += view.compare_tables(comparison.views[view.name])
     return tables

@@ -58,19 +58,9 @@ class Result:
     gate: dict[str, Any] | None = None
     # The mergeable state of the run (--emit-state), or None.
     state: dict[str, Any] | None = None
-    # The standard error of a mean: {"stderr", "ci95", "n"}, or {"note"} where it does not
-    # apply; perplexity and bits (ce, nll); per-class rows (--by-class).
-    uncertainty: dict[str, Any] = field(default_factory=dict)
-    language_model: dict[str, float] = field(default_factory=dict)
-    by_class: list[dict[str, Any]] | None = None
-    # The histogram of the per-row loss (--hist) and the rows of highest loss (--top).
-    hist: dict[str, Any] | None = None
-    top: list[dict[str, Any]] | None = None
-    # --group-by: the column, and per value of it {"group", "count", "mean", "share"}.
-    group_by: str | None = None
-    by_group: list[dict[str, Any]] | None = None
-    # --check: relative errors against a float64 CPU recomputation.
-    check: dict[str, Any] | None = None
+    # What each view shows, by view name (``losscli.views``): the standard error, the
+    # per-class rows, the histogram, the top rows, --check...
+    views: dict[str, Any] = field(default_factory=dict)
 
     def values(self) -> list[float]:
         """The loss as a flat list: one number, or every element for reduction none."""
@@ -86,22 +76,23 @@ class Result:
             notes.append("NaN or inf values are written as null")
         return notes
 
+    def views_json(self) -> dict[str, Any]:
+        """The JSON fields of the views, in the registry's order."""
+        from losscli import views
+
+        out: dict[str, Any] = {}
+        for view in views.all_views():
+            if view.name in self.views:
+                out.update(_plain(view.to_json(self.views[view.name])))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of SPEC section 4 (with the ``gate`` of section 8)."""
         return {
             "loss": self.loss,
             "torch": self.torch_class,
             "value": _plain(self.value),
-            "stderr": _plain(self.uncertainty.get("stderr")),
-            "ci95": _plain(self.uncertainty.get("ci95")),
-            **({"stderr_note": self.uncertainty["note"]} if "note" in self.uncertainty else {}),
-            **_plain(self.language_model),
-            **({"by_class": _plain(self.by_class)} if self.by_class is not None else {}),
-            **({"by_group": _plain(self.by_group)} if self.by_group is not None else {}),
-            **({"group_by": self.group_by} if self.group_by is not None else {}),
-            **({"hist": _plain(self.hist)} if self.hist is not None else {}),
-            **({"top": _plain(self.top)} if self.top is not None else {}),
-            **({"check": _plain(self.check)} if self.check is not None else {}),
+            **self.views_json(),
             "reduction": self.reduction,
             "options": _plain(self.options),
             "device": self.device,

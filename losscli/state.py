@@ -3,11 +3,11 @@ combine into the result of one run over all of them (``--emit-state``, ``losscli
 
 A state is JSON. It holds the loss, its options, reduction and dtype; the float64 sum and
 denominator of the loss; the count and sum of squares of the unreduced loss (torch's
-``reduction="none"`` elements); per-class sums and counts where the targets are class
-indices; for each gradient, the count, sum, sum of squares, min and max of the gradient of
-the *sum* (the factor 1/denominator is applied once the states are merged); and the shape and
-source of every input. Every number is a float64 written with 17 significant digits, so a
-state read back is the state written.
+``reduction="none"`` elements); for each gradient, the count, sum, sum of squares, min and
+max of the gradient of the *sum* (the factor 1/denominator is applied once the states are
+merged); the shape, source and rows of every input; and each view's part (``losscli.views``:
+its Struct, checked, loaded, merged and dumped by the view). Every number is a float64
+written with 17 significant digits, so a state read back is the state written.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import msgspec
 
 from losscli.errors import InputError
+from losscli.views import Count, Number
+from losscli.views import Part as _Part
 
 FORMAT = "losscli-state"
 # Version 2 adds each input's rows (source, first row, row count); version 1 is still read.
@@ -28,26 +30,27 @@ READ_VERSIONS = (1, 2)
 
 
 def _number(value: float) -> float | str:
-    """A float for JSON: NaN and infinities as strings (JSON has no such numbers)."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return float(value)
+    from losscli.views import number
+
+    return number(value)
 
 
-def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]) -> dict:
-    """The state of a finished run (its Result, its engine, its gradient partials)."""
-    elements = block_run.elements
-    per_class = None
-    if elements.classes:
-        per_class = {
-            "sums": [_number(v) for v in elements.class_sums.tolist()],
-            "counts": elements.class_counts.tolist(),
-        }
+def build(
+    result,
+    block_run,
+    gradient_stats: dict,
+    sources: dict[str, list[str]],
+    parts: dict[str, Any],
+    warnings: list[str],
+    class_names: list[str] | None,
+) -> dict:
+    """The state of a finished run (its Result, its engine, its gradient partials, the
+    accumulators of its views, the warnings of its core): the core as JSON, each view's
+    part as its accumulator (``dumps`` writes them)."""
+    from losscli import views
     from losscli.result import _plain
 
-    return {
+    state = {
         "format": FORMAT,
         "version": VERSION,
         "loss": result.loss,
@@ -58,19 +61,8 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
         "device": result.device,
         "sum": _number(block_run.total),
         "denominator": _number(block_run.denominator) if block_run.mean else None,
-        "count": elements.count,
-        "sum_squares": _number(elements.squares),
-        "moments": _moments_json(elements.moments),
-        "per_class": per_class,
-        "hist": elements.sketch.to_dict() if elements.sketch is not None else None,
-        "top": {
-            "k": elements.top.k,
-            "rows": [
-                {**_plain(r), "source": sources[_first(result)][0]} for r in elements.top.rows
-            ],
-        }
-        if elements.top is not None
-        else None,
+        "count": block_run.count,
+        "sum_squares": _number(block_run.squares),
         "gradient": {
             name: {
                 "count": stats.count,
@@ -85,9 +77,13 @@ def build(result, block_run, gradient_stats: dict, sources: dict[str, list[str]]
             name: {"shape": info["shape"], "sources": sources[name], "read_as": info["read_as"]}
             for name, info in result.inputs.items()
         },
-        # --check's warning is said again from the merged check, not from each part's.
-        "warnings": [w for w in result.warnings if not w.startswith("--check: ")],
+        "warnings": list(warnings),
+        "class_names": class_names,
     }
+    for view in views.all_views():
+        if view.State is not None:
+            state[view.key] = parts.get(view.key)
+    return state
 
 
 def record_rows(state: dict, args: dict) -> None:
@@ -123,29 +119,18 @@ def record_rows(state: dict, args: dict) -> None:
         info["rows"] = [{"path": path, "start": start, "count": count, "modified": modified}]
 
 
-def groups_state(column: str, elements) -> dict:
-    """The --group-by part of a state: the column, and per value the sum and row count."""
-    groups = elements.groups
-    return {
-        "column": column,
-        "sums": {k: _number(v) for k, v in groups.sums.items()},
-        "counts": dict(groups.counts),
-    }
-
-
 def dumps(state: dict) -> str:
+    """A state as the JSON text of a state file."""
+    return json.dumps(plain(state), indent=1) + "\n"
+
+
+def plain(state: dict) -> dict:
+    """A state as JSON values: each view's part as its ``dump`` gives it."""
     from losscli import views
 
-    if isinstance(state.get("hist"), views.Sketch):
-        state = {**state, "hist": state["hist"].to_dict()}
-    if isinstance(state.get("moments"), views.Moments):
-        state = {**state, "moments": _moments_json(state["moments"])}
-    return json.dumps(state, indent=1) + "\n"
-
-
-def _moments_json(moments) -> dict:
-    count, mean, m2 = moments.count, moments.mean, moments.m2
-    return {"count": count, "mean": _number(mean), "m2": _number(m2)}
+    parts = {v.key for v in views.all_views() if v.State is not None}
+    core = {k: v for k, v in state.items() if k not in parts}
+    return {**core, **views.dump(state)}
 
 
 # ------------------------------------------------------------------ the schema
@@ -155,14 +140,6 @@ def _moments_json(moments) -> dict:
 # reductions, input names, shapes that agree) is checked against the registry afterwards.
 # Maps keyed by names a run chooses (inputs, gradients, options, histogram buckets, groups)
 # are decoded entry by entry, so that a message names the entry.
-
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-# A float64: a JSON number, or "nan", "inf" or "-inf" (checked by _real).
-Number = float | str
-
-
-class _Part(msgspec.Struct, forbid_unknown_fields=True):
-    """A part of a state: what a run writes, nothing else."""
 
 
 class GradientPartial(_Part):
@@ -174,83 +151,6 @@ class GradientPartial(_Part):
     sum_squares: Number
     min: Number
     max: Number
-
-
-class PerClass(_Part):
-    """Per target class: the sum of the loss and the count of (not ignored) targets."""
-
-    sums: list[Number]
-    counts: list[Count]
-
-
-class Hist(_Part):
-    """The --hist sketch of the per-sample loss (``views.Sketch``)."""
-
-    alpha: float
-    count: Count
-    zeros: Count
-    nonfinite: Count
-    min: float | None
-    max: float | None
-    positive: dict[str, Any]
-    negative: dict[str, Any]
-
-
-class Argmax(_Part):
-    """A long prediction row as a top row shows it."""
-
-    argmax: Count
-    max: float | None
-    size: Count
-
-
-Cell = int | float | str | None | Annotated[list[float | None], msgspec.Meta(max_length=8)] | Argmax
-
-
-class TopRow(_Part, omit_defaults=True):
-    """One of the --top rows: its row number, loss (null for NaN) and what describes it."""
-
-    row: Count
-    loss: float | None
-    target: Cell | msgspec.UnsetType = msgspec.UNSET
-    predicted: Cell | msgspec.UnsetType = msgspec.UNSET
-    p_target: Cell | msgspec.UnsetType = msgspec.UNSET
-    prediction: Cell | msgspec.UnsetType = msgspec.UNSET
-    source: Cell | msgspec.UnsetType = msgspec.UNSET
-
-
-class Top(_Part):
-    """The --top rows kept: up to ``k``, highest loss first."""
-
-    k: Count
-    rows: list[TopRow]
-
-
-class Moments(_Part):
-    """Count, mean and M2 of the samples (for the standard error)."""
-
-    count: Count
-    mean: Number
-    m2: Number
-
-
-class Check(_Part):
-    """The --check partials: the float64 reference and the gradient differences."""
-
-    sum: Number
-    denominator: Number | None
-    grad_diff_squares: Number | None
-    grad_ref_squares: Number | None
-    fd_max_rel_error: Number | None
-    fd_points: Count
-
-
-class Groups(_Part):
-    """The --group-by part: the column, and per value the sum and row count."""
-
-    column: str
-    sums: dict[str, Any]
-    counts: dict[str, Any]
 
 
 class RowRange(_Part):
@@ -274,7 +174,7 @@ class Input(_Part):
 
 class Core(_Part, kw_only=True):
     """The core of a state: the loss and how it was run, its sums and counts; the parts
-    of the views are decoded on their own (``PARTS``)."""
+    of the views are decoded on their own (``parts``)."""
 
     format: str
     version: int
@@ -294,18 +194,15 @@ class Core(_Part, kw_only=True):
     class_names: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
 
 
-# The optional parts, each with its Struct (absent or null: the run did not keep it).
-PARTS: dict[str, type] = {
-    "moments": Moments,
-    "per_class": PerClass,
-    "hist": Hist,
-    "top": Top,
-    "check": Check,
-    "groups": Groups,
-}
+def parts() -> dict[str, type]:
+    """The optional parts of a state, each a view's (absent or null: the run did not keep
+    it): {key: its Struct}."""
+    from losscli import views
+
+    return {v.key: v.State for v in views.all_views() if v.State is not None}
 
 
-def _field(parent: str, key: str) -> str:
+def field_name(parent: str, key: str) -> str:
     """The name of an entry in messages: ``inputs.targets``, ``hist.positive["-3"]``."""
     name = key if key.replace("_", "").isalnum() and not key[:1].isdigit() else json.dumps(key)
     if parent and not name.startswith('"'):
@@ -333,7 +230,7 @@ def _at(value: Any, steps: list) -> tuple[bool, Any]:
     return True, value
 
 
-def _decode(path: str, raw: Any, kind: Any, field: str = ""):
+def decode(path: str, raw: Any, kind: Any, field: str = ""):
     """``raw`` as ``kind``; InputError ``PATH: FIELD: what is wrong`` otherwise."""
     try:
         return msgspec.convert(raw, kind, strict=True)
@@ -345,10 +242,10 @@ def _decode(path: str, raw: Any, kind: Any, field: str = ""):
         ]
         name = field
         for step in steps:
-            name = f"{name}[{step}]" if isinstance(step, int) else _field(name, step)
+            name = f"{name}[{step}]" if isinstance(step, int) else field_name(name, step)
         missing = re.match(r"Object (missing required|contains unknown) field `(.*)`", what)
         if missing:
-            name = _field(name, missing.group(2))
+            name = field_name(name, missing.group(2))
             if missing.group(1).startswith("missing"):
                 raise InputError(f"{path}: {name}: missing (a run writes it)") from None
             raise InputError(f"{path}: {name}: not a field of a losscli state") from None
@@ -365,17 +262,15 @@ def _decode(path: str, raw: Any, kind: Any, field: str = ""):
 
 
 def _real(path: str, field: str, value: Any) -> float:
-    """A float64 of the state: a number, or "nan", "inf", "-inf"."""
-    if isinstance(value, str):
-        if value not in ("nan", "inf", "-inf"):
-            raise InputError(f"{path}: {field}: {_shown(value)} is not a number")
-        return float(value)
-    return float(value)
+    from losscli.views import real
+
+    return real(path, field, value)
 
 
 def _not_negative(path: str, field: str, value: float | None) -> None:
-    if value is not None and value < 0:
-        raise InputError(f"{path}: {field}: {value!r} is negative")
+    from losscli.views import not_negative
+
+    not_negative(path, field, value)
 
 
 def load(path: str, text: bytes) -> dict:
@@ -408,10 +303,11 @@ def read(path: str, state: Any) -> dict:
             f"{path}: a losscli state of version {state.get('version')!r}; this losscli reads "
             f"versions {', '.join(map(str, READ_VERSIONS))}"
         )
-    core = _decode(path, {k: v for k, v in state.items() if k not in PARTS}, Core)
-    parts = {
-        name: None if state.get(name) is None else _decode(path, state[name], kind, name)
-        for name, kind in PARTS.items()
+    kinds = parts()
+    core = decode(path, {k: v for k, v in state.items() if k not in kinds}, Core)
+    decoded = {
+        key: None if state.get(key) is None else decode(path, state[key], kind, key)
+        for key, kind in kinds.items()
     }
     spec = _check_core(path, core)
     out = msgspec.to_builtins(core)
@@ -427,38 +323,10 @@ def read(path: str, state: Any) -> dict:
         raise InputError(f"{path}: denominator: a sum state has none (it would be a mean)")
     out["inputs"] = _check_inputs(path, spec, core.inputs)
     out["gradient"] = _check_gradient(path, spec, core.gradient, out["inputs"])
-    out["per_class"] = _check_per_class(path, spec, parts["per_class"])
-    names = out["class_names"]
-    if names is not None and out["per_class"] and len(names) != len(out["per_class"]["sums"]):
-        raise InputError(f"{path}: class_names: {len(names)} names of "
-                         f"{len(out['per_class']['sums'])} classes")  # fmt: skip
-    moments = parts["moments"]
-    out["moments"] = None
-    if moments is not None:
-        mean = _real(path, "moments.mean", moments.mean)
-        m2 = _real(path, "moments.m2", moments.m2)
-        _not_negative(path, "moments.m2", m2)
-        out["moments"] = views.Moments(moments.count, mean, m2)
-    out["hist"] = None
-    if parts["hist"] is not None:
-        hist = msgspec.to_builtins(parts["hist"])
-        for side in ("positive", "negative"):
-            for key, count in hist[side].items():
-                _decode(path, count, Count, _field(f"hist.{side}", key))
-        try:
-            out["hist"] = views.Sketch.from_dict(hist, f"{path}: hist")
-        except ValueError as error:
-            raise InputError(str(error)) from None
-    out["top"] = None
-    if parts["top"] is not None:
-        top = msgspec.to_builtins(parts["top"])
-        if len(top["rows"]) > top["k"]:
-            raise InputError(f"{path}: top.rows: {len(top['rows'])} rows, more than k {top['k']}")
-        for row in top["rows"]:
-            row["loss"] = math.nan if row["loss"] is None else row["loss"]
-        out["top"] = top
-    out["check"] = _check_check(path, parts["check"], core.reduction, bool(core.gradient))
-    out["groups"] = _check_groups(path, parts["groups"])
+    for view in views.all_views():
+        if view.State is not None:
+            data = decoded[view.key]
+            out[view.key] = None if data is None else view.load(path, data, out)
     return out
 
 
@@ -490,11 +358,11 @@ def _check_core(path: str, core: Core):
     for name in core.options:
         if name not in known:
             raise InputError(
-                f"{path}: {_field('options', name)}: not an option of {spec.name} (its options: "
-                f"{', '.join(known) or 'none'})"
+                f"{path}: {field_name('options', name)}: not an option of {spec.name} "
+                f"(its options: {', '.join(known) or 'none'})"
             )
     for name, option in known.items():
-        field = _field("options", name)
+        field = field_name("options", name)
         if name not in core.options:
             raise InputError(f"{path}: {field}: missing (a run writes every option)")
         value = core.options[name]
@@ -504,7 +372,7 @@ def _check_core(path: str, core: Core):
             kind = Annotated[list[float], msgspec.Meta(min_length=1)] | None
         else:
             kind = {INTEGER: int, NUMBER: float}[option.kind]
-        value = _decode(path, value, kind, field)
+        value = decode(path, value, kind, field)
         from losscli.errors import OptionError
 
         try:
@@ -525,15 +393,15 @@ def _check_inputs(path: str, spec, inputs: dict[str, Any]) -> dict[str, dict]:
     for name in inputs:
         if name not in names:
             raise InputError(
-                f"{path}: {_field('inputs', name)}: not an input of {spec.name} (its inputs: "
+                f"{path}: {field_name('inputs', name)}: not an input of {spec.name} (its inputs: "
                 f"{', '.join(names)})"
             )
     out = {}
     for name in names:
-        field = _field("inputs", name)
+        field = field_name("inputs", name)
         if name not in inputs:
             raise InputError(f"{path}: {field}: missing ({spec.name} reads {', '.join(names)})")
-        info = _decode(path, inputs[name], Input, field)
+        info = decode(path, inputs[name], Input, field)
         if not info.sources:
             raise InputError(f"{path}: {field}.sources: empty (a run names its sources)")
         out[name] = msgspec.to_builtins(info)
@@ -543,7 +411,7 @@ def _check_inputs(path: str, spec, inputs: dict[str, Any]) -> dict[str, dict]:
             first = next(iter(rows))
             other = next(n for n in rows if rows[n] != rows[first])
             raise InputError(
-                f"{path}: {_field('inputs', other)}.shape: {rows[other]} rows where {first} "
+                f"{path}: {field_name('inputs', other)}.shape: {rows[other]} rows where {first} "
                 f"has {rows[first]}"
             )
     return out
@@ -553,13 +421,13 @@ def _check_gradient(path: str, spec, gradient: dict[str, Any], inputs: dict) -> 
     """Gradient partials of inputs that have gradients, counts that fit their shapes."""
     out = {}
     for name, raw in gradient.items():
-        field = _field("gradient", name)
+        field = field_name("gradient", name)
         if name not in spec.float_inputs:
             raise InputError(
                 f"{path}: {field}: {spec.name} has no gradient of {name!r} (its inputs with "
                 f"gradients: {', '.join(spec.float_inputs)})"
             )
-        partial = msgspec.to_builtins(_decode(path, raw, GradientPartial, field))
+        partial = msgspec.to_builtins(decode(path, raw, GradientPartial, field))
         for key in ("sum", "sum_squares", "min", "max"):
             partial[key] = _real(path, f"{field}.{key}", partial[key])
         _not_negative(path, f"{field}.sum_squares", partial["sum_squares"])
@@ -575,65 +443,10 @@ def _check_gradient(path: str, spec, gradient: dict[str, Any], inputs: dict) -> 
     return out
 
 
-def _check_per_class(path: str, spec, per_class: PerClass | None) -> dict | None:
-    from losscli.registry import INDEX
-
-    if per_class is None:
-        return None
-    if not any(i.role == INDEX for i in spec.inputs):
-        raise InputError(f"{path}: per_class: {spec.name} has no class targets")
-    if len(per_class.sums) != len(per_class.counts):
-        raise InputError(f"{path}: per_class: {len(per_class.sums)} sums and "
-                         f"{len(per_class.counts)} counts")  # fmt: skip
-    sums = [_real(path, f"per_class.sums[{i}]", v) for i, v in enumerate(per_class.sums)]
-    return {"sums": sums, "counts": list(per_class.counts)}
-
-
-def _check_check(path: str, check: Check | None, reduction: str, grad: bool) -> dict | None:
-    """The --check partials: a denominator where the state has one, gradient sums where
-    it has gradients."""
-    if check is None:
-        return None
-    out = msgspec.to_builtins(check)
-    if (out["denominator"] is None) != (reduction == "sum"):
-        raise InputError(
-            f"{path}: check.denominator: {out['denominator']!r} for a {reduction} state"
-        )
-    for key in ("grad_diff_squares", "grad_ref_squares"):
-        if (out[key] is None) == grad:
-            raise InputError(f"{path}: check.{key}: {out[key]!r} where the state has "
-                             f"{'a' if grad else 'no'} gradient")  # fmt: skip
-    for key in ("sum", "denominator", "grad_diff_squares", "grad_ref_squares", "fd_max_rel_error"):
-        if out[key] is not None:
-            out[key] = _real(path, f"check.{key}", out[key])
-            if key != "sum":
-                _not_negative(path, f"check.{key}", out[key])
-    return out
-
-
-def _check_groups(path: str, groups: Groups | None) -> dict | None:
-    if groups is None:
-        return None
-    if set(groups.sums) != set(groups.counts):
-        raise InputError(f"{path}: groups: sums and counts of other groups")
-    sums = {k: _real(path, _field("groups.sums", k), _decode(path, v, Number,
-            _field("groups.sums", k))) for k, v in groups.sums.items()}  # fmt: skip
-    counts = {k: _decode(path, v, Count, _field("groups.counts", k))
-              for k, v in groups.counts.items()}  # fmt: skip
-    return {"column": groups.column, "sums": sums, "counts": counts}
-
-
-def _first(result) -> str:
-    return next(iter(result.inputs))
-
-
 def _refuse(paths, what: str, values) -> None:
-    first = values[0]
-    for path, value in zip(paths, values):
-        if value != first:
-            raise InputError(
-                f"states cannot be merged: {paths[0]} has {what} {first!r}, {path} has {value!r}"
-            )
+    from losscli.views import refuse_unequal
+
+    refuse_unequal(paths, what, values)
 
 
 def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
@@ -643,7 +456,7 @@ def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
     by content only."""
 
     def content(state: dict) -> str:
-        return json.dumps(state, sort_keys=True, default=lambda part: part.to_dict())
+        return json.dumps(plain(state), sort_keys=True)
 
     seen: dict[str, str] = {}
     for path, state in zip(paths, states):
@@ -685,7 +498,6 @@ def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
 def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
-    from losscli import check as check_module
     from losscli import views
 
     for what in ("loss", "reduction", "dtype", "options"):
@@ -695,8 +507,9 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         tails = [s["inputs"][name]["shape"][1:] for s in states]
         _refuse(paths, f"{name} shape past the first axis", tails)
     _refuse(paths, "gradients", [sorted(s["gradient"]) for s in states])
-    classes = [None if s["per_class"] is None else len(s["per_class"]["sums"]) for s in states]
-    _refuse(paths, "classes", classes)
+    for view in views.all_views():
+        if view.State is not None:
+            view.compatible(paths, [s.get(view.key) for s in states])
     _refuse(paths, "class names", [s.get("class_names") for s in states])
     _refuse_repeated(paths, states)
     merged = dict(states[0])
@@ -705,11 +518,6 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         merged["denominator"] = views.fsum(s["denominator"] for s in states)
     merged["count"] = sum(s["count"] for s in states)
     merged["sum_squares"] = views.fsum(s["sum_squares"] for s in states)
-    if classes[0] is not None:
-        merged["per_class"] = {
-            "sums": [views.fsum(c) for c in zip(*(s["per_class"]["sums"] for s in states))],
-            "counts": [sum(c) for c in zip(*(s["per_class"]["counts"] for s in states))],
-        }
     merged["gradient"] = {}
     for name in states[0]["gradient"]:
         parts = [s["gradient"][name] for s in states]
@@ -731,47 +539,8 @@ def merge(paths: list[str], states: list[dict]) -> dict:
             if any(s["inputs"][name].get("rows") is None for s in states)
             else [r for s in states for r in s["inputs"][name]["rows"]],
         }
-    sketches = [s.get("hist") for s in states]
-    if all(sketches):
-        merged["hist"] = views.Sketch()
-        for sketch in sketches:
-            merged["hist"].merge(sketch)
-    else:
-        merged["hist"] = None
-    tops = [s.get("top") for s in states]
-    if all(tops):
-        top = views.TopRows(min(t["k"] for t in tops))
-        for t in tops:
-            top.merge(t["rows"])
-        merged["top"] = {"k": top.k, "rows": top.rows}
-    else:
-        merged["top"] = None
-    notes = []  # what the merged result lacks because a part lacks it
-    grouped = [s.get("groups") for s in states]
-    merged["groups"] = None
-    if any(grouped) and not all(grouped):
-        notes.append(
-            f"--group-by: {paths[grouped.index(None)]} was run without it, so the merged "
-            "result has no groups"
-        )
-    if all(grouped):
-        _refuse(paths, "--group-by column", [g["column"] for g in grouped])
-        groups = views.Groups()
-        for g in grouped:
-            groups.merge(g["sums"], g["counts"])
-        merged["groups"] = {"column": grouped[0]["column"], "sums": groups.sums,
-                            "counts": groups.counts}  # fmt: skip
-    moments = [s.get("moments") for s in states]
-    merged["moments"] = None
-    if all(m is not None for m in moments):
-        merged["moments"] = views.Moments()
-        for part in moments:
-            merged["moments"].merge(part)
-    checks = [s.get("check") for s in states]
-    merged["check"] = check_module.merge(checks) if all(checks) else None
-    partly = [p for p, c in zip(paths, checks) if c is None]
-    if merged["check"] is None and len(partly) < len(paths):
-        notes.append(f"--check: {partly[0]} was run without it, so the merged result has no check")
+    notes: list[str] = []  # what the merged result lacks because a part lacks it
+    merged.update(views.merge(paths, states, notes))
     merged["warnings"] = list(dict.fromkeys(w for s in states for w in s.get("warnings", [])))
     merged["warnings"] += notes
     return merged
@@ -781,16 +550,15 @@ def _nan_or(pick, values: list[float]) -> float:
     return math.nan if any(math.isnan(v) for v in values) else pick(values)
 
 
-def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = False):
-    """The Result of the run a state stands for: value, gradient summary, inputs, the
-    standard error, and the per-class rows, top rows and histogram where asked."""
+def to_result(state: dict, asked: dict[str, Any] | None = None):
+    """The Result of the run a state stands for: value, gradient summary, inputs, and what
+    each view shows (``asked``: each view's option value, as ``views.asked`` gives them)."""
     from functools import partial
 
     import numpy as np
 
     from losscli import views
     from losscli.engine import scaled_as_stored
-    from losscli.errors import OptionError
     from losscli.registry import get_spec
     from losscli.result import Result
 
@@ -838,46 +606,12 @@ def to_result(state: dict, by_class: bool = False, top: int = 0, hist: bool = Fa
         if state["inputs"][spec.inputs[0].name]["shape"]
         else 1,
     )
-    moments = state.get("moments")
-    if moments is None:  # a state without them: from the sum of squares
-        n = denominator if denominator else 0
-        mean = total / n if n else math.nan
-        m2 = state["sum_squares"] - n * mean * mean if n else math.nan
-        moments = views.Moments(int(n) if n == n else 0, mean, m2)
-    result.uncertainty = views.uncertainty(
-        moments, state["reduction"], state["options"], spec.mean_scale is not None
-    )
-    result.language_model = views.language_model(spec, state["reduction"], value)
-    if by_class:
-        if state.get("per_class") is None:
-            raise OptionError("--by-class: these states have no per-class sums (no class targets)")
-        per_class = state["per_class"]
-        result.by_class = views.by_class(
-            per_class["sums"], per_class["counts"], state.get("class_names")
-        )
-    if state.get("groups") is not None:
-        groups = views.Groups()
-        groups.merge(state["groups"]["sums"], state["groups"]["counts"])
-        result.by_group, result.group_by = views.by_group(groups), state["groups"]["column"]
-    if state.get("check") is not None:
-        from losscli.check import report
-
-        result.check = report(state["check"], value, state["dtype"], result.device)
-        for message in result.check.pop("warnings"):
-            if message not in result.warnings:
-                result.warnings.append(message)
-    if hist:
-        if state.get("hist") is None:
-            raise OptionError("--hist: these states have no histogram (written before --hist)")
-        result.hist = state["hist"].histogram()
-    if top:
-        kept = state.get("top")
-        if kept is None:
-            raise OptionError("--top: these states keep no top rows")
-        if top > kept["k"]:
-            result.warnings.append(
-                f"--top {top}: the states keep the top {kept['k']} rows (run them with "
-                f"--top {top} to keep more); showing {kept['k']}"
-            )
-        result.top = views.name_classes(kept["rows"][:top], state.get("class_names"))
+    asked = asked or {}
+    views.check_applies(asked, spec)
+    finish = views.Finish(
+        spec=spec, asked=None, reduction=result.reduction, options=result.options,
+        value=value, total=total, dtype=result.dtype, device=result.device,
+        class_names=state.get("class_names"), warnings=result.warnings, core=state,
+    )  # fmt: skip
+    result.views = views.results(state, finish, asked)
     return result

@@ -105,7 +105,7 @@ def test_by_class_matches_numpy_with_names_and_ignored_targets(tmp_path, classes
 def _check_hist(hist: dict, losses: np.ndarray) -> None:
     """A histogram against NumPy: quantiles within the sketch's 1% of the values of that
     rank, the exact max, bins that hold every row, counts as np.histogram's on its edges."""
-    from losscli.views import SKETCH_ALPHA
+    from losscli.views.hist import SKETCH_ALPHA
 
     losses = np.sort(losses)
     for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
@@ -147,7 +147,7 @@ def test_hist_quantiles_and_bins_match_numpy_whole_by_blocks_and_merged(ce_files
     ],
 )
 def test_hist_of_any_sign_against_numpy(values):
-    from losscli.views import Sketch
+    from losscli.views.hist import Sketch
 
     sketch = Sketch()
     for part in np.array_split(values, 3):
@@ -299,14 +299,14 @@ def test_group_by_from_parquet_merged_and_in_the_table(tmp_path, rng):
 
 
 def test_group_by_refusals(grouped_table, monkeypatch):
-    from losscli import views
+    from losscli.views import group_by
 
     path, *_ = grouped_table
     single = ["--pred-cols", "a,b,c", "--target-cols", "label"]
     assert_usage_error(run_cli("ce", path, path, "--group-by", "split"), "--pred-cols")
     assert_usage_error(run_cli("ce", path, *single, "--group-by", "nope"), "no column 'nope'")
     assert_usage_error(run_cli("ce", path, *single, "--group-by", "split,fold"), "one column")
-    monkeypatch.setattr(views, "MAX_GROUPS", 3)
+    monkeypatch.setattr(group_by, "MAX_GROUPS", 3)
     assert_usage_error(run_cli("ce", path, *single, "--group-by", "fold"), "more than 3 values")
 
 

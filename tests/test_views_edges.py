@@ -292,14 +292,14 @@ def test_group_labels_do_not_depend_on_how_the_column_was_read(tmp_path, monkeyp
 
 
 def test_group_limits_and_mixed_states_in_merge(tmp_path, monkeypatch):
-    from losscli import views
+    from losscli.views import group_by
 
     for name, offset in (("a", 0), ("b", 3)):
         rows = "\n".join(f"{i * 0.1},{i % 2},{offset + i}" for i in range(3))
         (tmp_path / f"{name}.csv").write_text("p,y,id\n" + rows + "\n")
         run_cli("bce-logits", tmp_path / f"{name}.csv", "--pred-cols", "p", "--target-cols", "y",
                 "--group-by", "id", "--emit-state", tmp_path / f"{name}.json")  # fmt: skip
-    monkeypatch.setattr(views, "MAX_GROUPS", 5)
+    monkeypatch.setattr(group_by, "MAX_GROUPS", 5)
     assert_usage_error(run_cli("merge", tmp_path / "a.json", tmp_path / "b.json"), "more than 5")
     run_cli("bce-logits", tmp_path / "b.csv", "--pred-cols", "p", "--target-cols", "y",
             "--emit-state", tmp_path / "c.json")  # fmt: skip
