@@ -27,7 +27,7 @@ def compute(loss: str, *inputs: Any, **settings_and_options: Any):
     >>> losscli.compute("mse", [1.0, 2.0], [1.0, 4.0]).value
     2.0
     """
-    from losscli.pipeline import compute as _compute
+    from losscli.api import compute as _compute
 
     return _compute(loss, *inputs, **settings_and_options)
 
@@ -42,6 +42,6 @@ def compute_files(loss: str, *sources: str, stdin=None, **settings_and_options: 
     Returns a Result; ``result.gate`` says whether a gate tripped. Bad input raises
     ``losscli.errors.LossCliError``.
     """
-    from losscli.pipeline import compute_files as _compute_files
+    from losscli.api import compute_files as _compute_files
 
     return _compute_files(loss, *sources, stdin=stdin, **settings_and_options)

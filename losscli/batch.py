@@ -68,7 +68,9 @@ def run_job(
 ) -> tuple[dict[str, Any], int]:
     """One job's output object and exit code; never raises. ``protected``: files the batch
     itself reads (its jobs file, stdin), which a job may neither read nor replace."""
-    from losscli import pipeline
+    from losscli.api import run_files
+    from losscli.gate import exit_code
+    from losscli.settings import split_settings
 
     job_id: Any = number
     try:
@@ -82,13 +84,13 @@ def run_job(
                     f"a batch job cannot read stdin or the jobs file ({text}): the jobs share "
                     "one process; name another file"
                 )
-        settings, options, env = pipeline.split_settings(
+        settings, options, env = split_settings(
             spec, job.get("options", {}), dict(os.environ), OUTPUT_ONLY
         )
-        result, gate = pipeline.run_files(
+        result, gate = run_files(
             spec, job["inputs"], options, settings, stdin=None, env=env, also_read=protected
         )
-        return {**result.to_dict(), "id": job_id}, pipeline.exit_code(gate)
+        return {**result.to_dict(), "id": job_id}, exit_code(gate)
     except LossCliError as error:
         return _error(job_id, error.message, error.exit_code)
     except Exception as error:  # one job's bug must not stop the others

@@ -138,9 +138,10 @@ def finite_differences(
     and a gradient below the rounding noise of the row's loss is compared absolutely.
     (None, 0) where rows cannot be taken apart (ctc, a 0-d input). ``dtype``: the run's,
     whose epsilon --from clamps with."""
-    from losscli import convert, engine
+    from losscli import convert
+    from losscli.torch_loader import import_torch
 
-    torch = engine.import_torch()
+    torch = import_torch()
     names = spec.input_names
     first = names[0]
     given = raw.reshape(prepared.arrays[first].shape) if raw is not None else None

@@ -154,10 +154,10 @@ def run_loss(
     spec: LossSpec, sources: list[str], options: dict, settings: Common, env: dict[str, str]
 ) -> int:
     """Read, validate, compute, write --grad-out, print; returns the exit code."""
-    from losscli import output, pipeline
+    from losscli import api, output
     from losscli.io.sources import stdin_fd
 
-    result, gate = pipeline.run_files(
+    result, gate = api.run_files(
         spec,
         sources,
         options,
@@ -186,8 +186,9 @@ def _emit(item, gate, settings: Common, value, tables) -> int:
     """``item``'s warnings on stderr, ``item`` on stdout in --format (JSON from its
     ``to_dict``, ``value(item)``, or the renderables ``tables()``), the gate's line;
     returns the exit code."""
-    from losscli import output, pipeline, render
-    from losscli.entry import check_stopped
+    from losscli import output, render
+    from losscli.gate import exit_code
+    from losscli.signals import check_stopped
 
     check_stopped()
     if not settings.quiet:
@@ -201,7 +202,7 @@ def _emit(item, gate, settings: Common, value, tables) -> int:
         output.print_renderables(tables())
     if gate is not None and gate.tripped:
         output.note("gate", gate.reason)
-    return pipeline.exit_code(gate)
+    return exit_code(gate)
 
 
 # ------------------------------------------------------------------ compare
@@ -297,10 +298,11 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
 
 def run_comparison(spec, sources, options, settings: Common, margin) -> int:
     """Compare, print (warnings, result, the gate's line); returns the exit code."""
-    from losscli import output, pipeline, render
+    from losscli import output, render
+    from losscli.compare import run_compare
     from losscli.io.sources import stdin_fd
 
-    comparison, gate = pipeline.run_compare(
+    comparison, gate = run_compare(
         spec,
         sources,
         options,
@@ -469,14 +471,16 @@ def merge(states: list[str], **options) -> None:
     Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
     --emit-state s2.json; losscli merge s1.json s2.json -f json
     """
-    from losscli import pipeline, views
     from losscli import state as states_module
+    from losscli import views
     from losscli.errors import OptionError
+    from losscli.gate import gate_of
+    from losscli.settings import check_settings
 
     settings = Common(**options)
 
     def run() -> int:
-        pipeline.check_settings(settings)
+        check_settings(settings)
         loaded, seen = [], {}
         for path in states:
             identity = _identity(path)
@@ -486,7 +490,7 @@ def merge(states: list[str], **options) -> None:
             loaded.append(states_module.load(path, _read_state(path)))
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, views.asked(settings))
-        return _report(result, pipeline.gate_of(result, settings), settings)
+        return _report(result, gate_of(result, settings), settings)
 
     code = _guarded(False, run)
     if code:
@@ -570,7 +574,7 @@ def main() -> None:
     ``python -m losscli`` come through ``losscli.entry``, which installs the signal handlers
     before this module is imported."""
     from losscli import output
-    from losscli.entry import exit_if_stopped, ignore_signals, install_handlers
+    from losscli.signals import exit_if_stopped, ignore_signals, install_handlers
 
     output.prepare_streams()
     if len(sys.argv) < 3 or {"--help", "-h"} & set(sys.argv):

@@ -129,7 +129,7 @@ def plan(spec: LossSpec, texts: list[str], settings: Common) -> list[Part]:
     must have as many), the row groups of a lone Parquet file, or the inputs whole."""
     from losscli.io import parse_source
     from losscli.io.shards import shard_args
-    from losscli.pipeline import input_sources, reading_defaults
+    from losscli.plan import input_sources, reading_defaults
 
     defaults = reading_defaults(settings)
     texts = input_sources(spec, texts, settings)
@@ -226,14 +226,14 @@ def _part_name(path: str) -> str:
 
 def run_part(loss: str, sources: list[str], options: dict, fields: dict, grad_out) -> dict:
     """A task: one part read and computed on the worker; returns its state."""
-    from losscli import pipeline
+    from losscli import run
     from losscli.registry import get_spec
 
     spec = get_spec(loss)
     settings = Common(**{**fields, "grad_out": grad_out, "emit_state": None, "dask": None})
     from losscli import state
 
-    result, _ = pipeline.run_files(spec, sources, options, settings, stdin=None, want_state=True)
+    result, _ = run.run_local(spec, sources, options, settings, stdin=None, want_state=True)
     return state.plain(result.state)
 
 
@@ -299,7 +299,8 @@ def _count_rows_over_parts(spec: LossSpec, states: list[dict]) -> None:
 def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Common, progress):
     """Run every part as a task on the cluster at ``settings.dask`` (an address that
     ``check_address`` accepted); returns (Result, Gate)."""
-    from losscli import pipeline, state, views
+    from losscli import state, views
+    from losscli.gate import gate_of
 
     if settings.reduction == "none":
         raise OptionError("--dask needs a reduced loss (--reduction mean, sum or batchmean)")
@@ -370,4 +371,4 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
             cluster.close()
     result = state.to_result(merged, views.asked(settings))
     result.state = merged
-    return result, pipeline.gate_of(result, settings)
+    return result, gate_of(result, settings)

@@ -105,7 +105,7 @@ def array(spec, kind: str, values, dtype: str):
     conversion, on the CPU without autograd."""
     import numpy as np
 
-    from losscli.engine import import_torch
+    from losscli.torch_loader import import_torch
 
     torch = import_torch()
     with torch.no_grad():

@@ -77,6 +77,25 @@ def silence_stdout() -> None:
         pass
 
 
+class _NoProgress:
+    """The progress of a run nobody watches."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def start(self, total: int | None) -> None:
+        return None
+
+    def advance(self, rows: int) -> None:
+        return None
+
+
+NO_PROGRESS = _NoProgress()
+
+
 # How long a run goes on after its first block before its progress bar appears; and at the
 # latest, how long after it starts.
 PROGRESS_DELAY_S = 0.5
@@ -88,8 +107,6 @@ def progress(text: str, quiet: bool):
     and the time left where the row count is known), only where a person watches it: never
     in a pipe, never with -q. A context manager giving ``start(total)`` and ``advance(rows)``."""
     if quiet or sys.stderr is None or not sys.stderr.isatty():
-        from losscli.pipeline import NO_PROGRESS
-
         return NO_PROGRESS
     return _RowProgress(text)
 

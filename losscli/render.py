@@ -4,25 +4,15 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 
 from losscli.output import escape
 from losscli.result import Result
 from losscli.steps import Steps
+from losscli.values import format_number
 
 VECTOR_ENTRIES = 6
-
-
-def format_number(value, digits: int = 6) -> str:
-    """A short, readable number for table cells."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    return f"{value:.{digits}g}"
 
 
 def format_cell(value) -> str:

@@ -9,21 +9,7 @@ from typing import Any
 import numpy as np
 
 from losscli.steps import Steps
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready copy: NumPy to Python, NaN/inf to None."""
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+from losscli.values import plain
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -83,7 +69,7 @@ class Result:
         out: dict[str, Any] = {}
         for view in views.all_views():
             if view.name in self.views:
-                out.update(_plain(view.to_json(self.views[view.name])))
+                out.update(plain(view.to_json(self.views[view.name])))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,15 +77,15 @@ class Result:
         return {
             "loss": self.loss,
             "torch": self.torch_class,
-            "value": _plain(self.value),
+            "value": plain(self.value),
             **self.views_json(),
             "reduction": self.reduction,
-            "options": _plain(self.options),
+            "options": plain(self.options),
             "device": self.device,
             "dtype": self.dtype,
-            "inputs": _plain(self.inputs),
-            "gradient": _plain(self.gradient_summary),
+            "inputs": plain(self.inputs),
+            "gradient": plain(self.gradient_summary),
             "warnings": self.json_warnings(),
-            "gate": _plain(self.gate),
+            "gate": plain(self.gate),
             "timing": {k: round(v, 6) for k, v in self.timing.items()},
         }

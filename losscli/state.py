@@ -48,7 +48,7 @@ def build(
     accumulators of its views, the warnings of its core): the core as JSON, each view's
     part as its accumulator (``dumps`` writes them)."""
     from losscli import views
-    from losscli.result import _plain
+    from losscli.values import plain
 
     state = {
         "format": FORMAT,
@@ -56,7 +56,7 @@ def build(
         "loss": result.loss,
         "torch": result.torch_class,
         "reduction": result.reduction,
-        "options": _plain(result.options),
+        "options": plain(result.options),
         "dtype": result.dtype,
         "device": result.device,
         "sum": _number(block_run.total),

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from losscli import pipeline
+from losscli import plan
 from tests.conftest import (
     ROOT,
     SAMPLE,
@@ -232,7 +232,7 @@ def test_grad_out_refused_before_any_computation(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("inputs were read")
 
-    monkeypatch.setattr(pipeline, "read_inputs", fail)
+    monkeypatch.setattr(plan, "read_inputs", fail)
     assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", LOGITS), "a file this run reads")
     missing = tmp_path / "no" / "such" / "g.npy"
     assert_usage_error(run_cli("ce", LOGITS, LABELS, "--grad-out", missing), "does not exist")
@@ -299,7 +299,7 @@ def test_interrupt_exits_130_without_traceback(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "read_inputs", interrupted)
+    monkeypatch.setattr(plan, "read_inputs", interrupted)
     out = run_cli("ce", LOGITS, LABELS)
     assert out.exit_code == 130
     assert "Traceback" not in out.stderr

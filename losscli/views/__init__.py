@@ -547,14 +547,14 @@ class Comparison:
         return "no clear difference: the 95% interval contains 0"
 
     def to_dict(self) -> dict[str, Any]:
-        from losscli.result import _plain
+        from losscli.values import plain
 
         out = {
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
-            "difference": _plain(self.difference()),
+            "difference": plain(self.difference()),
         }
         for name, compared in self.views.items():
-            out[name] = _plain(compared)
-        out["gate"] = _plain(self.gate)
+            out[name] = plain(compared)
+        out["gate"] = plain(self.gate)
         return out

@@ -133,7 +133,7 @@ class ByClass(View):
         from rich.text import Text
 
         from losscli.output import escape
-        from losscli.render import format_number
+        from losscli.values import format_number
 
         table = Table(title="by class: b - a", box=box.SIMPLE_HEAVY)
         for column in ("class", "count", "mean a", "mean b", "b - a"):

@@ -224,7 +224,7 @@ class Calibration(View):
     def compare_tables(self, compared) -> list:
         from rich.text import Text
 
-        from losscli.render import format_number
+        from losscli.values import format_number
 
         return [
             Text(
@@ -252,7 +252,7 @@ def calibration_table(shown: dict[str, Any]):
     from rich.table import Table
     from rich.text import Text
 
-    from losscli.render import format_number
+    from losscli.values import format_number
 
     table = Table(title="calibration: accuracy (#) vs mean confidence (|)", box=box.SIMPLE)
     for column in ("from", "to", "count", "confidence", "accuracy", ""):

@@ -281,7 +281,7 @@ def hist_table(hist: dict):
     from rich.table import Table
     from rich.text import Text
 
-    from losscli.render import format_number
+    from losscli.values import format_number
 
     table = Table(title="per-row loss: histogram", box=box.SIMPLE)
     for column in ("from", "to", "rows", ""):

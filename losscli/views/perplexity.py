@@ -30,7 +30,7 @@ class Perplexity(View):
         return dict(shown)
 
     def summary(self, shown: dict[str, float]) -> list[tuple[str, str]]:
-        from losscli.render import format_number
+        from losscli.values import format_number
 
         return [
             (

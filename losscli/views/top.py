@@ -205,11 +205,11 @@ class Top(View):
         part.add(block.rows, block.first_row, describe, block.row_mask)
 
     def dump(self, part: TopRows) -> dict[str, Any]:
-        from losscli.result import _plain
+        from losscli.values import plain
 
         rows = []
         for row in part.rows:
-            row = _plain(row)
+            row = plain(row)
             if part.source is not None and "source" not in row:
                 row["source"] = part.source
             rows.append(row)
@@ -256,7 +256,7 @@ def top_table(rows: list[dict]):
     from rich.text import Text
 
     from losscli.output import escape
-    from losscli.render import format_number
+    from losscli.values import format_number
 
     table = Table(
         title=f"top {len(rows)} rows by loss", caption="rows counted from 0", box=box.SIMPLE
@@ -275,7 +275,7 @@ def top_table(rows: list[dict]):
 
 
 def _top_cell(value) -> str:
-    from losscli.render import format_number
+    from losscli.values import format_number
 
     if value is None:
         return "-"

@@ -74,7 +74,7 @@ class Uncertainty(View):
 
 def interval_text(uncertainty: dict) -> str:
     """A 95% interval in words, or why there is none."""
-    from losscli.render import format_number
+    from losscli.values import format_number
 
     if "stderr" not in uncertainty:
         return f"not given: {uncertainty.get('note', 'no mean')}"

@@ -28,9 +28,9 @@ def _load(source, names: bool):
     import pickle
     import warnings
 
-    from losscli.engine import import_torch
     from losscli.io.arrays import checked_dtype, pick_key
     from losscli.io.common import invalid
+    from losscli.torch_loader import import_torch
 
     torch = import_torch()
     label = source.label
