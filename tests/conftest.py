@@ -17,6 +17,9 @@ from losscli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
+# What users read: the README and the reference pages in docs/, as one text.
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = "\n".join(page.read_text() for page in DOC_PAGES)
 
 
 @dataclass

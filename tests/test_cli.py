@@ -19,6 +19,7 @@ import pytest
 from losscli.registry import all_specs
 from tests import reference as ref
 from tests.conftest import (
+    DOCS,
     ROOT,
     SAMPLE,
     assert_usage_error,
@@ -318,7 +319,7 @@ def test_readme_holds_the_two_setup_commands_verbatim():
 
 def _readme_commands() -> list[str]:
     lines, joined = [], ""
-    for line in README.splitlines():
+    for line in DOCS.splitlines():
         line = joined + line.strip()
         joined = ""
         if line.endswith("\\"):
@@ -692,8 +693,8 @@ def test_a_counting_first_row_over_integers_is_pointed_out(tmp_path):
 def _readme_jobs() -> list[dict]:
     """Every README example on sample_data (code lines and table cells) as a batch job."""
     jobs = []
-    lines = [line.strip() for line in README.splitlines() if line.strip().startswith("losscli ")]
-    lines += re.findall(r"`(losscli [^`]*)`", README)
+    lines = [line.strip() for line in DOCS.splitlines() if line.strip().startswith("losscli ")]
+    lines += re.findall(r"`(losscli [^`]*)`", DOCS)
     for line in dict.fromkeys(lines):
         if "sample_data/" not in line or "|" in line or "\\" in line:
             continue
@@ -835,3 +836,21 @@ def test_a_batch_job_reads_neither_stdin_nor_the_jobs_file(tmp_path):
     lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [r["id"] for r in lines] == list(range(200))
     assert "cannot read stdin" in lines[0]["error"]["message"]
+
+
+def test_the_readme_is_short_and_points_at_every_docs_page():
+    lines = README.splitlines()
+    assert len(lines) <= 250, len(lines)
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name != "index.md":
+            assert f"docs/{page.name}" in README, page.name
+
+
+def test_the_docs_build_strictly_with_mkdocs(tmp_path):
+    pytest.importorskip("mkdocs", reason="MkDocs is in the test extra: pip install -e '.[test]'")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "site" / "outputs" / "index.html").exists()

@@ -17,7 +17,7 @@ import pytest
 from losscli import compute_files
 from losscli.errors import InputError
 from losscli.io import formats
-from tests.conftest import ROOT, assert_usage_error, run_cli
+from tests.conftest import DOCS, ROOT, assert_usage_error, run_cli
 
 N, C = 23, 4
 
@@ -61,7 +61,7 @@ def _thirds(n: int):
 
 
 def test_every_registered_format_is_a_choice_listed_and_documented():
-    readme = (ROOT / "README.md").read_text()
+    readme = DOCS
     listed = json.loads(run_cli("list-formats", "-f", "json").stdout)
     table = run_cli("list-formats").stdout
     help_out = run_cli("ce", "x", "y", "--input-format", "nope")

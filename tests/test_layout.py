@@ -22,7 +22,7 @@ from rich.console import Group
 from rich.table import Table
 
 from losscli.registry import all_specs
-from tests.conftest import ROOT, run_cli, run_process
+from tests.conftest import DOCS, ROOT, run_cli, run_process
 
 LOGITS = "sample_data/logits.csv"
 LABELS = "sample_data/labels.csv"
@@ -224,7 +224,7 @@ def test_list_format_table_is_the_default_and_an_unknown_format_is_refused():
 
 
 def test_readme_shows_the_real_stacked_steps_at_80_columns():
-    readme = (ROOT / "README.md").read_text()
+    readme = DOCS
     section = readme.split("**Narrow terminals.**")[1]
     sample = section.split("```\n")[1]
     assert sample.startswith("steps\n") and len(sample.splitlines()) < 30

@@ -11,9 +11,9 @@ import pytest
 
 from losscli import views
 from losscli.registry import all_specs
-from tests.conftest import ROOT, run_cli
+from tests.conftest import DOCS, ROOT, run_cli
 
-README = (ROOT / "README.md").read_text()
+README = DOCS
 
 
 def _help(*command: str) -> str:

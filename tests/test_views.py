@@ -318,8 +318,8 @@ def _section_examples() -> list[str]:
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Beyond the number") : readme.index("## Merging runs")]
+    readme = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
+    section = readme[readme.index("## Beyond the number") :]
     found = re.findall(r"`(losscli [^`]*sample_data[^`]*)`", section)
     return list(dict.fromkeys(" ".join(c.split()) for c in found))
 
@@ -350,7 +350,7 @@ def test_every_beyond_the_number_example_runs_and_gives_its_view(monkeypatch):
         if "--dtype bfloat16" in example and "--check" in example:
             assert got["check"]["value_rel_error"] > 0
     table = run_cli(*shlex.split(next(e for e in examples if "--hist" in e))[1:])
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
     for line in table.stdout.splitlines()[-35:]:  # the sample in the README is real output
         if "#" in line or line.startswith("p50"):
             assert line.rstrip() in readme, line
