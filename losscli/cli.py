@@ -13,7 +13,7 @@ import typer
 
 from losscli import __version__
 from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
-from losscli.options import Common, common_parameters, loss_parameter
+from losscli.options import SHOWN, Common, common_parameters, loss_parameter
 from losscli.registry import LossSpec, all_specs, get_spec
 from losscli.views import options as view_options
 
@@ -87,6 +87,27 @@ def _guarded(debug: bool, action) -> int:
         return EXIT_INTERNAL
 
 
+class _Sources(typer._click.types.ParamType):
+    """The positional inputs: text as given, with no type label in the help (the argument's
+    name says what it is)."""
+
+    name = "sources"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return ""
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose usage line names its inputs plainly (``PREDICTIONS TARGETS``, not in
+    braces)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
 def _input_parameters(metavar: str, text: str) -> list[inspect.Parameter]:
     """The context and the positional inputs of a command that reads files."""
     context = inspect.Parameter(
@@ -96,7 +117,8 @@ def _input_parameters(metavar: str, text: str) -> list[inspect.Parameter]:
         "inputs",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         annotation=Annotated[
-            list[str], typer.Argument(metavar=metavar, help=text, show_default=False)
+            list[str],
+            typer.Argument(metavar=metavar, help=text, show_default=False, click_type=_Sources()),
         ],
     )
     return [context, inputs]
@@ -106,7 +128,9 @@ def add_loss_command(spec: LossSpec) -> None:
     """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
     and the common options, running the shared pipeline."""
     inputs = _input_parameters(
-        spec.metavar, "Input files in this order ('-' for stdin, 'file.npz:key' for NPZ)."
+        spec.metavar,
+        "Input files in this order ('-' for stdin; FILE:KEY picks an array of an NPZ, .pt or "
+        "safetensors file).",
     )
     own = [loss_parameter(option) for option in spec.options]
 
@@ -119,12 +143,14 @@ def add_loss_command(spec: LossSpec) -> None:
         if code:
             raise typer.Exit(code)
 
-    command.__signature__ = inspect.Signature([*inputs, *own, *common_parameters(spec)])
+    command.__signature__ = inspect.Signature(
+        [*inputs, *own, *common_parameters(spec, shown=SHOWN)]
+    )
     command.__name__ = spec.name.replace("-", "_")
     text = _command_help(spec)
-    app.command(spec.name, help=text, no_args_is_help=True)(command)
+    app.command(spec.name, help=text, cls=_Command)(command)
     for alias in spec.aliases:
-        app.command(alias, help=text, hidden=True, no_args_is_help=True)(command)
+        app.command(alias, help=text, hidden=True, cls=_Command)(command)
 
 
 def _command_help(spec: LossSpec) -> str:
@@ -133,7 +159,10 @@ def _command_help(spec: LossSpec) -> str:
         lines.append(f"Alias: {', '.join(spec.aliases)}.")
     lines.append("Inputs: " + "; ".join(f"{i.name}: {i.must_be}" for i in spec.inputs) + ".")
     lines.append(f"Example: {spec.example}")
-    lines.append(f"Learn it: losscli explain {spec.name}")
+    lines.append(
+        f"Learn it: losscli explain {spec.name}. More options (columns, views, blocks, states, "
+        "Dask, gates): losscli help options."
+    )
     return "\n\n".join(lines)
 
 
@@ -243,6 +272,8 @@ app.add_typer(compare_app, name="compare")
 
 # The common options that apply to a comparison (no gradients are computed), and the
 # views that compare offers.
+# What compare's --help shows of them (the others are accepted: losscli help options).
+COMPARE_SHOWN = ("reduction", "device", "dtype", "format", "by_class")
 COMPARE_OPTIONS = (
     "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
     "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
@@ -284,16 +315,22 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
             raise typer.Exit(code)
 
     command.__signature__ = inspect.Signature(
-        [*inputs, *own, *common_parameters(spec, COMPARE_OPTIONS, reduced=True), margin]
+        [
+            *inputs,
+            *own,
+            *common_parameters(spec, COMPARE_OPTIONS, reduced=True, shown=COMPARE_SHOWN),
+            margin,
+        ]
     )
     command.__name__ = "compare_" + spec.name.replace("-", "_")
     text = (
         f"Compare two sets of predictions with {spec.torch_class}, given the same {rest}: "
         "the loss of A and of B, the paired difference b - a and its 95% interval, a verdict."
         f"\n\nExample: losscli compare {spec.name} A B {rest} --fail-if-worse 0.01"
+        "\n\nMore options (columns, views, blocks): losscli help options."
     )
     short = f"{spec.torch_class}: A B {rest}".strip()
-    target.command(spec.name, help=text, short_help=short, no_args_is_help=True)(command)
+    target.command(spec.name, help=text, short_help=short, cls=_Command)(command)
 
 
 def run_comparison(spec, sources, options, settings: Common, margin) -> int:
@@ -400,6 +437,24 @@ def list_formats(
         return 0
 
     code = _guarded(False, show)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("help")
+def help_topic(
+    topic: Annotated[
+        str, typer.Argument(metavar="TOPIC", help="options: every option of the loss commands.")
+    ],
+) -> None:
+    """Help beyond one command's --help: 'losscli help options' lists every option common
+    to the loss commands (a loss command's --help shows the few used most).
+
+    Example: losscli help options
+    """
+    from losscli.meta import options_text, print_text
+
+    code = _guarded(False, lambda: print_text(options_text(topic)) or 0)
     if code:
         raise typer.Exit(code)
 
@@ -604,6 +659,8 @@ def main() -> None:
         else:
             ctx = getattr(error, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            if ctx is not None and type(error).__name__ == "MissingParameter":
+                sys.stderr.write(ctx.get_usage().strip() + "\n")  # what the command takes
             output.error(error.format_message().rstrip(".") + hint)
         code = error.exit_code
     ignore_signals()

@@ -128,6 +128,41 @@ def _assemble(spec, headings, formula, summary, inputs, options, steps, mistakes
     return "\n".join(lines)
 
 
+TOPICS = ("options",)
+
+
+def options_text(topic: str) -> str:
+    """``losscli help options``: every common option of the loss commands with its metavar,
+    default and help, by the panel a loss command's --help would show it in."""
+    import dataclasses
+    import typing
+
+    from losscli.errors import OptionError
+    from losscli.options import SHOWN, Common
+
+    if topic not in TOPICS:
+        raise OptionError(f"help {topic!r}: the topics are {', '.join(TOPICS)}")
+    hints = typing.get_type_hints(Common, include_extras=True)
+    lines = [
+        "Options of every loss command (losscli LOSS --help shows those marked *; the",
+        "loss's own options are in its --help).",
+        "",
+    ]
+    for field in dataclasses.fields(Common):
+        info = typing.get_args(hints[field.name])[1]
+        flags = [d for d in (info.default, *info.param_decls) if isinstance(d, str) and d]
+        flags = [f for f in flags if f.startswith("-") and f != "..."]
+        head = ", ".join(flags) + (f" {info.metavar}" if info.metavar else "")
+        default = field.default
+        shown = "*" if field.name in SHOWN else " "
+        lines.append(f"{shown} {head}")
+        text = info.help + (f" Default: {default}." if default not in (None, False) else "")
+        if info.envvar:
+            text += f" Environment: {info.envvar}."
+        lines.append(f"    {text}")
+    return "\n".join(lines)
+
+
 def print_text(text: str) -> None:
     """Print plain text to stdout: in a terminal each line wrapped to its width (continuation
     lines indented under the text of a list item); piped, as it is."""

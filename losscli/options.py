@@ -5,6 +5,7 @@ option's default; ``common_parameters`` turns the fields into the parameters of 
 command, and ``loss_parameter`` does the same for a loss's own ``OptionSpec``.
 """
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -21,8 +22,28 @@ COMMON_PANEL = "Common options"
 LOSS_PANEL = "Loss options"
 
 
+# The common options a loss command's --help shows; the others are accepted all the same,
+# and `losscli help options` lists them all.
+SHOWN = ("reduction", "device", "dtype", "format", "grad_out", "fail_above")
+
+
 def _common(*flags: str, help: str, **extra) -> typer.models.OptionInfo:
     return typer.Option(*flags, help=help, rich_help_panel=COMMON_PANEL, **extra)
+
+
+def in_range(flag: str, low: int | None = None, high: int | None = None):
+    """A check of an integer option's domain, said in words (not as a range label in the
+    help): ``--top 0 is out of range; valid: 1 to 10000``."""
+
+    def check(value):
+        if value is None or isinstance(value, bool):
+            return value
+        if (low is not None and value < low) or (high is not None and value > high):
+            valid = f"{low} to {high}" if high is not None else f">= {low}"
+            raise typer.BadParameter(f"{value} is out of range; valid: {valid}")
+        return value
+
+    return check
 
 
 @dataclass
@@ -31,24 +52,39 @@ class _Common:
 
     reduction: Annotated[
         Literal["mean", "sum", "none"],
-        _common("--reduction", "-r", help="How per-element losses combine, as in torch."),
+        _common(
+            "--reduction",
+            "-r",
+            metavar="MODE",
+            help="How per-element losses combine, as in torch: mean, sum or none.",
+        ),
     ] = "mean"
     device: Annotated[
         str,
         _common(
             "--device",
             "-d",
+            metavar="DEVICE",
             envvar="LOSSCLI_DEVICE",
             help="cpu, cuda, cuda:N, mps, or auto (first available of cuda, mps, cpu).",
         ),
     ] = "cpu"
     dtype: Annotated[
         Literal["float32", "float64", "float16", "bfloat16"],
-        _common("--dtype", help="Compute dtype of float inputs; class indices are always int64."),
+        _common(
+            "--dtype",
+            metavar="DTYPE",
+            help="float32, float64, float16 or bfloat16: the compute dtype of float inputs.",
+        ),
     ] = "float32"
     format: Annotated[
         Literal["table", "json", "value"],
-        _common("--format", "-f", help="table (Rich), json (one object), or value (the number)."),
+        _common(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="table (Rich), json (one object), or value (the number).",
+        ),
     ] = "table"
     no_grad: Annotated[bool, _common("--no-grad", help="Skip the backward pass.")] = False
     grad_out: Annotated[
@@ -72,12 +108,19 @@ class _Common:
         Literal["logits", "probs", "log-probs"] | None,
         _common(
             "--from",
-            help="What the predictions are, converted to what the loss takes "
-            "(ce, nll, bce, bce-logits, kl-div).",
+            metavar="KIND",
+            help="What the predictions are (logits, probs or log-probs), converted to what "
+            "the loss takes (ce, nll, bce, bce-logits, kl-div).",
         ),
     ] = None
     limit: Annotated[
-        int, _common("--limit", min=1, help="Rows shown by --per-sample and --steps.")
+        int,
+        _common(
+            "--limit",
+            metavar="N",
+            callback=in_range("--limit", 1),
+            help="Rows shown by --per-sample and --steps.",
+        ),
     ] = 20
     dask: Annotated[
         str | None,
@@ -100,7 +143,7 @@ class _Common:
         int | None,
         _common(
             "--block-rows",
-            min=1,
+            callback=in_range("--block-rows", 1),
             metavar="N",
             help="Rows read and computed at a time (default: 4M values of the widest input).",
         ),
@@ -169,10 +212,8 @@ class _Common:
 def _view_field(option) -> tuple:
     """The field of a view's option (``losscli.views.Option``)."""
     extra = {"metavar": option.metavar} if option.metavar else {}
-    if option.low is not None:
-        extra["min"] = option.low
-    if option.high is not None:
-        extra["max"] = option.high
+    if option.low is not None or option.high is not None:
+        extra["callback"] = in_range(option.flag, option.low, option.high)
     kind = bool if option.kind is bool else option.kind | None
     text = option.help if option.losses is None else f"{option.help} ({option.loss_names()})"
     info = _common(option.flag, help=text, **extra)
@@ -203,11 +244,15 @@ def _common_hints() -> dict:
 
 
 def common_parameters(
-    spec: LossSpec | None, only: tuple[str, ...] = (), reduced: bool = False
+    spec: LossSpec | None,
+    only: tuple[str, ...] = (),
+    reduced: bool = False,
+    shown: tuple[str, ...] | None = None,
 ) -> list[inspect.Parameter]:
     """The common options as keyword parameters (those named in ``only``, where given);
     ``--reduction`` offers the loss's reductions (but none where ``reduced``); ``spec`` is
-    None where ``only`` leaves --reduction out."""
+    None where ``only`` leaves --reduction out. ``shown``: the options --help shows (the
+    others are hidden from it, and accepted)."""
     hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
@@ -221,14 +266,22 @@ def common_parameters(
                 _common(
                     "--reduction",
                     "-r",
-                    help="How per-element losses combine, as in torch"
+                    metavar="MODE",
+                    help="How per-element losses combine, as in torch: "
+                    + ", ".join(reductions[:-1])
+                    + f" or {reductions[-1]}"
                     + (
                         "; batchmean divides by the batch size."
-                        if "batchmean" in spec.reductions
+                        if "batchmean" in reductions
                         else "."
                     ),
                 ),
             ]
+        if shown is not None and field.name not in shown:
+            kind, info = typing.get_args(annotation)[0], typing.get_args(annotation)[1]
+            hidden = copy.copy(info)
+            hidden.hidden = True
+            annotation = Annotated[kind, hidden]
         parameters.append(
             inspect.Parameter(
                 field.name,
@@ -246,7 +299,7 @@ _TYPES = {NUMBER: float, INTEGER: int, FLAG: bool, SWITCH: bool, VECTOR: str | N
 def loss_parameter(option: OptionSpec) -> inspect.Parameter:
     """The command-line parameter of one loss option, from its declaration."""
     flags = f"{option.flag}/--no-{option.flag[2:]}" if option.kind == SWITCH else option.flag
-    extra = {"metavar": "W1,W2,..|PATH"} if option.kind == VECTOR else {}
+    extra = {"metavar": {VECTOR: "W1,W2,..|PATH", NUMBER: "X", INTEGER: "N"}.get(option.kind)}
     info = typer.Option(flags, help=option.described, rich_help_panel=LOSS_PANEL, **extra)
     return inspect.Parameter(
         option.name,

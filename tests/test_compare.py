@@ -193,3 +193,26 @@ def test_compare_refuses_text_predictions_with_another_class_count(files, rng, e
     else:
         out = run_cli(*args)
     assert_usage_error(out, "5]", "4]", "same shape")
+
+
+@pytest.mark.parametrize(
+    ("shift", "better"),
+    [(-2.0, "b"), (2.0, "a"), (0.0, None)],
+)
+def test_compare_json_says_which_is_better_as_a_token(tmp_path, shift, better):
+    """B's logits move towards the targets (b better), away (a better), or not at all."""
+    rng = np.random.default_rng(8)
+    logits = rng.normal(size=(400, 4))
+    labels = rng.integers(0, 4, 400)
+    towards = np.eye(4)[labels] * -shift
+    np.save(tmp_path / "a.npy", logits)
+    np.save(
+        tmp_path / "b.npy", logits + towards + (0 if shift else rng.normal(size=(400, 4)) * 1e-9)
+    )
+    np.save(tmp_path / "y.npy", labels)
+    out = run_cli("compare", "ce", tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "y.npy",
+                  "-f", "json")  # fmt: skip
+    assert out.exit_code == 0, out.stderr
+    difference = json.loads(out.stdout)["difference"]
+    assert difference["better"] == better
+    assert ("better" in difference["verdict"]) == (better == "b")

@@ -529,7 +529,23 @@ class Comparison:
         if "note" in self.uncertainty:
             difference["stderr_note"] = self.uncertainty["note"]
         difference["verdict"] = self.verdict()
+        difference["better"] = self.better()
         return difference
+
+    def better(self) -> str | None:
+        """The verdict as a token for scripts: "a" or "b" where the 95% interval excludes 0
+        (where there is no interval, as for a sum: the one of lower loss), None where there
+        is no clear difference (or it is NaN)."""
+        if self.value != self.value:
+            return None
+        if "ci95" not in self.uncertainty:
+            return None if self.value == 0 else ("b" if self.value < 0 else "a")
+        low, high = self.uncertainty["ci95"]
+        if high < 0:
+            return "b"
+        if low > 0:
+            return "a"
+        return None
 
     def verdict(self) -> str:
         """What the interval says, in words (lower loss is better)."""
