@@ -193,7 +193,7 @@ def test_domain_and_losses_are_refused(classes, tmp_path):
     for bins in ("1", "1001"):
         refused = run_process(*args, bins)  # as the user sees it: one line
         assert refused.returncode == 2 and b"--calibration" in refused.stderr
-        assert b"2<=x<=1000" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        assert b"valid: 2 to 1000" in refused.stderr and len(refused.stderr.splitlines()) == 1
     np.save(tmp_path / "t.npy", np.zeros((200, 4)))
     out = run_cli("mse", path / "logits.npy", tmp_path / "t.npy", "--calibration", "10")
     assert_usage_error(out, "--calibration applies to ce, nll, bce, bce-logits, not mse")
