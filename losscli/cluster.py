@@ -12,6 +12,7 @@ one run over every row.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
@@ -237,15 +238,19 @@ def run_part(loss: str, sources: list[str], options: dict, fields: dict, grad_ou
     return state.plain(result.state)
 
 
-def rescale_part(path: str, ratio: float) -> None:
-    """A task: multiply a part's gradient file by ``ratio`` (its run's denominator over the
-    merged one), through a new file renamed into place."""
+def rescale_part(path: str, final: str, ratio: float) -> None:
+    """A task: the part's gradient file ``path`` (written under a temporary name) multiplied
+    by ``ratio`` (its run's denominator over the merged one) into ``final``, through a new
+    file renamed into place; the temporary one is removed."""
     import numpy as np
 
     from losscli.io.write import BlockWriter
 
+    if ratio == 1.0:
+        os.replace(path, final)
+        return
     written = np.load(path, mmap_mode="r")
-    writer = BlockWriter(Path(path), written.shape[1:] if written.ndim else None, written.dtype)
+    writer = BlockWriter(Path(final), written.shape[1:] if written.ndim else None, written.dtype)
     try:
         if written.ndim == 0:
             writer.add(np.asarray(written), ratio)
@@ -257,6 +262,19 @@ def rescale_part(path: str, ratio: float) -> None:
     finally:
         writer.close()
         del written
+    os.unlink(path)
+
+
+# How long a failed run waits for its other tasks, and for their cleanup, before it ends.
+CLEANUP_WAIT_S = 60
+
+
+def remove_parts(paths: list[str]) -> None:
+    """A task (and the client's own last step): remove the temporary gradient parts of a run
+    that did not finish, where they are."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _client(address: str):
@@ -313,13 +331,25 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
                 f"--grad-out {settings.grad_out}: with --dask, give a folder (DIR/): each task "
                 "writes its part of the gradient there"
             )
-        grad_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            grad_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OptionError(
+                f"--grad-out {settings.grad_out}: cannot make the folder "
+                f"({error.strerror or error})"
+            ) from None
     names = [part.name for part in parts]
     if len(set(names)) != len(names):  # shards with the same stem in two folders
         names = [f"{i:05d}-{name}" for i, name in enumerate(names)]
+    # Each task writes its part under a temporary name; the parts take their names only once
+    # every task succeeded and each is scaled to the merged mean, so a failed run leaves the
+    # folder as it was.
+    token = f"{os.getpid()}-{os.urandom(4).hex()}"
+    temporary = {n: str(grad_dir / f".{n}.losscli-{token}.npy") for n in names} if grad_dir else {}
     fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Common)}
     distributed = _distributed()
     client, cluster = _client(settings.dask)
+    futures = []
     try:
         with progress(f"{spec.name} on {len(parts)} task(s) at {settings.dask}") as tracker:
             tracker.start(None)
@@ -330,7 +360,7 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
                     part.sources,
                     options,
                     fields,
-                    str(grad_dir / f"{name}.npy") if grad_dir is not None else None,
+                    temporary.get(name),
                     key=f"losscli-{name}-{os.getpid()}-{i}",
                     pure=False,
                 )
@@ -349,23 +379,32 @@ def run(spec: LossSpec, texts: list[str], options: dict[str, Any], settings: Com
             states = [state.read(name, part) for name, part in zip(names, states)]
             _count_rows_over_parts(spec, states)
             merged = state.merge(names, states)
-            if grad_dir is not None and merged["denominator"]:
+            if grad_dir is not None:
                 # Each part wrote the gradient of its own mean: scale it to the merged one,
-                # on the worker that wrote it.
+                # on the worker that wrote it, into its name.
                 where = client.who_has(futures)
-                rescales = [
+                total = merged["denominator"]
+                finals = [
                     client.submit(
                         rescale_part,
+                        temporary[name],
                         str(grad_dir / f"{name}.npy"),
-                        part_state["denominator"] / merged["denominator"],
+                        part_state["denominator"] / total if total else 1.0,
                         workers=list(where.get(future.key, ())) or None,
                         pure=False,
                     )
                     for future, name, part_state in zip(futures, names, states)
-                    if part_state["denominator"] != merged["denominator"]
                 ]
-                client.gather(rescales)
+                client.gather(finals)
+                temporary = {}
     finally:
+        if temporary:  # the run did not finish: its parts go, the folder is as it was
+            with contextlib.suppress(Exception):  # the tasks still running write theirs first
+                distributed.wait(futures, timeout=CLEANUP_WAIT_S)
+            with contextlib.suppress(Exception):
+                cleanup = client.submit(remove_parts, list(temporary.values()), pure=False)
+                cleanup.result(timeout=CLEANUP_WAIT_S)
+            remove_parts(list(temporary.values()))
         client.close()
         if cluster is not None:
             cluster.close()

@@ -6,16 +6,43 @@ a second: a SIGINT, SIGTERM or SIGHUP in that time must end as it does later (ex
 128 + the signal, one line, no traceback, nothing written). So this module imports nothing
 heavy and installs the handlers before it imports anything else of losscli's.
 
-A signal that arrives before this module runs (while the interpreter itself starts, before
-any code of losscli's) cannot be caught here: SIGTERM and SIGHUP then end the process with
-their default action, and SIGINT with Python's own KeyboardInterrupt.
+Its first lines, before any other import of losscli's, set handlers that end the process at
+once (nothing is written yet); ``main`` then installs the run's own. A signal that arrives
+before this module runs (while the interpreter itself starts) cannot be caught here: SIGTERM
+and SIGHUP then end the process with their default action, and SIGINT with Python's own
+KeyboardInterrupt.
 """
 
-import contextlib
+import os
+import signal
 import sys
 
-from losscli.errors import EXIT_INTERRUPTED, Terminated
-from losscli.signals import check_stopped, exit_if_stopped, ignore_signals, install_handlers
+
+def _before_the_handlers(signum, frame) -> None:
+    """A signal while this module imports losscli's own (nothing is read or written yet):
+    end at once, as a later one ends, with one line."""
+    names = {signal.SIGINT: "interrupted"}
+    line = names.get(signum, f"terminated: signal {signum}")
+    try:
+        sys.stderr.write(f"losscli: {line}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130 if signum == signal.SIGINT else 128 + signum)
+
+
+for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    if hasattr(signal, _name):
+        signal.signal(getattr(signal, _name), _before_the_handlers)
+
+import contextlib  # noqa: E402 (after the first handlers, on purpose)
+
+from losscli.errors import EXIT_INTERRUPTED, Terminated  # noqa: E402
+from losscli.signals import (  # noqa: E402
+    check_stopped,
+    exit_if_stopped,
+    ignore_signals,
+    install_handlers,
+)
 
 
 def _end(code: int, line: str) -> None:

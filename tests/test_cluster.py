@@ -297,3 +297,34 @@ def test_top_rows_on_dask_are_counted_as_one_process_counts_them(tmp_path, rng, 
         many = _json(*args, "--top", "5", "--dtype", "float64", "--dask", "local")["top"]
         assert [r["row"] for r in many] == [r["row"] for r in one], args
         assert [r["loss"] for r in many] == pytest.approx([r["loss"] for r in one], rel=1e-12)
+
+
+def test_a_failed_run_leaves_the_gradient_folder_as_it_was(tmp_path, rng):
+    """One shard holds an inf: exit 2, and neither the other parts nor temporaries reach the
+    folder, which keeps a former run's files as they were."""
+    _shards(tmp_path, [30, 40, 50], rng)
+    grads = tmp_path / "grads"
+    args = ["ce", tmp_path / "p", tmp_path / "y", "--dask", "local", "--grad-out", f"{grads}/"]
+    assert run_cli(*args, "-f", "value").exit_code == 0
+    before = {p.name: p.read_bytes() for p in grads.iterdir()}
+    assert sorted(before) == ["part-00.npy", "part-01.npy", "part-02.npy"]
+    bad = np.load(tmp_path / "p" / "part-02.npy")
+    bad[3, 1] = np.inf
+    np.save(tmp_path / "p" / "part-02.npy", bad)
+    for shard in ("part-00.npy", "part-01.npy"):  # other rows, so other gradients
+        np.save(tmp_path / "p" / shard, np.load(tmp_path / "p" / shard) * 2)
+    failed = run_cli(*args, "-f", "value")
+    assert failed.exit_code == 2, failed.stderr
+    assert {p.name: p.read_bytes() for p in grads.iterdir()} == before
+    fresh = tmp_path / "fresh"
+    assert run_cli(*args[:-1], f"{fresh}/", "-f", "value").exit_code == 2
+    assert not fresh.exists() or list(fresh.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["a-file/sub/", "/proc/losscli-none/"])
+def test_a_gradient_folder_that_cannot_be_made_is_exit_2(tmp_path, rng, where):
+    _shards(tmp_path, [10, 10], rng)
+    (tmp_path / "a-file").write_text("x")
+    target = where if where.startswith("/") else f"{tmp_path / where}"
+    out = run_cli("ce", tmp_path / "p", tmp_path / "y", "--dask", "local", "--grad-out", target)
+    assert_usage_error(out, "--grad-out")
