@@ -83,6 +83,11 @@ def _address_problem(address: str) -> str | None:
             return "no host before the port"
         if not _HOST.fullmatch(host):
             return f"{host!r} is not a host name or an IP address"
+        if all(part.isdigit() for part in host.split(".")):  # digits and dots: IPv4
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                return f"{host!r} is not an IPv4 address"
     if not port.isascii() or not port.isdigit():
         return f"port {port!r} is not a number" if port else "no port number (HOST:PORT)"
     if not 1 <= int(port) <= 65535:

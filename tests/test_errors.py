@@ -699,6 +699,8 @@ MALFORMED_DASK = {
     "inproc": "inproc://127.0.0.1/1/1",
     "no host": "tcp://:8786",
     "a bad host": "tcp://a..b:8786",
+    "an IPv4 address out of range": "tcp://999.999.999.999:8786",
+    "an IPv4 address with three parts": "tcp://10.0.1:8786",
     "an unclosed IPv6 host": "tcp://[::1:8786",
     "a bad IPv6 host": "[zz]:8786",
     "IPv6 without a port": "[::1]",
