@@ -541,3 +541,26 @@ def test_a_truncated_or_corrupt_compressed_stream_is_exit_2_in_one_line(tmp_path
     garbled = tmp_path / "bad.csv.xz"
     garbled.write_bytes(_compress("xz", _csv(x))[:12] + b"\x00" * 40)
     assert_usage_error(run_cli("ce", garbled, tmp_path / "y.npy"), "not a valid xz stream")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_jsonl_in_a_wide_encoding_is_named_with_the_way_out(tmp_path, encoding):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"x": [1, 2], "y": 0}\n{"x": [3, 1], "y": 1}\n', encoding=encoding)
+    out = run_cli("ce", path, "--pred-cols", "x", "--target-cols", "y")
+    assert_usage_error(out, "UTF-", "save it as UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('{"x": [1, 2], "y": 0}\nnot json\n', 2),
+        ('{"x": [1, 2], "y": 0}\n\n\n{"x": [1, 2], "y": }\n', 4),
+        ('\n{"x": [1, 2], "y": 0}\n{"x": [1, 2], "y": 1}\n[1, 2]\n', 4),
+    ],
+)
+def test_a_jsonl_parse_error_names_the_files_line(tmp_path, text, line):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(text)
+    out = run_cli("ce", path, "--pred-cols", "x", "--target-cols", "y")
+    assert_usage_error(out, f"line {line}:")

@@ -9,6 +9,8 @@ bounded memory), each parsed by pyarrow's JSON reader with the schema of the fir
 
 from __future__ import annotations
 
+import re
+
 from losscli.io.formats import Format
 
 # Bytes of whole lines parsed at a time.
@@ -33,6 +35,7 @@ def read(source, requests, blocks):
     import pyarrow.json as pajson
 
     from losscli.errors import InputError
+    from losscli.io.formats import not_text, wide_encoding
     from losscli.io.tables import Table, table_blocks
     from losscli.io.text import _chunks, nonblank_lines
 
@@ -46,10 +49,20 @@ def read(source, requests, blocks):
         try:
             return pajson.read_json(pa.py_buffer(chunk), parse_options=options)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            data = bytes(chunk)
+            if wide_encoding(data) is not None:
+                raise InputError(not_text(label, first_line(), data, "")) from None
             detail = str(error).strip().splitlines()[0]
+            # pyarrow counts the rows of the chunk from 0: say the file's line instead.
+            where = f"in the lines from line {first_line()} on"
+            row = re.search(r"\s*in row (\d+)", detail)
+            lines = [number for number, *_ in nonblank_lines(data, first_line())]
+            if row is not None and int(row.group(1)) < len(lines):
+                where = f"line {lines[int(row.group(1))]}"
+                detail = detail[: row.start()] + detail[row.end() :]
             raise InputError(
-                f"{label}: not valid JSON Lines in the lines from line {first_line()} on "
-                f"({detail}); every line must be one JSON object with the same fields"
+                f"{label}, {where}: not valid JSON Lines ({detail}); every line must be one "
+                "JSON object with the same fields"
             ) from None
 
     first = next(chunks, None)
