@@ -282,6 +282,10 @@ def remove_parts(paths: list[str]) -> None:
             os.unlink(path)
 
 
+# How long a run tries to reach a scheduler before it gives up (exit 2).
+CONNECT_TIMEOUT_S = 30
+
+
 def _client(address: str):
     distributed = _distributed()
     if address == "local":
@@ -298,7 +302,7 @@ def _client(address: str):
         )
         return distributed.Client(cluster), cluster
     try:
-        return distributed.Client(address, timeout=30), None
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S), None
     except (OSError, TimeoutError) as error:
         raise OptionError(f"--dask {address}: cannot reach the scheduler ({error})") from None
 

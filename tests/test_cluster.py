@@ -122,6 +122,9 @@ def test_what_dask_cannot_run_is_refused(tmp_path, rng, monkeypatch):
     missing = run_cli("ce", tmp_path / "p", tmp_path / "y", "--dask", "local")
     assert_usage_error(missing, "pip install 'losscli[dask]'")
     monkeypatch.delitem(sys.modules, "distributed")
+    from losscli import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2)  # port 1: nobody listens there
     bad = run_cli("ce", tmp_path / "p", tmp_path / "y", "--dask", "tcp://127.0.0.1:1")
     assert_usage_error(bad, "cannot reach the scheduler")
 
