@@ -13,7 +13,14 @@ import typer
 
 from losscli import __version__
 from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
-from losscli.options import SHOWN, Common, common_parameters, loss_parameter
+from losscli.options import (
+    SHOWN,
+    Common,
+    InputsCommand,
+    common_parameters,
+    input_parameters,
+    loss_parameter,
+)
 from losscli.registry import LossSpec, all_specs, get_spec
 from losscli.views import options as view_options
 
@@ -87,47 +94,10 @@ def _guarded(debug: bool, action) -> int:
         return EXIT_INTERNAL
 
 
-class _Sources(typer._click.types.ParamType):
-    """The positional inputs: text as given, with no type label in the help (the argument's
-    name says what it is)."""
-
-    name = "sources"
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return ""
-
-    def convert(self, value, param, ctx):
-        return value
-
-
-class _Command(typer.core.TyperCommand):
-    """A command whose usage line names its inputs plainly (``PREDICTIONS TARGETS``, not in
-    braces)."""
-
-    def collect_usage_pieces(self, ctx) -> list[str]:
-        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
-
-
-def _input_parameters(metavar: str, text: str) -> list[inspect.Parameter]:
-    """The context and the positional inputs of a command that reads files."""
-    context = inspect.Parameter(
-        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-    )
-    inputs = inspect.Parameter(
-        "inputs",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[
-            list[str],
-            typer.Argument(metavar=metavar, help=text, show_default=False, click_type=_Sources()),
-        ],
-    )
-    return [context, inputs]
-
-
 def add_loss_command(spec: LossSpec) -> None:
     """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
     and the common options, running the shared pipeline."""
-    inputs = _input_parameters(
+    inputs = input_parameters(
         spec.metavar,
         "Input files in this order ('-' for stdin; FILE:KEY picks an array of an NPZ, .pt or "
         "safetensors file).",
@@ -148,9 +118,9 @@ def add_loss_command(spec: LossSpec) -> None:
     )
     command.__name__ = spec.name.replace("-", "_")
     text = _command_help(spec)
-    app.command(spec.name, help=text, cls=_Command)(command)
+    app.command(spec.name, help=text, cls=InputsCommand)(command)
     for alias in spec.aliases:
-        app.command(alias, help=text, hidden=True, cls=_Command)(command)
+        app.command(alias, help=text, hidden=True, cls=InputsCommand)(command)
 
 
 def _command_help(spec: LossSpec) -> str:
@@ -284,7 +254,7 @@ COMPARE_OPTIONS = (
 def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
     """Register ``losscli compare LOSS A B REST...`` for one loss on ``target``."""
     rest = " ".join(i.name.upper() for i in spec.inputs[1:])
-    inputs = _input_parameters(
+    inputs = input_parameters(
         f"A B {rest}".strip(),
         "Predictions A, predictions B, then the inputs they share ('-' for stdin).",
     )
@@ -330,7 +300,7 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
         "\n\nMore options (columns, views, blocks): losscli help options."
     )
     short = f"{spec.torch_class}: A B {rest}".strip()
-    target.command(spec.name, help=text, short_help=short, cls=_Command)(command)
+    target.command(spec.name, help=text, short_help=short, cls=InputsCommand)(command)
 
 
 def run_comparison(spec, sources, options, settings: Common, margin) -> int:

@@ -307,3 +307,40 @@ def loss_parameter(option: OptionSpec) -> inspect.Parameter:
         default=option.default,
         annotation=Annotated[_TYPES[option.kind], info],
     )
+
+
+class Sources(typer._click.types.ParamType):
+    """The positional inputs: text as given, with no type label in the help (the argument's
+    name says what it is)."""
+
+    name = "sources"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return ""
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+class InputsCommand(typer.core.TyperCommand):
+    """A command whose usage line names its inputs plainly (``PREDICTIONS TARGETS``, not in
+    braces)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+def input_parameters(metavar: str, text: str) -> list[inspect.Parameter]:
+    """The context and the positional inputs of a command that reads files."""
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    inputs = inspect.Parameter(
+        "inputs",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        annotation=Annotated[
+            list[str],
+            typer.Argument(metavar=metavar, help=text, show_default=False, click_type=Sources()),
+        ],
+    )
+    return [context, inputs]
