@@ -20,7 +20,7 @@ from losscli.views import shown
 
 # How a run says it read its targets (``assemble.READ_AS``, and what a loss says of them).
 TARGET_KINDS = ("class indices", "class names, mapped to indices", "class probabilities",
-                "padded rows", "concatenated")  # fmt: skip
+                "class indices, -1 padded", "padded rows", "concatenated")  # fmt: skip
 CLASS_INDICES = ("class indices", "class names, mapped to indices")
 
 

@@ -118,7 +118,8 @@ class ByClass(View):
         if n is not None and len(part.counts) != n:
             raise InputError(f"{path}: per_class: {len(part.counts)} classes, where the "
                              f"predictions have {n}")  # fmt: skip
-        total, kept = int(part.counts.sum()), samples(core)
+        total = int(part.counts.sum())
+        kept = samples(core) if n is not None else None  # ctc's targets are no samples
         if total > core["count"] or (kept is not None and total != kept):
             most = core["count"] if kept is None else kept
             raise InputError(f"{path}: per_class.counts: {total} targets in all, where the "
