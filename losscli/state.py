@@ -102,10 +102,14 @@ def record_rows(state: dict, args: dict) -> None:
             continue
         local = not is_url(arg.path)
         where = os.path.realpath(arg.path) if local else arg.path
+        device = inode = None
         try:
-            modified = os.stat(where).st_mtime_ns if local else None
+            status = os.stat(where) if local else None
         except OSError:
-            modified = None  # a pattern of files
+            status = None  # a pattern of files
+        modified = status.st_mtime_ns if status else None
+        if status and arg.key is None:
+            device, inode = status.st_dev, status.st_ino
         start = 0
         if arg.options.rows is not None:
             start = arg.options.rows[0]
@@ -116,7 +120,8 @@ def record_rows(state: dict, args: dict) -> None:
             start = sum(metadata.row_group(g).num_rows for g in range(arg.options.row_group))
         path = where if arg.key is None else f"{where}:{arg.key}"
         count = info["shape"][0] if info["shape"] else 1
-        info["rows"] = [{"path": path, "start": start, "count": count, "modified": modified}]
+        row = {"path": path, "start": start, "count": count, "modified": modified}
+        info["rows"] = [row if inode is None else {**row, "device": device, "inode": inode}]
 
 
 def dumps(state: dict) -> str:
@@ -161,6 +166,9 @@ class RowRange(_Part):
     start: Count
     count: Count
     modified: int | None = None
+    # A local file's device and inode, where the run wrote them: hard links are one source.
+    device: int | None = None
+    inode: int | None = None
 
 
 class Input(_Part):
@@ -283,10 +291,22 @@ def load(path: str, text: bytes) -> dict:
             raise InputError(f"{path}: not a losscli state (the key {twice[0]!r} is there twice)")
         return dict(pairs)
 
+    from losscli.state_checks import Unreadable, unreadable
+
     try:
-        state = json.loads(text.decode("utf-8"), object_pairs_hook=unique_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        state = json.loads(
+            text.decode("utf-8"),
+            object_pairs_hook=unique_keys,
+            parse_constant=Unreadable.constant,
+            parse_float=Unreadable.real,
+            parse_int=Unreadable.integer,
+        )
+    except (ValueError, RecursionError) as error:  # JSON, UTF-8, what the hooks missed
         raise InputError(f"{path}: not a losscli state (not JSON: {error})") from None
+    found = unreadable(state, field_name)
+    if found is not None:
+        field, bad = found
+        raise InputError(f"{path}: {field or 'the state'}: {bad.why}")
     return read(path, state)
 
 
@@ -294,7 +314,7 @@ def read(path: str, state: Any) -> dict:
     """A state as ``build`` or JSON gives it, checked against the schema and the loss
     registry, and turned into what ``merge`` and ``to_result`` take: numbers as floats, the
     sketch and moments as objects. ``path`` names it in messages."""
-    from losscli import views
+    from losscli import state_checks, views
 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a losscli state (written by --emit-state)")
@@ -327,6 +347,10 @@ def read(path: str, state: Any) -> dict:
         if view.State is not None:
             data = decoded[view.key]
             out[view.key] = None if data is None else view.load(path, data, out)
+    state_checks.check(path, spec, out)  # the invariants: fields that agree with each other
+    for view in views.all_views():
+        if view.State is not None and out[view.key] is not None:
+            view.check(path, out[view.key], out)
     return out
 
 
@@ -468,14 +492,20 @@ def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
             )
     names = list(states[0]["inputs"])
     spans: dict[tuple, list] = {}  # (input, source, modified) -> [(start, stop, state)]
+    shown: dict[tuple, str] = {}  # (input, source) -> its path as the first state names it
     for index, state in enumerate(states):
         for name in names:
             for r in state["inputs"][name].get("rows") or []:
                 if r["count"]:
-                    key = (name, r["path"], r["modified"])
+                    same = r["path"]  # hard links to one file: one (device, inode)
+                    if r.get("inode") is not None and r.get("device") is not None:
+                        same = (r["device"], r["inode"])
+                    shown.setdefault((name, same), r["path"])
+                    key = (name, same, r["modified"])
                     spans.setdefault(key, []).append((r["start"], r["start"] + r["count"], index))
     overlaps: dict[str, dict] = {name: {} for name in names}  # (i, j) -> (source, start, stop)
-    for (name, source, _), items in spans.items():
+    for (name, same, _), items in spans.items():
+        source = shown[(name, same)]
         active: list[tuple[int, int, int]] = []
         for start, stop, index in sorted(items):
             active = [a for a in active if a[1] > start]

@@ -136,12 +136,22 @@ def _still_valid(path, operation, value) -> bool:
     generic = tuple("*" if isinstance(p, int) else p for p in path)
     if path[:1] == ("inputs",) and path[2:] in (("rows",), ("read_as",)):
         return operation == "drop" or (value is None and path[2] == "rows")  # as in version 1
-    if path[:1] == ("inputs",) and path[2:3] == ("rows",) and path[4:] == ("modified",):
-        return operation == "drop" or value is None  # a source of unknown time
+    if (
+        path[:1] == ("inputs",)
+        and path[2:3] == ("rows",)
+        and path[4:] in (("modified",), ("device",), ("inode",))
+    ):
+        return operation == "drop" or value is None  # a source of unknown time or inode
     if len(path) == 4 and path[:2] == ("top", "rows") and path[3] in CELLS:
-        return operation == "drop" or not isinstance(
-            value, (bool, dict)
-        )  # number, text, null, list
+        # the source a name, the class target an index, p[target] a probability or null
+        cell = path[3]
+        if cell == "source":
+            return operation == "drop" or isinstance(value, str)
+        if cell == "p_target":
+            return operation == "drop" or value is None
+        if cell in ("target", "predicted"):
+            return operation == "drop"
+        return operation == "drop" or not isinstance(value, (bool, dict))
     if len(path) == 4 and path[:2] == ("top", "rows") and path[3] == "loss":
         return value is None and operation != "drop"
     if operation == "drop":

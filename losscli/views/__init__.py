@@ -55,10 +55,15 @@ def real(path: str, field: str, value: Any) -> float:
     from losscli.errors import InputError
 
     if isinstance(value, str):
-        if value not in ("nan", "inf", "-inf"):
+        if value not in SPELLINGS:
             raise InputError(f"{path}: {field}: {shown(value)} is not a number")
         return float(value)
     return float(value)
+
+
+# How a state may spell a float64 that JSON has no number for: as a run writes it, and
+# capitalised.
+SPELLINGS = ("nan", "inf", "-inf", "NaN", "Inf", "-Inf", "Infinity", "-Infinity")
 
 
 def not_negative(path: str, field: str, value: float | None) -> None:
@@ -336,6 +341,11 @@ class View:
         """The accumulator of a state's part (``data``, decoded as ``State``), checked
         against the state's ``core``; InputError names what is wrong."""
         raise NotImplementedError
+
+    def check(self, path: str, part: Any, core: dict[str, Any]) -> None:
+        """Refuse a loaded part (``load`` gave it) that contradicts the rest of the state
+        (``core``: the loaded state, every view's part in it): a relation that every real
+        run's state satisfies; InputError ``PATH: FIELD: what is wrong``."""
 
     def compatible(self, paths: list[str], parts: list) -> None:
         """Refuse parts (None where a state lacks it) that cannot merge."""

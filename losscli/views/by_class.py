@@ -108,6 +108,23 @@ class ByClass(View):
         sums = [real(path, f"per_class.sums[{i}]", v) for i, v in enumerate(data.sums)]
         return ClassSums(sums, list(data.counts))
 
+    def check(self, path, part: ClassSums, core) -> None:
+        """One count per class of the predictions; counted targets are the samples."""
+        from losscli.errors import InputError
+        from losscli.registry import get_spec
+        from losscli.state_checks import classes, samples
+
+        n = classes(get_spec(core["loss"]), core)
+        if n is not None and len(part.counts) != n:
+            raise InputError(f"{path}: per_class: {len(part.counts)} classes, where the "
+                             f"predictions have {n}")  # fmt: skip
+        total = int(part.counts.sum())
+        kept = samples(core) if n is not None else None  # ctc's targets are no samples
+        if total > core["count"] or (kept is not None and total != kept):
+            most = core["count"] if kept is None else kept
+            raise InputError(f"{path}: per_class.counts: {total} targets in all, where the "
+                             f"state has {most} samples")  # fmt: skip
+
     def compatible(self, paths, parts) -> None:
         refuse_unequal(paths, "classes", [None if p is None else len(p.sums) for p in parts])
 

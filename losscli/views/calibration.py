@@ -186,6 +186,23 @@ class Calibration(View):
         part.left_out = data.left_out
         return part
 
+    def check(self, path, part: Bins, core) -> None:
+        """Bins that hold at most the state's samples, each mean confidence in its bin."""
+        from losscli.errors import InputError
+        from losscli.state_checks import samples
+
+        most = core["count"] if samples(core) is None else samples(core)
+        if sum(part.count) > most:
+            raise InputError(f"{path}: calibration.count: {sum(part.count)} predictions in "
+                             f"all, where the state has {most} samples")  # fmt: skip
+        for i, (count, total) in enumerate(zip(part.count, part.confidence_sum)):
+            low, high = i / part.bins, 1.0 if i == part.bins - 1 else (i + 1) / part.bins
+            slack = 1e-6 * count + 1e-9  # float32 confidences, binned before the sum
+            if count and not low * count - slack <= total <= high * count + slack:
+                mean = total / count
+                raise InputError(f"{path}: calibration.confidence_sum[{i}]: a mean confidence "
+                                 f"of {mean!r}, outside its bin [{low!r}, {high!r}]")  # fmt: skip
+
     def compatible(self, paths, parts) -> None:
         present = [(path, p.bins) for path, p in zip(paths, parts) if p is not None]
         if present:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from losscli.views import Count, Option, Part, View
+from losscli.views import Count, Option, Part, View, shown
 
 ORDER = 60
 
@@ -226,6 +226,32 @@ class Top(View):
         kept = TopRows(top["k"])
         kept.rows = top["rows"]
         return kept
+
+    def check(self, path, part: TopRows, core) -> None:
+        """k as --top allows it; each row's source a name, its class target and predicted
+        class among the classes, its p[target] a probability."""
+        from losscli.errors import InputError
+        from losscli.registry import get_spec
+        from losscli.state_checks import classes
+
+        high = self.option.high
+        if part.k > high:
+            raise InputError(f"{path}: top.k: {part.k} is more than --top allows ({high})")
+        n = classes(get_spec(core["loss"]), core)
+        one_axis = len(core["inputs"].get("targets", {}).get("shape", [])) == 1
+        for i, row in enumerate(part.rows):
+            field = f"top.rows[{i}]"
+            if "source" in row and not isinstance(row["source"], str):
+                raise InputError(f"{path}: {field}.source: {shown(row['source'])} is not the "
+                                 "name of a source")  # fmt: skip
+            p = row.get("p_target")
+            if p is not None and not (isinstance(p, float) and (p != p or 0.0 <= p <= 1.0)):
+                raise InputError(f"{path}: {field}.p_target: {shown(p)} is not a probability")
+            for key in ("target", "predicted") if n is not None and one_axis else ():
+                value = row.get(key)
+                if key in row and not (type(value) is int and 0 <= value < n):
+                    raise InputError(f"{path}: {field}.{key}: {shown(value)} is not a class of "
+                                     f"{n}")  # fmt: skip
 
     def combine(self, parts: list[TopRows]) -> TopRows:
         top = TopRows(min(p.k for p in parts))

@@ -42,6 +42,18 @@ class Uncertainty(View):
         not_negative(path, "moments.m2", m2)
         return Moments(data.count, mean, m2)
 
+    def check(self, path, part: Moments, core) -> None:
+        """Samples are the loss elements, less those of ignored targets (class losses)."""
+        from losscli.errors import InputError
+        from losscli.state_checks import CLASS_INDICES
+
+        ignores = "ignore_index" in core["options"] and any(
+            info["read_as"] in CLASS_INDICES for info in core["inputs"].values()
+        )
+        if part.count > core["count"] or (part.count != core["count"] and not ignores):
+            raise InputError(f"{path}: moments.count: {part.count} samples, where the state "
+                             f"has {core['count']} loss elements (count)")  # fmt: skip
+
     def combine(self, parts: list[Moments]) -> Moments:
         merged = Moments()
         for part in parts:
