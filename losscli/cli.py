@@ -94,9 +94,10 @@ def _guarded(debug: bool, action) -> int:
         return EXIT_INTERNAL
 
 
-def add_loss_command(spec: LossSpec) -> None:
-    """Register the command of one loss: its inputs, its own options (from its OptionSpecs)
-    and the common options, running the shared pipeline."""
+def add_loss_command(spec: LossSpec, target: typer.Typer, name: str) -> None:
+    """Register the command of one loss on ``target`` as ``name`` (its command name or an
+    alias): its inputs, its own options (from its OptionSpecs) and the common options,
+    running the shared pipeline."""
     inputs = input_parameters(
         spec.metavar,
         "Input files in this order ('-' for stdin; FILE:KEY picks an array of an NPZ, .pt or "
@@ -118,9 +119,7 @@ def add_loss_command(spec: LossSpec) -> None:
     )
     command.__name__ = spec.name.replace("-", "_")
     text = _command_help(spec)
-    app.command(spec.name, help=text, cls=InputsCommand)(command)
-    for alias in spec.aliases:
-        app.command(alias, help=text, hidden=True, cls=InputsCommand)(command)
+    target.command(name, help=text, hidden=name != spec.name, cls=InputsCommand)(command)
 
 
 def _command_help(spec: LossSpec) -> str:
@@ -329,8 +328,41 @@ def run_comparison(spec, sources, options, settings: Common, margin) -> int:
 
 # ------------------------------------------------------------------ loss commands
 
-for _spec in all_specs().values():
-    add_loss_command(_spec)
+
+class _LossEntry(typer.core.TyperCommand):
+    """A loss command as the list of commands shows it (its name and help), without its
+    options: building the options of twenty commands costs every start, so a loss's own
+    command is built only when it is run or its --help is asked for (``_Root``)."""
+
+
+class _Root(typer.core.TyperGroup):
+    """losscli's commands: the loss commands first (from the registry, built when asked
+    for), then the others."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*all_specs(), *super().list_commands(ctx)]
+
+    def get_command(self, ctx, name: str):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        try:
+            spec = get_spec(name)
+        except LossCliError:
+            return None
+        return _LossEntry(name, help=_command_help(spec), hidden=name != spec.name)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _LossEntry):
+            single = typer.Typer()
+            add_loss_command(get_spec(name), single, name)
+            command = typer.main.get_command(single)
+            command.name = name
+        return name, command, rest
+
+
+app.info.cls = _Root
 
 
 # ------------------------------------------------------------------ meta commands

@@ -253,6 +253,19 @@ def common_parameters(
     ``--reduction`` offers the loss's reductions (but none where ``reduced``); ``spec`` is
     None where ``only`` leaves --reduction out. ``shown``: the options --help shows (the
     others are hidden from it, and accepted)."""
+    reductions = spec.reductions if spec is not None else ()
+    return list(_parameters(reductions, only, reduced, shown))
+
+
+@functools.cache
+def _parameters(
+    spec_reductions: tuple[str, ...],
+    only: tuple[str, ...],
+    reduced: bool,
+    shown: tuple[str, ...] | None,
+) -> tuple[inspect.Parameter, ...]:
+    """``common_parameters`` for a loss of these reductions: built once for the losses that
+    share them (every command is built at start-up, --help included)."""
     hints = _common_hints()
     parameters = []
     for field in dataclasses.fields(Common):
@@ -260,7 +273,7 @@ def common_parameters(
             continue
         annotation = hints[field.name]
         if field.name == "reduction":
-            reductions = tuple(r for r in spec.reductions if not (reduced and r == "none"))
+            reductions = tuple(r for r in spec_reductions if not (reduced and r == "none"))
             annotation = Annotated[
                 Literal[reductions],  # type: ignore[valid-type]
                 _common(
@@ -290,7 +303,7 @@ def common_parameters(
                 annotation=annotation,
             )
         )
-    return parameters
+    return tuple(parameters)
 
 
 _TYPES = {NUMBER: float, INTEGER: int, FLAG: bool, SWITCH: bool, VECTOR: str | None}
