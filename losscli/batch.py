@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -182,3 +183,24 @@ def _done(value):
     future: Future = Future()
     future.set_result(value)
     return future
+
+
+def jobs_stream(path: str):
+    """The jobs file, or stdin, as a binary stream read line by line."""
+    import contextlib
+
+    from losscli.errors import InputError
+    from losscli.io.sources import os_error
+
+    if path == "-":
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            raise InputError("'-' reads the jobs from stdin, but stdin is closed")
+        if sys.stdin.isatty():
+            raise InputError("'-' reads the jobs from stdin, but stdin is a terminal; pipe them in")
+        return contextlib.nullcontext(sys.stdin.buffer)
+    if os.path.isdir(path):
+        raise InputError(f"{path}: cannot read: Is a directory")
+    try:
+        return open(path, "rb")  # noqa: SIM115 (closed by the caller's with)
+    except OSError as error:
+        raise os_error(path, error) from None

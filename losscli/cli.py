@@ -501,10 +501,10 @@ def batch(
     Example: losscli batch jobs.ndjson --jobs 2
     """
     from losscli import output
-    from losscli.batch import job_lines, run_batch
+    from losscli.batch import job_lines, jobs_stream, run_batch
 
     def run() -> int:
-        with _jobs_stream(jobs) as stream:
+        with jobs_stream(jobs) as stream:
             return run_batch(job_lines(stream, jobs), jobs, workers, output.write_stdout, stream)
 
     code = _guarded(False, run)
@@ -532,6 +532,7 @@ def merge(states: list[str], **options) -> None:
     from losscli import views
     from losscli.errors import OptionError
     from losscli.gate import gate_of
+    from losscli.io.sources import read_whole
     from losscli.settings import check_settings
 
     settings = Common(**options)
@@ -544,7 +545,7 @@ def merge(states: list[str], **options) -> None:
             if identity in seen:  # its rows would count twice
                 raise OptionError(f"{path} and {seen[identity]} are the same state file")
             seen[identity] = path
-            loaded.append(states_module.load(path, _read_state(path)))
+            loaded.append(states_module.load(path, read_whole(path)))
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, views.asked(settings))
         return _report(result, gate_of(result, settings), settings)
@@ -576,40 +577,6 @@ def _identity(path: str):
     except OSError:
         return path  # reading it says why
     return (info.st_dev, info.st_ino)
-
-
-def _read_state(path: str) -> bytes:
-    from losscli.errors import InputError
-    from losscli.io.sources import os_error
-
-    if os.path.isdir(path):
-        raise InputError(f"{path}: cannot read: Is a directory")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(1 << 30)
-    except OSError as error:
-        raise os_error(path, error) from None
-
-
-def _jobs_stream(path: str):
-    """The jobs file, or stdin, as a binary stream read line by line."""
-    import contextlib
-
-    from losscli.errors import InputError
-    from losscli.io.sources import os_error
-
-    if path == "-":
-        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
-            raise InputError("'-' reads the jobs from stdin, but stdin is closed")
-        if sys.stdin.isatty():
-            raise InputError("'-' reads the jobs from stdin, but stdin is a terminal; pipe them in")
-        return contextlib.nullcontext(sys.stdin.buffer)
-    if os.path.isdir(path):
-        raise InputError(f"{path}: cannot read: Is a directory")
-    try:
-        return open(path, "rb")  # noqa: SIM115 (closed by the caller's with)
-    except OSError as error:
-        raise os_error(path, error) from None
 
 
 def _unwrap_help() -> None:

@@ -452,7 +452,7 @@ def test_jsonl_ragged_lists_and_bad_lines_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"p": 0.5, "y": 1}\n{"p": 0.5, "y": \n')
     assert_usage_error(run_cli("bce", bad, "--pred-cols", "p", "--target-cols", "y"),
-                       "bad.jsonl: not valid JSON Lines")  # fmt: skip
+                       "bad.jsonl, line 2: not valid JSON Lines")  # fmt: skip
     missing = tmp_path / "missing.jsonl"
     missing.write_text('{"p": 0.5, "y": 1}\n{"p": 0.25}\n')
     assert_usage_error(run_cli("bce", missing, "--pred-cols", "p", "--target-cols", "y"),

@@ -479,3 +479,16 @@ def stdin_fd() -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return fd
+
+
+def read_whole(path: str) -> bytes:
+    """The bytes of a small file read whole (a state), or InputError saying why not."""
+    from losscli.errors import InputError
+
+    if os.path.isdir(path):
+        raise InputError(f"{path}: cannot read: Is a directory")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1 << 30)
+    except OSError as error:
+        raise os_error(path, error) from None
