@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from losscli.errors import InputError
@@ -22,6 +23,8 @@ from losscli.views import shown
 TARGET_KINDS = ("class indices", "class names, mapped to indices", "class probabilities",
                 "class indices, -1 padded", "padded rows", "concatenated")  # fmt: skip
 CLASS_INDICES = ("class indices", "class names, mapped to indices")
+# The devices a run writes (torch's names: cuda with its index).
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps(:\d+)?")
 
 
 def classes(spec, core: dict) -> int | None:
@@ -46,6 +49,10 @@ def check(path: str, spec, core: dict) -> None:
     weights and the class names (InputError ``PATH: FIELD: what is wrong``)."""
     from losscli.assemble import READ_AS
 
+    device = core.get("device", "cpu")
+    if not (isinstance(device, str) and DEVICE.fullmatch(device)):
+        raise InputError(f"{path}: device: {shown(device)} is not a device a run names "
+                         "(cpu, cuda:N, mps)")  # fmt: skip
     first = core["inputs"][spec.inputs[0].name]
     sizes = {name: math.prod(info["shape"]) for name, info in core["inputs"].items()}
     roles = {i.name: i.role for i in spec.inputs}

@@ -80,6 +80,7 @@ CASES = {
     "target outside the classes": (_at("top", "rows", 0, "target", value=3), "target"),
     "source not a string": (_at("top", "rows", 0, "source", value=5), "source"),
     "class names twice": (_at("class_names", value=["a", "a", "b"]), "class_names"),
+    "a device no run names": (_at("device", value="tpu"), "device"),
     "class names of another count": (_at("class_names", value=["a", "b"]), "class_names"),
 }
 
