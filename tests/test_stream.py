@@ -401,8 +401,9 @@ def test_a_name_hint_about_line_1_only_for_the_file_s_first_row(tmp_path):
         assert "header=yes" not in out.stderr
 
 
-def _stderr_in_terminal(args) -> str:
-    """stderr of ``python -m losscli ARGS`` written to a pseudo-terminal (stdout to a pipe)."""
+def _stderr_in_terminal(args, feed=None) -> str:
+    """stderr of ``python -m losscli ARGS`` written to a pseudo-terminal (stdout to a pipe),
+    read while it runs; ``feed()`` runs beside it (it writes a FIFO the run reads)."""
     import fcntl
     import os
     import pty
@@ -410,6 +411,7 @@ def _stderr_in_terminal(args) -> str:
     import subprocess
     import sys
     import termios
+    import threading
 
     from tests.conftest import ROOT
 
@@ -421,16 +423,24 @@ def _stderr_in_terminal(args) -> str:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=side, cwd=ROOT, env=env,
     )  # fmt: skip
     os.close(side)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the other side is closed: all is read
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    if feed is not None:
+        feed()
     process.wait(timeout=120)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    reader.join(timeout=30)
     os.close(main)
     assert process.returncode == 0
     return b"".join(chunks).decode(errors="replace")
@@ -442,10 +452,30 @@ def test_a_short_run_in_a_terminal_shows_no_progress():
 
 
 def test_a_long_run_in_a_terminal_shows_progress(tmp_path):
-    """A run of many blocks that lasts seconds: the bar appears, with the total."""
+    """An NPY whose blocks arrive over three seconds through a FIFO (read as a stream,
+    block by block): the bar appears once the first block is done, with the total rows the
+    NPY header gives."""
+    import io
+    import os
+    import time
+
     rng = np.random.default_rng(3)
-    np.save(tmp_path / "x.npy", rng.standard_normal((3_000_000, 10), dtype=np.float32))
-    np.save(tmp_path / "y.npy", rng.integers(0, 10, 3_000_000))
-    args = ["ce", tmp_path / "x.npy", tmp_path / "y.npy", "--block-rows", "50000", "--dtype"]
-    shown = _stderr_in_terminal([*args, "float64"])
-    assert "rows" in shown and "of 3,000,000 rows" in shown
+    logits = rng.standard_normal((40_000, 5)).astype(np.float32)
+    np.save(tmp_path / "y.npy", rng.integers(0, 5, 40_000))
+    buffer = io.BytesIO()
+    np.save(buffer, logits)
+    data = buffer.getvalue()
+    fifo = tmp_path / "x.npy"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as out:
+            step = len(data) // 4 + 1
+            for start in range(0, len(data), step):
+                out.write(data[start : start + step])
+                out.flush()
+                time.sleep(1.0)
+
+    args = ["ce", fifo, tmp_path / "y.npy", "--block-rows", "5000"]
+    shown = _stderr_in_terminal(args, feed)
+    assert "of 40,000 rows" in shown
