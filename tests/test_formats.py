@@ -564,3 +564,24 @@ def test_a_jsonl_parse_error_names_the_files_line(tmp_path, text, line):
     path.write_text(text)
     out = run_cli("ce", path, "--pred-cols", "x", "--target-cols", "y")
     assert_usage_error(out, f"line {line}:")
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "csv.gz", "csv.zst"])
+def test_safetensors_and_compressed_shards_under_dask_equal_the_npy_run(tmp_path, data, kind):
+    pytest.importorskip("distributed")
+    from safetensors.numpy import save_file
+
+    x, y, reference = data
+    for folder in ("xs", "ys"):
+        (tmp_path / folder).mkdir()
+    for i, rows in enumerate(_thirds(N)):
+        np.save(tmp_path / "ys" / f"s{i}.npy", y[rows])
+        if kind == "safetensors":
+            save_file({"logits": x[rows]}, tmp_path / "xs" / f"s{i}.safetensors")
+        else:
+            packed = _compress(kind.split(".")[1], _csv(x[rows]))
+            (tmp_path / "xs" / f"s{i}.{kind}").write_bytes(packed)
+    preds = f"{tmp_path / 'xs'}:logits" if kind == "safetensors" else tmp_path / "xs"
+    on_dask = _json("ce", preds, tmp_path / "ys", "--dask", "local")
+    assert on_dask["value"] == pytest.approx(reference, rel=1e-12)
+    assert on_dask["inputs"]["predictions"]["shards"] == 3
