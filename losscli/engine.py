@@ -254,9 +254,17 @@ class BlockRun:
                         f"--dtype {self.dtype} is not supported by {spec.torch_class} on "
                         f"{device.type} in this torch build ({str(error).splitlines()[0]})"
                     ) from None
-                self.sums.add(_host_float64(torch, summed.detach(), self.sum_dtype))
+                # The losses on the host in float64, converted once: where no scale applies,
+                # the values summed are the unreduced loss the views keep.
+                scaled = _host_float64(torch, summed.detach(), self.sum_dtype)
+                self.sums.add(scaled)
                 if self.keep_elements:
-                    self._keep(elements.detach())
+                    wide = (
+                        scaled
+                        if scale is None
+                        else _host_float64(torch, elements.detach(), self.sum_dtype)
+                    )
+                    self._keep(wide, tuple(elements.shape))
                 if self.mean:
                     self.denominators.add(
                         spec.mean_denominator(
@@ -281,13 +289,12 @@ class BlockRun:
         self.compute_s += time.perf_counter() - started
         return gradients
 
-    def _keep(self, elements) -> None:
-        """Count a chunk's unreduced loss and keep it, and its rows' losses, in float64 on
-        the host (in NumPy: one thread, a fixed order, the same digits every run)."""
-        wide = _host_float64(self.torch, elements, self.sum_dtype)
+    def _keep(self, wide: np.ndarray, shape: tuple) -> None:
+        """Count a chunk's unreduced loss (``wide``: flat float64 on the host, of ``shape``)
+        and keep it and its rows' losses (in NumPy: one thread, a fixed order, the same
+        digits every run)."""
         self.count += wide.size
         self.squares += float(np.einsum("i,i->", wide, wide))
-        shape = tuple(elements.shape)
         rows = wide.reshape(1) if not shape else wide.reshape(shape[0], -1).sum(1)
         self.last_elements.append(wide)
         self.last_rows.append(rows)
