@@ -54,6 +54,14 @@ def _root(
     """Compute a PyTorch loss, and its gradient, from files or stdin."""
 
 
+def _run_guarded(debug: bool, action) -> None:
+    """Run a command's ``action`` through ``_guarded``; a failure ends the command with its
+    exit code."""
+    code = _guarded(debug, action)
+    if code:
+        raise typer.Exit(code)
+
+
 def _guarded(debug: bool, action) -> int:
     """Run ``action``, mapping every failure to its exit code and one line on stderr.
 
@@ -110,9 +118,7 @@ def add_loss_command(spec: LossSpec, target: typer.Typer, name: str) -> None:
         options = {option.name: kwargs.pop(option.name) for option in spec.options}
         settings = Common(**kwargs)
         env = _from_environment(ctx)
-        code = _guarded(settings.debug, lambda: run_loss(spec, sources, options, settings, env))
-        if code:
-            raise typer.Exit(code)
+        _run_guarded(settings.debug, lambda: run_loss(spec, sources, options, settings, env))
 
     command.__signature__ = inspect.Signature(
         [*inputs, *own, *common_parameters(spec, shown=SHOWN)]
@@ -277,11 +283,9 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
         worse = kwargs.pop("fail_if_worse")
         options = {option.name: kwargs.pop(option.name) for option in spec.options}
         settings = Common(**kwargs)
-        code = _guarded(
+        _run_guarded(
             settings.debug, lambda: run_comparison(spec, sources, options, settings, worse)
         )
-        if code:
-            raise typer.Exit(code)
 
     command.__signature__ = inspect.Signature(
         [
@@ -392,9 +396,7 @@ def list_losses(
             print_renderable(losses_table())
         return 0
 
-    code = _guarded(False, show)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, show)
 
 
 @app.command("list-formats")
@@ -438,9 +440,7 @@ def list_formats(
         output.print_renderables([table])
         return 0
 
-    code = _guarded(False, show)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, show)
 
 
 @app.command("help")
@@ -456,9 +456,7 @@ def help_topic(
     """
     from losscli.meta import options_text, print_text
 
-    code = _guarded(False, lambda: print_text(options_text(topic)) or 0)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, lambda: print_text(options_text(topic)) or 0)
 
 
 @app.command("explain")
@@ -479,9 +477,7 @@ def explain(
     """
     from losscli.meta import explain_text, print_text
 
-    code = _guarded(False, lambda: print_text(explain_text(get_spec(loss), lang)) or 0)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, lambda: print_text(explain_text(get_spec(loss), lang)) or 0)
 
 
 @app.command("batch")
@@ -507,9 +503,7 @@ def batch(
         with jobs_stream(jobs) as stream:
             return run_batch(job_lines(stream, jobs), jobs, workers, output.write_stdout, stream)
 
-    code = _guarded(False, run)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, run)
 
 
 # The common options that apply to merged states, and the views that merge offers.
@@ -550,9 +544,7 @@ def merge(states: list[str], **options) -> None:
         result = states_module.to_result(merged, views.asked(settings))
         return _report(result, gate_of(result, settings), settings)
 
-    code = _guarded(False, run)
-    if code:
-        raise typer.Exit(code)
+    _run_guarded(False, run)
 
 
 merge.__signature__ = inspect.Signature(
