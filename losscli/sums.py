@@ -47,17 +47,8 @@ class OrderedSum:
             self.pending = values[whole:].copy()
 
     def _add_chunks(self, chunks: np.ndarray) -> None:
-        with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are kept apart
-            sums = chunks.sum(axis=1)
-        for chunk_sum in sums.tolist():
-            self._add_exact(chunk_sum)
-
-    def _add_exact(self, value: float) -> None:
-        if not math.isfinite(value):
-            self.special += value
-            return
-        numerator, denominator = value.as_integer_ratio()
-        self.exact += numerator << (_SCALE_BITS - denominator.bit_length() + 1)
+        for chunk_sum in _chunk_sums(chunks):
+            self.exact, self.special = _accumulate(self.exact, self.special, chunk_sum)
 
     @property
     def value(self) -> float:
@@ -65,16 +56,26 @@ class OrderedSum:
         an infinity where it overflows, NaN for inf - inf."""
         exact, special = self.exact, self.special
         if self.pending.size:
-            with np.errstate(over="ignore", invalid="ignore"):
-                last = float(self.pending.reshape(1, -1).sum(axis=1)[0])
-            if math.isfinite(last):
-                numerator, denominator = last.as_integer_ratio()
-                exact += numerator << (_SCALE_BITS - denominator.bit_length() + 1)
-            else:
-                special += last
+            (last,) = _chunk_sums(self.pending.reshape(1, -1))
+            exact, special = _accumulate(exact, special, last)
         if special != 0.0 or math.isnan(special):
             return special
         try:
             return exact / (1 << _SCALE_BITS)
         except OverflowError:
             return math.copysign(math.inf, exact)
+
+
+def _chunk_sums(chunks: np.ndarray) -> list[float]:
+    """Each row's sum, by one NumPy call (the same order for a row in any block)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are kept apart
+        return chunks.sum(axis=1).tolist()
+
+
+def _accumulate(exact: int, special: float, value: float) -> tuple[int, float]:
+    """(exact, special) with ``value`` added: a finite value exactly, in units of 2**-1074;
+    NaN and infinities to ``special``."""
+    if not math.isfinite(value):
+        return exact, special + value
+    numerator, denominator = value.as_integer_ratio()
+    return exact + (numerator << (_SCALE_BITS - denominator.bit_length() + 1)), special
