@@ -16,6 +16,7 @@ from functools import partial
 import numpy as np
 
 from losscli.errors import DeviceError, OptionError
+from losscli.io.write import scaled_as_stored
 from losscli.registry import FLOAT, LABEL, LossSpec
 from losscli.sums import OrderedSum
 from losscli.torch_loader import import_torch
@@ -412,15 +413,6 @@ class GradientStats:
             "min": low if count else math.nan,
             "max": high if count else math.nan,
         }
-
-
-def scaled_as_stored(dtype, factor: float, value: float) -> float:
-    """``value`` times ``factor`` as an array of ``dtype`` stores it (both rounded to the
-    dtype, as NumPy multiplies an array by a scalar). Rounding is monotonic, so the min and
-    max of a scaled array are the scaled min and max."""
-    kind = np.dtype(dtype).type
-    with np.errstate(invalid="ignore", over="ignore"):
-        return float(kind(value) * kind(factor))
 
 
 def gradient_summary(gradient: np.ndarray) -> dict:

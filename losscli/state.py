@@ -588,7 +588,7 @@ def to_result(state: dict, asked: dict[str, Any] | None = None):
     import numpy as np
 
     from losscli import views
-    from losscli.engine import scaled_as_stored
+    from losscli.io.write import scaled_as_stored
     from losscli.registry import get_spec
     from losscli.result import Result
 

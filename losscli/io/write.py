@@ -154,6 +154,15 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
+def scaled_as_stored(dtype, factor: float, value: float) -> float:
+    """``value`` times ``factor`` as an array of ``dtype`` stores it (both rounded to the
+    dtype, as NumPy multiplies an array by a scalar). Rounding is monotonic, so the min and
+    max of a scaled array are the scaled min and max."""
+    kind = np.dtype(dtype).type
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(kind(value) * kind(factor))
+
+
 def write_array(path: Path, array: np.ndarray, columns: list[str] | None = None) -> None:
     """Write ``array`` to ``path`` by extension, atomically: a temporary file, then a rename."""
     writer = BlockWriter(path, array.shape[1:] if array.ndim else None, array.dtype, columns)
@@ -239,11 +248,9 @@ class BlockWriter:
         """The value that ``commit(factor)`` leaves in the file for a ``value`` that ``add``
         took: scaled by the factor ``add`` applied, then by the correction, each in this
         writer's dtype (monotonic: the file's min and max are those of the values taken)."""
-        kind = self.dtype.type
-        with np.errstate(invalid="ignore", over="ignore"):
-            stored = kind(value) * kind(self.applied) if self.applied != 1.0 else kind(value)
-            rest = 1.0 if self.applied == factor else factor / self.applied
-            return float(stored * kind(rest) if rest != 1.0 else stored)
+        rest = 1.0 if self.applied == factor else factor / self.applied
+        stored = scaled_as_stored(self.dtype, self.applied, value)
+        return scaled_as_stored(self.dtype, rest, stored)
 
     def commit(self, factor: float = 1.0) -> None:
         """Scale every value by ``factor`` (where ``add`` applied another, by the ratio of
