@@ -23,9 +23,8 @@ def _before_the_handlers(signum, frame) -> None:
     end at once, as a later one ends, with one line."""
     names = {signal.SIGINT: "interrupted"}
     line = names.get(signum, f"terminated: signal {signum}")
-    try:
-        sys.stderr.write(f"losscli: {line}\n")
-        sys.stderr.flush()
+    try:  # straight to the descriptor: the signal may come while sys.stderr is mid-write
+        os.write(2, f"losscli: {line}\n".encode())
     finally:
         os._exit(130 if signum == signal.SIGINT else 128 + signum)
 

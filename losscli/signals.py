@@ -41,9 +41,19 @@ def check_stopped() -> None:
         raise Terminated(signum)
 
 
+def _unraisable(unraisable) -> None:
+    """Python's hook for an exception it cannot raise (one from a callback of the import
+    machinery or a finalizer): the stop that ``_stop`` raised there is not printed as
+    "Exception ignored"; ``check_stopped`` raises it again at the run's next step."""
+    if _STOPPING and isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def install_handlers() -> None:
     """Stop on SIGINT, SIGTERM and SIGHUP through ``_stop`` (SIGHUP last: once its handler
     is in place, so are the others)."""
+    sys.unraisablehook = _unraisable
     for name in SIGNALS:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _stop)
