@@ -105,7 +105,9 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
             yield checked_dtype(part, label, "NPY", names), start, rows
         return
     row_bytes = _expected_bytes(shape[1:], dtype)
-    for start in range(0, rows, block_rows):
+    starts = range(0, rows, block_rows)
+
+    def read(start: int) -> np.ndarray:
         count = min(block_rows, rows - start)
         block = np.empty((count, *shape[1:]), dtype=dtype)
         view = memoryview(block.reshape(-1).view(np.uint8))
@@ -119,7 +121,40 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
             if not got:
                 raise invalid(label, "NPY", "the file became shorter while it was read")
             done += got
+        return block
+
+    # The next block is read by a thread while the run computes this one.
+    ahead = ReadAhead(read, starts[0])
+    for index, start in enumerate(starts):
+        block = ahead.result()
+        if index + 1 < len(starts):
+            ahead = ReadAhead(read, starts[index + 1])
         yield checked_dtype(block, label, "NPY", names), start, rows
+
+
+class ReadAhead:
+    """``read(start)`` on a thread of its own (reads release the GIL); ``result`` waits for
+    it and gives the block, or raises what the read raised. A read nobody waits for ends
+    on its own."""
+
+    def __init__(self, read, start: int):
+        import threading
+
+        self.block = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(read, start), daemon=True)
+        self.thread.start()
+
+    def _run(self, read, start: int) -> None:
+        try:
+            self.block = read(start)
+        except BaseException as error:  # raised again by ``result``
+            self.error = error
+
+    def result(self) -> np.ndarray:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.block
 
 
 def _width(shape) -> int:

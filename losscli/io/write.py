@@ -177,17 +177,27 @@ class BlockWriter:
     """An array written block by block of rows to a temporary file beside ``path``, renamed
     into place by ``commit`` (which may first scale every value: the gradient of a mean is
     known only once its denominator is). ``trailing`` is the shape past the first axis (None
-    for a 0-d array). An NPY file is written in place, its header last; text and Parquet are
-    written from a spill file of raw values at ``commit``. ``close`` removes whatever was not
-    committed."""
+    for a 0-d array); ``applied`` is the factor the values given to ``add`` already carry.
+    An NPY file is written in place, its header last; text and Parquet are written from a
+    spill file of raw values at ``commit``. Blocks are written by a thread of the writer's
+    own, in large sequential writes, while the run computes the next. ``close`` removes
+    whatever was not committed."""
 
-    def __init__(self, path: Path, trailing, dtype, columns: list[str] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        trailing,
+        dtype,
+        columns: list[str] | None = None,
+        applied: float = 1.0,
+    ):
         self.path = path
         self.suffix = path.suffix.lower()
         self.trailing = None if trailing is None else tuple(trailing)
         self.dtype = np.dtype(dtype)
         self.rows = 0
-        self.applied = 1.0
+        self.applied = applied
+        self.thread = self.queue = self.failure = None
         self.temporaries: list[str] = []
         self.mode = _kept_mode(path)
         self.columns = None
@@ -230,31 +240,73 @@ class BlockWriter:
         padded = text + b" " * (size - body) + b"\n"
         return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded
 
-    def add(self, block: np.ndarray, factor: float = 1.0) -> None:
-        """Append a block of rows (any float dtype; stored in this writer's dtype), multiplied
-        by ``factor`` (the same for every block: the factor the run expects; ``commit``
-        corrects it where the run ends with another)."""
+    def add(self, block: np.ndarray, factor: float | None = None) -> None:
+        """Append a block of rows (any float dtype; stored in this writer's dtype; not to be
+        changed until ``commit``), as it is, or multiplied by ``factor`` (the same for every
+        block: the factor the run expects; ``commit`` corrects it where the run ends with
+        another)."""
         block = np.require(block, dtype=self.dtype, requirements="C")
-        self.applied = factor
-        if factor != 1.0:
-            block = block * self.dtype.type(factor)
+        if factor is not None:
+            self.applied = factor
+            if factor != 1.0:
+                block = block * self.dtype.type(factor)
         if self.trailing is None:  # a 0-d array: one value, written whole at commit
             self.scalar = block
             return
         self.rows += len(block)
-        self._write(self.spill or self.out, memoryview(block.reshape(-1).view(np.uint8)))
+        self._write_later(self.spill or self.out, memoryview(block.reshape(-1).view(np.uint8)))
 
-    def as_written(self, value: float, factor: float) -> float:
-        """The value that ``commit(factor)`` leaves in the file for a ``value`` that ``add``
-        took: scaled by the factor ``add`` applied, then by the correction, each in this
-        writer's dtype (monotonic: the file's min and max are those of the values taken)."""
-        rest = 1.0 if self.applied == factor else factor / self.applied
-        stored = scaled_as_stored(self.dtype, self.applied, value)
-        return scaled_as_stored(self.dtype, rest, stored)
+    def as_written(self, stored: float, factor: float) -> float:
+        """The value that ``commit(factor)`` leaves in the file for a value ``stored`` as
+        ``add`` took it: scaled by the correction in this writer's dtype (monotonic: the
+        file's min and max are those of the values taken)."""
+        if self.applied == factor:
+            return stored
+        return scaled_as_stored(self.dtype, factor / self.applied, stored)
+
+    def _write_later(self, handle, data) -> None:
+        """Hand ``data`` to the writing thread (started at the first block); at most two
+        blocks wait. A failure of the thread is raised here, or by ``commit``."""
+        import queue
+        import threading
+
+        self._raise_failure()
+        if self.thread is None:
+            self.queue = queue.Queue(maxsize=2)
+            self.thread = threading.Thread(
+                target=self._drain, name="losscli-grad-writer", daemon=True
+            )
+            self.thread.start()
+        self.queue.put((handle, data))
+
+    def _drain(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.failure is None:
+                try:
+                    self._write(*item)
+                except BaseException as error:  # raised again by add or commit
+                    self.failure = error
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
+    def _flush(self) -> None:
+        """Wait for the writing thread to write every block handed to it."""
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        self._raise_failure()
 
     def commit(self, factor: float = 1.0) -> None:
         """Scale every value by ``factor`` (where ``add`` applied another, by the ratio of
         the two), finish the file, and rename it into place."""
+        self._flush()
         factor = 1.0 if self.applied == factor else factor / self.applied
         try:
             if self.trailing is None:
@@ -309,6 +361,11 @@ class BlockWriter:
 
     def close(self) -> None:
         """Close and remove every temporary file not yet renamed into place."""
+        if self.thread is not None:  # the blocks handed over are written (or failed) first
+            self.failure = self.failure or RuntimeError("closed")
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
         for handle in (self.out, self.spill):
             if handle is not None and not handle.closed:
                 handle.close()
