@@ -30,10 +30,11 @@ class Check:
         from losscli import engine
 
         # --from clamps probabilities at the run's epsilon, in the reference too: --check
-        # measures rounding, not the clamp.
+        # measures rounding, not the clamp. The reference is autograd's, never a fused
+        # kernel's: what a kernel computes is checked against it.
         self.reference = engine.BlockRun(
             spec, reduction=reduction, device="cpu", dtype="float64", grad=grad,
-            convert_from=convert_from, convert_dtype=dtype,
+            convert_from=convert_from, convert_dtype=dtype, fused=False,
         )  # fmt: skip
         self.dtype = dtype
         self.spec, self.grad, self.convert_from = spec, grad, convert_from
@@ -41,15 +42,16 @@ class Check:
         self.fd_max: float | None = None
         self.fd_points = 0
 
-    def add(self, prepared, gradients: dict[str, np.ndarray], raw=None) -> None:
-        """Recompute one block in float64 and compare the gradients of its sum."""
-        reference = self.reference.add(prepared, raw)
+    def add(self, prepared, gradients: dict[str, np.ndarray], raw=None, scale=1.0) -> None:
+        """Recompute one block in float64 and compare the gradients of its sum (given times
+        ``scale``; the sums of squares kept are of the gradients of the sum)."""
+        reference = self.reference.add(prepared, raw, scale)
         for name, ref in reference.items():
             ref = ref.reshape(-1)
             got = np.asarray(gradients[name], dtype=np.float64).reshape(-1)
             difference = got - ref
-            self.diff_squares += float(np.dot(difference, difference))
-            self.ref_squares += float(np.dot(ref, ref))
+            self.diff_squares += float(np.dot(difference, difference)) / scale**2
+            self.ref_squares += float(np.dot(ref, ref)) / scale**2
         if self.fd_max is None and self.grad:
             self.fd_max, self.fd_points = finite_differences(
                 self.spec, prepared, raw, self.convert_from, self.dtype

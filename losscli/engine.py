@@ -155,6 +155,7 @@ class BlockRun:
         convert_from: str | None = None,
         keep_elements: bool = False,
         convert_dtype: str | None = None,
+        fused: bool = True,
     ):
         self.torch = torch = import_torch()
         self.spec = spec
@@ -182,7 +183,8 @@ class BlockRun:
         import os
 
         self.fused = (
-            spec.fused is not None
+            fused
+            and spec.fused is not None
             and dtype in ("float32", "float64")
             and os.environ.get("LOSSCLI_FUSED", "1") != "0"
         )
@@ -194,8 +196,9 @@ class BlockRun:
         self.kept_rows = 0
         self.compute_s = 0.0
 
-    def add(self, prepared: Prepared, raw=None) -> dict[str, np.ndarray]:
-        """Compute one block; returns the gradients of its sum (empty without gradients).
+    def add(self, prepared: Prepared, raw=None, times: float = 1.0) -> dict[str, np.ndarray]:
+        """Compute one block; returns the gradients of ``times`` times its sum (empty without
+        gradients): a fused kernel scales as it computes, autograd's are scaled on the host.
         ``raw``: the first input as given, which --from converts (``prepared`` holds it
         converted)."""
         from losscli import convert
@@ -228,7 +231,7 @@ class BlockRun:
                 fused = None
                 if self.fused and raw is None and scale is None:
                     with torch.no_grad():
-                        fused = spec.fused(torch, tensors, options, set(self.differentiable))
+                        fused = spec.fused(torch, tensors, options, set(self.differentiable), times)
                 if fused is None:
                     for name in self.differentiable:
                         tensors[name].requires_grad_(True)
@@ -278,6 +281,8 @@ class BlockRun:
                     host = grads[name].to(
                         torch.float64 if self.dtype == "float64" else torch.float32
                     )
+                    if fused is None and times != 1.0:
+                        host.mul_(times)
                     if len(chunks) > 1:
                         gradients[name][rows] = host.cpu().numpy()
                     else:
@@ -372,11 +377,14 @@ def sample_mask(count: int, chunk: dict, options: dict):
 
 class GradientStats:
     """Count, sum, sum of squares, min and max of a gradient, accumulated in float64 block by
-    block (in torch, on every core); ``summary`` scales them by the factor the gradients of a
-    sum are multiplied by."""
+    block (in torch, on every core), of the values as computed (and written); ``summary``
+    scales them by the factor those values are still to be multiplied by."""
 
-    def __init__(self, shape: list) -> None:
+    def __init__(self, shape: list, scale: float = 1.0) -> None:
         self.shape = shape
+        # The values taken are the gradient of ``scale`` times the sum (the factor the run
+        # expected when it computed them).
+        self.scale = scale
         self.count, self.total, self.squares = 0, 0.0, 0.0
         self.low, self.high = math.inf, -math.inf
         self.dtype = np.dtype(np.float64)  # the gradient's, as computed and written
@@ -385,9 +393,10 @@ class GradientStats:
         torch = import_torch()
         self.dtype = gradient.dtype
         flat = torch.from_numpy(np.ascontiguousarray(gradient).reshape(-1))
+        buffer = torch.empty(min(block, flat.numel()), dtype=torch.float64)
         for start in range(0, flat.numel(), block):
             part = flat[start : start + block]
-            wide = part.to(torch.float64)
+            wide = buffer[: part.numel()].copy_(part)
             self.squares += float(torch.dot(wide, wide))
             self.total += float(wide.sum())
             low, high = torch.aminmax(part)
@@ -398,9 +407,9 @@ class GradientStats:
     def summary(self, factor: float = 1.0, written=None) -> dict:
         """Shape, L2 norm, mean, min and max of the gradient times ``factor`` (>= 0). The
         norm and mean are of the float64 partials; the min and max are the values the
-        gradient arrays and --grad-out hold, in their dtype: ``written`` maps a value of the
-        gradient of the sum to what the file holds (by default, one multiplication by the
-        factor in the gradient's dtype, as the arrays are scaled)."""
+        gradient arrays and --grad-out hold, in their dtype: ``written`` maps a value as
+        computed to what the file holds (by default, one multiplication by the factor in the
+        gradient's dtype, as the arrays are scaled)."""
         count = self.count
         if written is None:
             written = partial(scaled_as_stored, self.dtype, factor)

@@ -276,23 +276,29 @@ class BlockPipeline:
             # torch's own warnings (KLDivLoss's reduction advice, ...) are said by losscli
             # where they matter; none reaches stderr.
             warnings.simplefilter("ignore")
-            gradients = block_run.add(prepared, raw)
-        self._add_views(prepared, raw, gradients, groups)
+            # The gradients of the sum times the factor the run expects (a fused kernel scales
+            # as it computes); the first block, which foretells the factor, is scaled after.
+            gradients = block_run.add(prepared, raw, self.expected or 1.0)
         if self.expected is None:
             self.expected = _expected_factor(block_run, block[names[0]])
+            if self.expected != 1.0:
+                for gradient in gradients.values():
+                    np.multiply(gradient, gradient.dtype.type(self.expected), out=gradient)
+        self._add_views(prepared, raw, gradients, groups)
         for name, gradient in gradients.items():
             # In the shape the input was read in ((T,C) CTC log_probs, (N,1) targets).
             shape = block[name].array.shape
             if gradient.shape != shape and gradient.size == math.prod(shape):
                 gradient = gradient.reshape(shape)
-            self.stats.setdefault(name, engine.GradientStats([])).add(gradient)
+            self.stats.setdefault(name, engine.GradientStats([], self.expected)).add(gradient)
             if name == self.first_float and self.grad_out is not None:
                 if self.writer is None:
                     trailing = gradient.shape[1:] if gradient.ndim else None
                     self.writer = BlockWriter(
-                        self.grad_out, trailing, gradient.dtype, block[name].header
-                    )
-                self.writer.add(gradient, self.expected)
+                        self.grad_out, trailing, gradient.dtype, block[name].header,
+                        applied=self.expected,
+                    )  # fmt: skip
+                self.writer.add(gradient)
             if self.keep_gradients:
                 self.kept.setdefault(name, []).append(gradient)
         if self.steps_limit and self.head_rows < self.steps_limit:
@@ -345,7 +351,7 @@ class BlockPipeline:
             element_mask=sample_mask(elements.size, chunk, prepared.options),
             row_mask=sample_mask(len(rows), chunk, prepared.options),
             first_row=self.base_row + self.rows[self.names[0]], groups=groups,
-            gradients=gradients,
+            gradients=gradients, gradient_scale=self.expected,
         )  # fmt: skip
         views.add(self.parts, block)
         self.last_block = block
@@ -362,6 +368,10 @@ class BlockPipeline:
         block_run, first_prepared, grad = self.block_run, self.first_prepared, self.grad
         ctx.finish()
         factor = block_run.factor
+        # What the gradients computed (in units of the expected factor) are still to be
+        # multiplied by: 1.0 where the first block foretold the factor.
+        expected = self.expected or 1.0
+        rest = 1.0 if factor == expected else factor / expected
         if self.writer is not None:
             self.writer.commit(factor)
         shapes = {
@@ -372,8 +382,8 @@ class BlockPipeline:
             gradients = {}
             for name, parts in self.kept.items():
                 gradient = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                if factor != 1.0:
-                    np.multiply(gradient, factor, out=gradient)
+                if rest != 1.0:
+                    np.multiply(gradient, rest, out=gradient)
                 gradients[name] = gradient
         summary = None
         if grad:
@@ -383,7 +393,7 @@ class BlockPipeline:
                 written = None  # the min and max are the values the file holds
                 if self.writer is not None and name == self.first_float:
                     written = partial(self.writer.as_written, factor=factor)
-                summary[name] = gradient_stats.summary(factor, written)
+                summary[name] = gradient_stats.summary(rest, written)
         steps = None
         if self.steps_limit:
             joined = {

@@ -70,6 +70,7 @@ def build(
                 "sum_squares": _number(stats.squares),
                 "min": _number(stats.low),
                 "max": _number(stats.high),
+                "scale": stats.scale,
             }
             for name, stats in gradient_stats.items()
         },
@@ -148,14 +149,16 @@ def plain(state: dict) -> dict:
 
 
 class GradientPartial(_Part):
-    """The gradient of the sum, over one input: its element count, sum, sum of squares,
-    min and max."""
+    """The gradient of ``scale`` times the sum, over one input: its element count, sum, sum
+    of squares, min and max (``scale``: the factor the run computed it with; 1.0 in states
+    written before it was recorded)."""
 
     count: Count
     sum: Number
     sum_squares: Number
     min: Number
     max: Number
+    scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
 class RowRange(_Part):
@@ -441,6 +444,19 @@ def _check_inputs(path: str, spec, inputs: dict[str, Any]) -> dict[str, dict]:
     return out
 
 
+def _of_the_sum(part: dict[str, Any]) -> dict[str, Any]:
+    """A gradient partial as the gradient of the sum (its scale divided out, in float64)."""
+    scale = part["scale"]
+    return {
+        "count": part["count"],
+        "sum": part["sum"] / scale,
+        "sum_squares": part["sum_squares"] / scale**2,
+        "min": part["min"] / scale,
+        "max": part["max"] / scale,
+        "scale": 1.0,
+    }
+
+
 def _check_gradient(path: str, spec, gradient: dict[str, Any], inputs: dict) -> dict:
     """Gradient partials of inputs that have gradients, counts that fit their shapes."""
     out = {}
@@ -473,62 +489,10 @@ def _refuse(paths, what: str, values) -> None:
     refuse_unequal(paths, what, values)
 
 
-def _refuse_repeated(paths: list[str], states: list[dict]) -> None:
-    """Refuse two states whose rows would count twice: states of the same content (a
-    copy), or states that, for every input, cover rows of the same source (the same file,
-    not modified since) that overlap. States without rows (version 1, stdin) are compared
-    by content only."""
-
-    def content(state: dict) -> str:
-        return json.dumps(plain(state), sort_keys=True)
-
-    seen: dict[str, str] = {}
-    for path, state in zip(paths, states):
-        seen.setdefault(content(state), path)
-        if seen[content(state)] != path:
-            raise InputError(
-                f"states cannot be merged: {seen[content(state)]} and {path} hold the same "
-                "state (a copy: its rows would count twice)"
-            )
-    names = list(states[0]["inputs"])
-    spans: dict[tuple, list] = {}  # (input, source, modified) -> [(start, stop, state)]
-    shown: dict[tuple, str] = {}  # (input, source) -> its path as the first state names it
-    for index, state in enumerate(states):
-        for name in names:
-            for r in state["inputs"][name].get("rows") or []:
-                if r["count"]:
-                    same = r["path"]  # hard links to one file: one (device, inode)
-                    if r.get("inode") is not None and r.get("device") is not None:
-                        same = (r["device"], r["inode"])
-                    shown.setdefault((name, same), r["path"])
-                    key = (name, same, r["modified"])
-                    spans.setdefault(key, []).append((r["start"], r["start"] + r["count"], index))
-    overlaps: dict[str, dict] = {name: {} for name in names}  # (i, j) -> (source, start, stop)
-    for (name, same, _), items in spans.items():
-        source = shown[(name, same)]
-        active: list[tuple[int, int, int]] = []
-        for start, stop, index in sorted(items):
-            active = [a for a in active if a[1] > start]
-            for other_start, other_stop, other in active:
-                if other != index:
-                    pair = (min(other, index), max(other, index))
-                    where = (source, max(start, other_start), min(stop, other_stop))
-                    overlaps[name].setdefault(pair, where)
-            active.append((start, stop, index))
-    both = set.intersection(*(set(found) for found in overlaps.values()))
-    if both:
-        first, second = min(both)
-        source, start, stop = overlaps[names[0]][(first, second)]
-        raise InputError(
-            f"states cannot be merged: {paths[first]} and {paths[second]} both cover rows "
-            f"{start}:{stop} of {source} (they would count twice)"
-        )
-
-
 def merge(paths: list[str], states: list[dict]) -> dict:
     """One state from states of the same loss, options, reduction and dtype over parts of the
     rows; refuses (InputError) states that do not agree."""
-    from losscli import views
+    from losscli import state_checks, views
 
     for what in ("loss", "reduction", "dtype", "options"):
         _refuse(paths, what, [s[what] for s in states])
@@ -541,7 +505,7 @@ def merge(paths: list[str], states: list[dict]) -> dict:
         if view.State is not None:
             view.compatible(paths, [s.get(view.key) for s in states])
     _refuse(paths, "class names", [s.get("class_names") for s in states])
-    _refuse_repeated(paths, states)
+    state_checks.refuse_repeated(paths, states, plain)
     merged = dict(states[0])
     merged["sum"] = views.fsum(s["sum"] for s in states)
     if merged["denominator"] is not None:
@@ -551,12 +515,15 @@ def merge(paths: list[str], states: list[dict]) -> dict:
     merged["gradient"] = {}
     for name in states[0]["gradient"]:
         parts = [s["gradient"][name] for s in states]
+        if len({p["scale"] for p in parts}) > 1:  # computed with other factors: of the sum
+            parts = [_of_the_sum(p) for p in parts]
         merged["gradient"][name] = {
             "count": sum(p["count"] for p in parts),
             "sum": views.fsum(p["sum"] for p in parts),
             "sum_squares": views.fsum(p["sum_squares"] for p in parts),
             "min": _nan_or(min, [p["min"] for p in parts]),
             "max": _nan_or(max, [p["max"] for p in parts]),
+            "scale": parts[0]["scale"],
         }
     merged["inputs"] = {}
     for name, info in states[0]["inputs"].items():
@@ -602,12 +569,13 @@ def to_result(state: dict, asked: dict[str, Any] | None = None):
     stored = partial(scaled_as_stored, np.float64 if state["dtype"] == "float64" else np.float32)
     for name, part in state["gradient"].items():
         count = part["count"]
+        rest = 1.0 if factor == part["scale"] else factor / part["scale"]
         summary[name] = {
             "shape": state["inputs"][name]["shape"],
-            "norm": math.sqrt(part["sum_squares"]) * factor,
-            "mean": part["sum"] * factor / count if count else math.nan,
-            "min": stored(factor, part["min"]) if count else math.nan,
-            "max": stored(factor, part["max"]) if count else math.nan,
+            "norm": math.sqrt(part["sum_squares"]) * rest,
+            "mean": part["sum"] * rest / count if count else math.nan,
+            "min": stored(rest, part["min"]) if count else math.nan,
+            "max": stored(rest, part["max"]) if count else math.nan,
         }
     inputs = {
         name: {

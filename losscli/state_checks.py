@@ -171,3 +171,55 @@ def unreadable(value: Any, field_name) -> tuple[str, Unreadable] | None:
             continue
         stack.extend(reversed(items))
     return None
+
+
+def refuse_repeated(paths: list[str], states: list[dict], plain) -> None:
+    """Refuse two states whose rows would count twice: states of the same content (a
+    copy), or states that, for every input, cover rows of the same source (the same file,
+    not modified since) that overlap. States without rows (version 1, stdin) are compared
+    by content only. ``plain``: a state as JSON writes it."""
+
+    def content(state: dict) -> str:
+        return json.dumps(plain(state), sort_keys=True)
+
+    seen: dict[str, str] = {}
+    for path, state in zip(paths, states):
+        seen.setdefault(content(state), path)
+        if seen[content(state)] != path:
+            raise InputError(
+                f"states cannot be merged: {seen[content(state)]} and {path} hold the same "
+                "state (a copy: its rows would count twice)"
+            )
+    names = list(states[0]["inputs"])
+    spans: dict[tuple, list] = {}  # (input, source, modified) -> [(start, stop, state)]
+    shown: dict[tuple, str] = {}  # (input, source) -> its path as the first state names it
+    for index, state in enumerate(states):
+        for name in names:
+            for r in state["inputs"][name].get("rows") or []:
+                if r["count"]:
+                    same = r["path"]  # hard links to one file: one (device, inode)
+                    if r.get("inode") is not None and r.get("device") is not None:
+                        same = (r["device"], r["inode"])
+                    shown.setdefault((name, same), r["path"])
+                    key = (name, same, r["modified"])
+                    spans.setdefault(key, []).append((r["start"], r["start"] + r["count"], index))
+    overlaps: dict[str, dict] = {name: {} for name in names}  # (i, j) -> (source, start, stop)
+    for (name, same, _), items in spans.items():
+        source = shown[(name, same)]
+        active: list[tuple[int, int, int]] = []
+        for start, stop, index in sorted(items):
+            active = [a for a in active if a[1] > start]
+            for other_start, other_stop, other in active:
+                if other != index:
+                    pair = (min(other, index), max(other, index))
+                    where = (source, max(start, other_start), min(stop, other_stop))
+                    overlaps[name].setdefault(pair, where)
+            active.append((start, stop, index))
+    both = set.intersection(*(set(found) for found in overlaps.values()))
+    if both:
+        first, second = min(both)
+        source, start, stop = overlaps[names[0]][(first, second)]
+        raise InputError(
+            f"states cannot be merged: {paths[first]} and {paths[second]} both cover rows "
+            f"{start}:{stop} of {source} (they would count twice)"
+        )

@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from losscli import kernels
 from losscli.registry import all_specs, get_spec
 from tests import reference as ref
 
@@ -51,15 +52,22 @@ def _check(name: str, tensors: dict, options: dict, dtype, terms=None) -> None:
     }
     tensors = {n: t.to(dtype) if t.is_floating_point() else t for n, t in tensors.items()}
     options = {k: v.to(dtype) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
-    done = spec.fused(torch, dict(tensors), options, wanted)
-    assert done is not None
-    elements, grads = done
     reference, reference_grads = _autograd(spec, tensors, options, wanted)
-    assert elements.shape == reference.shape and elements.dtype == reference.dtype
-    _close(elements, reference, dtype, terms)
-    for n in wanted:
-        assert grads[n].shape == tensors[n].shape
-        _close(grads[n], reference_grads[n], dtype, terms)
+    # Whole, and in pieces of 5 elements (crossing rows) with the gradient of a mean of a
+    # million rows (scale): the gradient divided by the scale is held to the same bound.
+    for piece, scale in ((kernels.PIECE_ELEMENTS, 1.0), (5, 3.0 / 1_000_000)):
+        kept, kernels.PIECE_ELEMENTS = kernels.PIECE_ELEMENTS, piece
+        try:
+            done = spec.fused(torch, dict(tensors), options, wanted, scale)
+        finally:
+            kernels.PIECE_ELEMENTS = kept
+        assert done is not None
+        elements, grads = done
+        assert elements.shape == reference.shape and elements.dtype == reference.dtype
+        _close(elements, reference, dtype, terms)
+        for n in wanted:
+            assert grads[n].shape == tensors[n].shape and grads[n].dtype == tensors[n].dtype
+            _close(grads[n] / scale, reference_grads[n], dtype, terms)
 
 
 shapes = st.sampled_from([(1, 2), (7, 3), (16, 10), (5, 4, 3), (3, 5, 2, 2)])

@@ -9,6 +9,7 @@ whole-input bug.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -66,7 +67,10 @@ def option_args(case) -> list[str]:
     return out
 
 
-def _same_result(whole: dict, blocks: dict) -> None:
+def _same_result(whole: dict, blocks: dict, rel: float = 1e-9) -> None:
+    """The value to 1e-12; the gradient summary to ``rel`` (a float32 gradient computed
+    already divided by the denominator, where one block holds the whole input, and divided
+    at the end differ in float32's last digit)."""
     np.testing.assert_allclose(
         np.asarray(blocks["value"], dtype=float), np.asarray(whole["value"], dtype=float),
         rtol=1e-12, atol=1e-15,
@@ -77,7 +81,9 @@ def _same_result(whole: dict, blocks: dict) -> None:
         got = blocks["gradient"][name]
         assert got["shape"] == summary["shape"]
         for key in ("norm", "mean", "min", "max"):
-            assert got[key] == pytest.approx(summary[key], rel=1e-9, abs=1e-15), key
+            # A mean near 0 (a softmax gradient's) is held to rel times the elements' RMS.
+            rms = summary["norm"] / max(math.prod(summary["shape"]), 1) ** 0.5
+            assert got[key] == pytest.approx(summary[key], rel=rel, abs=1e-15 + rel * rms), key
 
 
 @pytest.mark.parametrize("case", STREAMED, ids=_case_id)
@@ -131,7 +137,7 @@ def test_text_chunks_split_rows_unevenly_and_lines_stay_right(tmp_path, monkeypa
     monkeypatch.setattr(lio.text, "ARROW_BLOCK_BYTES", 37)
     for rows in ("1", "4", "13", "100"):
         got = _run_json("ce", tmp_path / "x.csv", tmp_path / "y.csv", "--block-rows", rows)
-        _same_result(whole, got)
+        _same_result(whole, got, rel=1e-6)
     bad = lines.copy()
     bad[33] = bad[33].replace(",", ",x", 1)  # line 34 of the file
     (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n")

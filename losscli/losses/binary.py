@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from losscli.kernels import row_pieces
 from losscli.registry import (
     FLOAT,
     LABEL,
@@ -71,10 +72,11 @@ def _steps_bce(arrays, options, limit) -> Steps:
 _BCE_EPSILON = 9.999999960041972e-13
 
 
-def _fused_bce(torch, tensors, options, wanted):
-    """BCELoss's unreduced loss and the gradients of its sum, as torch computes them: logs
-    clamped at -100; d/dp = w (p - y) / max(p (1 - p), 1e-12); d/dy = w (log(1-p) - log p),
-    with the logs not clamped there (infinite at p = 0 or 1, as torch's)."""
+def _fused_bce(torch, tensors, options, wanted, scale=1.0):
+    """BCELoss's unreduced loss and the gradients of ``scale`` times its sum, as torch
+    computes them: logs clamped at -100; d/dp = w (p - y) / max(p (1 - p), 1e-12);
+    d/dy = w (log(1-p) - log p), with the logs not clamped there (infinite at p = 0 or 1,
+    as torch's)."""
     p, y = tensors["predictions"], tensors["targets"]
     weight = options.get("weight")
     log_p = p.log().clamp_min(-100)
@@ -82,37 +84,72 @@ def _fused_bce(torch, tensors, options, wanted):
     elements = -(y * log_p + (1 - y) * log_q)
     if weight is not None:
         elements = elements * weight
+    factor = scale if weight is None else weight * scale
     grads = {}
     if "predictions" in wanted:
         grad = (p - y) / (p * (1 - p)).clamp_min(_BCE_EPSILON)
-        grads["predictions"] = grad if weight is None else grad * weight
+        grads["predictions"] = grad if scale == 1.0 and weight is None else grad * factor
     if "targets" in wanted:  # unclamped, as torch's: infinite where p is 0 or 1
         grad = (-p).log1p() - p.log()
-        grads["targets"] = grad if weight is None else grad * weight
+        grads["targets"] = grad if scale == 1.0 and weight is None else grad * factor
     return elements, grads
 
 
-def _fused_bce_logits(torch, tensors, options, wanted):
-    """BCEWithLogitsLoss's unreduced loss and the gradients of its sum, from log-sigmoids
-    (stable for any logit): loss = -w (pw y log s(x) + (1 - y) log s(-x));
-    d/dx = w (s(x) (1 - y + pw y) - pw y); d/dy = -w (pw log s(x) - log s(-x))."""
+def _fused_bce_logits(torch, tensors, options, wanted, scale=1.0):
+    """BCEWithLogitsLoss's unreduced loss and the gradients of ``scale`` times its sum, piece
+    by piece (losscli.kernels). With e = exp(-|x|), -log s(x) = max(-x, 0) + log1p(e) and
+    -log s(-x) = max(x, 0) + log1p(e) (stable for any logit): loss = w (pw y (-log s(x)) +
+    (1 - y) (-log s(-x))); d/dx = w (s(x) (1 - y + pw y) - pw y), with s(x) = 1 / (1 + e)
+    for x >= 0 and e / (1 + e) below; d/dy = w (pw (-log s(x)) - (-log s(-x)))."""
     x, y = tensors["predictions"], tensors["targets"]
     weight, pos_weight = options.get("weight"), options.get("pos_weight")
-    functional = torch.nn.functional
-    log_s, log_not_s = functional.logsigmoid(x), functional.logsigmoid(-x)
-    positive = y if pos_weight is None else pos_weight * y
-    elements = -(positive * log_s + (1 - y) * log_not_s)
-    if weight is not None:
-        elements = elements * weight
-    grads = {}
-    if "predictions" in wanted:
-        grad = torch.sigmoid(x) * (1 - y + positive) - positive
-        grads["predictions"] = grad if weight is None else grad * weight
-    if "targets" in wanted:
-        scaled = log_s if pos_weight is None else pos_weight * log_s
-        grad = log_not_s - scaled
-        grads["targets"] = grad if weight is None else grad * weight
+    elements = torch.empty_like(x)
+    grads = {n: torch.empty_like(tensors[n]) for n in ("predictions", "targets") if n in wanted}
+    rows_of_weight = (
+        weight is not None
+        and x.dim() > 0
+        and weight.dim() == x.dim()
+        and weight.shape[0] == x.shape[0]
+        and x.shape[0] != 1
+    )
+    if x.dim() == 0:
+        _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads)
+        return elements, grads
+    for rows in row_pieces(x):
+        w = weight if weight is None or not rows_of_weight else weight[rows]
+        _bce_logits_piece(
+            torch, x[rows], y[rows], w, pos_weight, scale, elements[rows],
+            {n: g[rows] for n, g in grads.items()},
+        )  # fmt: skip
     return elements, grads
+
+
+def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -> None:
+    e = torch.abs(x, out=elements).neg_().exp_()
+    softplus = e.log1p()
+    not_positive = torch.clamp_min(-x, 0).add_(softplus)  # -log s(x)
+    not_negative = torch.clamp_min(x, 0).add_(softplus)  # -log s(-x)
+    positive = y if pos_weight is None else pos_weight * y
+    negative = 1 - y
+    if "predictions" in grads:
+        sigmoid = torch.where(x >= 0, 1.0, e).div_(e.add_(1))
+        grad = grads["predictions"]
+        torch.mul(sigmoid, negative + positive, out=grad).sub_(positive)
+        if weight is not None:
+            grad.mul_(weight)
+        if scale != 1.0:
+            grad.mul_(scale)
+    if "targets" in grads:
+        grad = grads["targets"]
+        scaled = not_positive if pos_weight is None else pos_weight * not_positive
+        torch.sub(scaled, not_negative, out=grad)
+        if weight is not None:
+            grad.mul_(weight)
+        if scale != 1.0:
+            grad.mul_(scale)
+    torch.mul(positive, not_positive, out=elements).addcmul_(negative, not_negative)
+    if weight is not None:
+        elements.mul_(weight)
 
 
 BCE = LossSpec(

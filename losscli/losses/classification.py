@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from losscli.errors import InputError, OptionError
+from losscli.kernels import row_pieces
 from losscli.registry import (
     FLOAT,
     IGNORE_INDEX,
@@ -264,61 +265,92 @@ def _steps_nll(arrays, options, limit) -> Steps:
     return steps
 
 
-def _fused_ce(torch, tensors, options, wanted):
-    """CrossEntropyLoss's unreduced loss and the gradient of its sum w.r.t. the logits in
-    one pass of torch ops, without autograd: log-sum-exp, softmax minus the target (one-hot
-    with smoothing, or the class probabilities), scaled by the weights."""
+def _fused_ce(torch, tensors, options, wanted, scale=1.0):
+    """CrossEntropyLoss's unreduced loss and the gradient of ``scale`` times its sum w.r.t.
+    the logits, without autograd: log-sum-exp, then softmax minus the target (one-hot with
+    smoothing, or the class probabilities), scaled by the weights. Class indices run piece
+    by piece (losscli.kernels), in place."""
     x, y = tensors["predictions"], tensors["targets"]
     if x.dim() < 2:  # one unbatched row: autograd
         return None
-    weight, smoothing = options.get("weight"), float(options.get("label_smoothing") or 0.0)
-    classes, axis = x.shape[1], 1
-    shifted = x - x.amax(dim=axis, keepdim=True)
-    exp = shifted.exp()
-    total = exp.sum(dim=axis, keepdim=True)
-    log_total = total.log()
-    shape = [1] * x.dim()
-    shape[axis] = classes
-    w = None if weight is None else weight.reshape(shape)
-    if y.is_floating_point():  # class probabilities (smoothed as torch smooths them)
-        t = y if not smoothing else y * (1 - smoothing) + smoothing / classes
-        wt = t if w is None else t * w
-        log_p = shifted - log_total
-        elements = -(wt * log_p).sum(dim=axis)
-        grad = None
-        if "predictions" in wanted:
-            grad = exp.div_(total).mul_(wt.sum(dim=axis, keepdim=True)).sub_(wt)
-        return elements, {"predictions": grad}
-    ignore = options.get("ignore_index", -100)
-    kept = y != ignore
-    safe = torch.where(kept, y, torch.zeros_like(y)).unsqueeze(axis)
-    picked = shifted.gather(axis, safe).squeeze(axis) - log_total.squeeze(axis)
-    w_y = torch.ones_like(picked) if weight is None else weight[safe.squeeze(axis)]
-    w_y = torch.where(kept, w_y, torch.zeros_like(w_y))
-    elements = -(1 - smoothing) * w_y * picked
-    if smoothing:
-        log_p = shifted - log_total
-        smooth = -(log_p if w is None else log_p * w).sum(dim=axis)
-        elements = elements + torch.where(kept, smooth, torch.zeros_like(smooth)) * (
-            smoothing / classes
-        )
-    grad = None
-    if "predictions" in wanted:
-        p = exp.div_(total)
-        scale = ((1 - smoothing) * w_y).unsqueeze(axis)
-        grad = p * scale
-        grad.scatter_add_(axis, safe, -scale)
-        if smoothing:
-            all_weight = classes if weight is None else weight.sum()
-            term = p * all_weight - (1.0 if w is None else w)
-            keep = kept.unsqueeze(axis).to(x.dtype)
-            grad.add_(term * keep, alpha=smoothing / classes)
+    if y.is_floating_point():
+        return _fused_ce_probabilities(torch, x, y, options, wanted, scale)
+    grad = torch.empty_like(x) if "predictions" in wanted else None
+    elements = torch.empty(y.shape, dtype=x.dtype, device=x.device)
+    for rows in row_pieces(x):
+        _ce_indices(
+            torch, x[rows], y[rows], options, scale, elements[rows],
+            None if grad is None else grad[rows],
+        )  # fmt: skip
     return elements, {"predictions": grad}
 
 
-def _fused_nll(torch, tensors, options, wanted):
-    """NLLLoss's unreduced loss and the gradient of its sum w.r.t. the log-probabilities:
-    -w[y] at the target entry of each row, 0 elsewhere and on ignored rows."""
+def _ce_indices(torch, x, y, options, scale, elements, grad) -> None:
+    """One piece of rows of CrossEntropyLoss with class-index targets, into ``elements``
+    and ``grad`` (None: no gradient). With p the softmax, w the weights, s the smoothing and
+    C the classes: the loss is (1-s) w[y] (lse - x[y]) + (s/C) (W lse - sum_c w_c x_c), with
+    x shifted by its row's max and W = sum_c w_c, and the gradient is
+    scale ((1-s) w[y] + (s/C) W) p - scale (1-s) w[y] at y - scale (s/C) w."""
+    weight = options.get("weight")
+    smoothing = float(options.get("label_smoothing") or 0.0)
+    ignore = options.get("ignore_index", -100)
+    classes = x.shape[1]
+    kept = y != ignore
+    safe = torch.where(kept, y, 0).unsqueeze(1)
+    shape = [1] * x.dim()
+    shape[1] = classes
+    w = None if weight is None else weight.reshape(shape)
+    shifted = torch.sub(x, x.amax(dim=1, keepdim=True), out=grad)
+    picked = shifted.gather(1, safe).squeeze(1)
+    weighted_sum = None
+    if smoothing:
+        weighted_sum = (shifted if w is None else shifted * w).sum(dim=1)
+    exp = shifted.exp_()
+    total = exp.sum(dim=1, keepdim=True)
+    log_total = total.log().squeeze(1)
+    w_y = kept.to(x.dtype) if weight is None else torch.where(kept, weight[safe.squeeze(1)], 0)
+    torch.mul(log_total - picked, w_y * (1 - smoothing), out=elements)
+    all_weight = classes if weight is None else weight.sum()
+    if smoothing:
+        smooth = (log_total * all_weight - weighted_sum) * kept
+        elements.add_(smooth, alpha=smoothing / classes)
+    if grad is None:
+        return
+    at_target = (w_y * ((1 - smoothing) * scale)).unsqueeze(1)
+    row = at_target
+    if smoothing:
+        row = row + kept.unsqueeze(1).to(x.dtype) * (all_weight * (smoothing / classes) * scale)
+    grad.mul_(row / total)
+    grad.scatter_add_(1, safe, -at_target)
+    if smoothing:
+        keep = kept.unsqueeze(1).to(x.dtype)
+        grad.sub_(keep if w is None else keep * w, alpha=smoothing / classes * scale)
+
+
+def _fused_ce_probabilities(torch, x, y, options, wanted, scale):
+    """CrossEntropyLoss with class-probability targets (smoothed as torch smooths them)."""
+    weight, smoothing = options.get("weight"), float(options.get("label_smoothing") or 0.0)
+    classes = x.shape[1]
+    shape = [1] * x.dim()
+    shape[1] = classes
+    w = None if weight is None else weight.reshape(shape)
+    shifted = x - x.amax(dim=1, keepdim=True)
+    exp = shifted.exp()
+    total = exp.sum(dim=1, keepdim=True)
+    t = y if not smoothing else y * (1 - smoothing) + smoothing / classes
+    wt = t if w is None else t * w
+    elements = -(wt * (shifted - total.log())).sum(dim=1)
+    grad = None
+    if "predictions" in wanted:
+        row = wt.sum(dim=1, keepdim=True) * scale
+        grad = exp.mul_(row / total).sub_(wt if scale == 1.0 else wt * scale)
+    return elements, {"predictions": grad}
+
+
+def _fused_nll(torch, tensors, options, wanted, scale=1.0):
+    """NLLLoss's unreduced loss and the gradient of ``scale`` times its sum w.r.t. the
+    log-probabilities: -scale w[y] at the target entry of each row, 0 elsewhere and on
+    ignored rows."""
     x, y = tensors["predictions"], tensors["targets"]
     if x.dim() < 2:  # one unbatched row: autograd
         return None
@@ -333,7 +365,7 @@ def _fused_nll(torch, tensors, options, wanted):
     elements = -w_y * x.gather(axis, safe).squeeze(axis)
     grad = None
     if "predictions" in wanted:
-        grad = torch.zeros_like(x).scatter_(axis, safe, (-w_y).unsqueeze(axis))
+        grad = torch.zeros_like(x).scatter_(axis, safe, (w_y * -scale).unsqueeze(axis))
     return elements, {"predictions": grad}
 
 

@@ -51,11 +51,13 @@ PAIR = (
 
 def _fused_difference(loss_and_slope):
     """A fused kernel for a loss of d = x - y: ``loss_and_slope(torch, d, options)`` gives
-    the elements and dloss/dd; the gradients are slope and -slope."""
+    the elements and dloss/dd; the gradients are scale slope and -scale slope."""
 
-    def fused(torch, tensors, options, wanted):
+    def fused(torch, tensors, options, wanted, scale=1.0):
         difference = tensors["predictions"] - tensors["targets"]
         elements, slope = loss_and_slope(torch, difference, options)
+        if scale != 1.0:
+            slope = slope.mul_(scale)
         grads = {}
         if "predictions" in wanted:
             grads["predictions"] = slope

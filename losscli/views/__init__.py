@@ -244,7 +244,8 @@ class Block:
     (the predictions converted by --from, the targets), the predictions as given (``raw``,
     None without --from), the unreduced loss (float64, flat, in the shape ``shape``), the
     loss of each row, which elements and rows are samples (None: all; False: an ignored
-    target), the number of its first row, the --group-by values, the gradients of its sum."""
+    target), the number of its first row, the --group-by values, the gradients of its sum
+    times ``gradient_scale`` (the factor the run expects its gradient to be scaled by)."""
 
     spec: Any
     prepared: Any
@@ -257,6 +258,7 @@ class Block:
     first_row: int
     groups: Any
     gradients: dict
+    gradient_scale: float = 1.0
 
     @property
     def options(self) -> dict[str, Any]:

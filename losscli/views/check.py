@@ -43,7 +43,7 @@ class CheckView(View):
 
     def add(self, part, block) -> None:
         if hasattr(part, "add"):
-            part.add(block.prepared, block.gradients, block.raw)
+            part.add(block.prepared, block.gradients, block.raw, block.gradient_scale)
 
     def _partials(self, part) -> dict[str, Any]:
         return part.to_state() if hasattr(part, "to_state") else part
