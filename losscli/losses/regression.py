@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from losscli.errors import InputError
+from losscli.kernels import flat_pieces
 from losscli.registry import (
     FLAG,
     FLOAT,
@@ -54,10 +55,19 @@ def _fused_difference(loss_and_slope):
     the elements and dloss/dd; the gradients are scale slope and -scale slope."""
 
     def fused(torch, tensors, options, wanted, scale=1.0):
-        difference = tensors["predictions"] - tensors["targets"]
-        elements, slope = loss_and_slope(torch, difference, options)
-        if scale != 1.0:
-            slope = slope.mul_(scale)
+        x, y = tensors["predictions"], tensors["targets"]
+        if x.shape != y.shape:  # broadcast: one piece
+            elements, slope = loss_and_slope(torch, x - y, options)
+            slope = slope.mul_(scale) if scale != 1.0 else slope
+        else:  # piece by piece (losscli.kernels), into arrays made once
+            x, y = x.contiguous(), y.contiguous()
+            elements, slope = torch.empty_like(x), torch.empty_like(x)
+            flat = (x.view(-1), y.view(-1), elements.view(-1), slope.view(-1))
+            for piece in flat_pieces(x):
+                xs, ys, losses, slopes = (t[piece] for t in flat)
+                got, steep = loss_and_slope(torch, torch.sub(xs, ys, out=slopes), options)
+                losses.copy_(got)
+                slopes.copy_(steep) if scale == 1.0 else torch.mul(steep, scale, out=slopes)
         grads = {}
         if "predictions" in wanted:
             grads["predictions"] = slope
