@@ -87,6 +87,29 @@ def kernel_rates(torch, rows: int = 2_000_000, width: int = 10) -> list[tuple[st
     return out
 
 
+def cuda_ce_rates(torch, rows: int = 10_000_000, width: int = 10) -> tuple[float, float]:
+    """(fused, autograd) elements/s of ce's loss and gradient on the GPU: 1e8 elements."""
+    from losscli.registry import get_spec
+
+    spec = get_spec("ce")
+    x = torch.randn(rows, width, device="cuda")
+    y = torch.randint(0, width, (rows,), device="cuda")
+    options = {"weight": None, "ignore_index": -100, "label_smoothing": 0.0}
+
+    def fused():
+        with torch.no_grad():
+            spec.fused(torch, {"predictions": x, "targets": y}, options, {"predictions"}, 1 / rows)
+        torch.cuda.synchronize()
+
+    def autograd():
+        leaf = x.detach().requires_grad_(True)
+        torch.nn.functional.cross_entropy(leaf, y).backward()
+        torch.cuda.synchronize()
+
+    fused(), autograd()  # the first launches compile nothing, but load the kernels
+    return x.numel() / best_of(fused), x.numel() / best_of(autograd)
+
+
 def measure(python: str) -> dict:
     import torch
 
@@ -95,6 +118,7 @@ def measure(python: str) -> dict:
         "exp_s": exp_rate(torch),
         "import_s": import_seconds(python),
         "kernels": kernel_rates(torch),
+        "cuda_ce": cuda_ce_rates(torch) if torch.cuda.is_available() else None,
     }
 
 
@@ -114,3 +138,9 @@ if __name__ == "__main__":
     print(f"import numpy, torch {found['import_s']:.2f} s")
     for name, fused, autograd in found["kernels"]:
         print(f"{name:12} fused {fused / 1e6:7.1f} M/s  autograd {autograd / 1e6:7.1f} M/s")
+    if found["cuda_ce"]:
+        fused, autograd = found["cuda_ce"]
+        print(
+            f"ce on CUDA, 1e8 elements: fused {fused / 1e9:.2f} G/s, "
+            f"autograd {autograd / 1e9:.2f} G/s"
+        )

@@ -407,6 +407,12 @@ def main() -> int:
         for name, fused, autograd in found["kernels"]:
             print(f"  {name:12} fused {fused / 1e6:7.1f} M/s   autograd {autograd / 1e6:7.1f} M/s"
                   f"   {fused / autograd:5.2f}x")  # fmt: skip
+        if found["cuda_ce"]:
+            fused, autograd = found["cuda_ce"]
+            print(f"  ce on CUDA (1e8 elements): fused {fused / 1e9:.2f} G/s, autograd "
+                  f"{autograd / 1e9:.2f} G/s, {fused / autograd:.2f}x")  # fmt: skip
+        else:
+            print("  ce on CUDA: no GPU here")
     return 1 if failed else 0
 
 

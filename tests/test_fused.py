@@ -222,3 +222,46 @@ def test_a_kernel_equals_the_numpy_formula(name, rng=np.random.default_rng(5)):
     tensors = {n: torch.from_numpy(np.asarray(a)) for n, a in arrays.items()}
     elements, _ = spec.fused(torch, tensors, options, set())
     np.testing.assert_allclose(elements.numpy(), expected(), rtol=1e-12, atol=1e-12)
+
+
+CUDA_CASES = {
+    "ce": lambda g: (torch.randn(4000, 7, generator=g) * 4,
+                     torch.randint(0, 7, (4000,), generator=g),
+                     {"weight": None, "ignore_index": -100, "label_smoothing": 0.1}),
+    "nll": lambda g: (torch.log_softmax(torch.randn(4000, 7, generator=g), 1),
+                      torch.randint(0, 7, (4000,), generator=g),
+                      {"weight": None, "ignore_index": -100}),
+    "bce-logits": lambda g: (torch.randn(4000, 7, generator=g) * 4,
+                             torch.rand(4000, 7, generator=g),
+                             {"weight": None, "pos_weight": torch.linspace(0.5, 3, 7)}),
+    "bce": lambda g: (torch.rand(4000, 7, generator=g) * 0.98 + 0.01,
+                      torch.rand(4000, 7, generator=g), {"weight": None}),
+    "mse": lambda g: (torch.randn(4000, 7, generator=g), torch.randn(4000, 7, generator=g), {}),
+    "l1": lambda g: (torch.randn(4000, 7, generator=g), torch.randn(4000, 7, generator=g), {}),
+    "huber": lambda g: (torch.randn(4000, 7, generator=g), torch.randn(4000, 7, generator=g),
+                        {"delta": 0.5}),
+    "smooth-l1": lambda g: (torch.randn(4000, 7, generator=g), torch.randn(4000, 7, generator=g),
+                            {"beta": 0.5}),
+}  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_a_kernel_on_cuda_equals_autograd_on_cuda(name, dtype):
+    """The same kernel on the GPU (one piece), against autograd there, to the same bound."""
+    x, y, options = CUDA_CASES[name](torch.Generator().manual_seed(3))
+    kind = DTYPES[dtype]
+    cuda = {n: t.to("cuda", kind if t.is_floating_point() else t.dtype)
+            for n, t in {"predictions": x, "targets": y}.items()}  # fmt: skip
+    options = {
+        k: v.to("cuda", kind) if isinstance(v, torch.Tensor) else v for k, v in options.items()
+    }
+    spec = get_spec(name)
+    with torch.no_grad():
+        elements, grads = spec.fused(torch, dict(cuda), options, {"predictions"}, 0.25)
+    reference, reference_grads = _autograd(spec, cuda, options, {"predictions"})
+    assert elements.device.type == "cuda" and grads["predictions"].device.type == "cuda"
+    _close(elements.cpu(), reference.cpu(), kind, cuda["predictions"].abs().cpu() * 4)
+    _close((grads["predictions"] / 0.25).cpu(), reference_grads["predictions"].cpu(), kind,
+           cuda["predictions"].abs().cpu() * 4)  # fmt: skip
