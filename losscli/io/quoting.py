@@ -19,12 +19,13 @@ QUOTE, LF, CR = ord('"'), ord("\n"), ord("\r")
 def arrow_quoting(chunk: memoryview, delimiter: str) -> bool | None:
     """False: the chunk holds no quote (pyarrow reads it with quoting off); True: its quotes
     are all whole cells (pyarrow reads it with quoting on); None: the Python parser must.
-    A few vectorised passes over the bytes: no Python loop per cell."""
+    ``delimiter`` is one ASCII character. A few vectorised passes over the bytes: no Python
+    loop per cell."""
     data = np.frombuffer(chunk, np.uint8)
     quotes = np.flatnonzero(data == QUOTE)
     if not quotes.size:
         return False
-    if quotes.size % 2 or not delimiter.isascii():
+    if quotes.size % 2:
         return None
     opens, closes = quotes[0::2], quotes[1::2]
     edge = np.zeros(256, dtype=bool)
