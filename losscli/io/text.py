@@ -2,13 +2,14 @@
 
 Every decision (delimiter, header, pandas index column) is made once, from whole rows at the
 start of the file, by the same code for every size. The data rows are then parsed by the
-Python parser, or, for large files, by pyarrow's multithreaded reader, which is used only
-where its result is the Python parser's: it is given the rows after the header (never a
-byte prefix), it splits at every delimiter, number cells are read into float64 by both with
-the same correctly rounded conversion, and whatever pyarrow would read differently (a quote
-character anywhere, whitespace-only lines, empty cells, names with spaces, a cell it
-rejects) sends the file to the Python parser instead, which also locates every error by
-line and column. ``tests/test_io.py`` checks the two agree on generated tables.
+Python parser, or, for files of many lines, by pyarrow's multithreaded reader, which is used
+only where its result is the Python parser's: it is given the rows after the header (never a
+byte prefix), it splits at every delimiter outside quotes, number cells are read into float64
+by both with the same correctly rounded conversion, and whatever pyarrow would read
+differently (a quote that is not a whole cell's, see ``losscli.io.quoting``; whitespace-only
+lines, empty cells, names with spaces, a cell it rejects) sends the chunk to the Python
+parser instead, which also locates every error by line and column. ``tests/test_io.py`` and
+``tests/test_quoted_csv.py`` check the two agree on generated tables.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
 from losscli.io.common import Blocks, InputArray, Note, Request, block_rows, narrow
 from losscli.io.formats import not_text
+from losscli.io.quoting import arrow_quoting
 from losscli.io.sources import FIRST_CHUNK, Source
 
-# Text above this size is parsed by pyarrow; below it, Python's parser is faster to start.
+# Text above this size, or of more lines, is parsed by pyarrow; below both, Python's parser
+# is done before pyarrow is imported.
 LARGE_TEXT_BYTES = 1 << 20
+ARROW_MIN_LINES = 1 << 14
 BOM = b"\xef\xbb\xbf"
 LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 NONBLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
@@ -379,14 +383,18 @@ def _parse_arrow(
     whitespace = layout.delimiter is None
     if (whitespace and layout.width != 1) or layout.width > ARROW_MAX_COLUMNS:
         return None
+    if not (layout.delimiter or "\t").isascii():
+        return None  # pyarrow splits at one byte
+    # pyarrow splits at every delimiter outside quotes. Where every quote is a whole cell's,
+    # its cells are the Python parser's; any other quote sends the chunk to the Python
+    # parser. Whitespace-separated text has no quoting.
+    quoting = False if whitespace else arrow_quoting(chunk, layout.delimiter)
+    if quoting is None:
+        return None
     column_names = [f"c{i}" for i in range(layout.width)]
     for attempt in ("numbers", "names"):
         if attempt == "names" and not names_ok:
             return None
-        # pyarrow splits at every delimiter (no quoting). Where the data holds no quote
-        # character, its rows are the Python parser's; a quote anywhere sends the chunk to
-        # the Python parser: in a number cell it fails to convert, and the columns not asked
-        # for are read as text to be searched for one.
         types = {name: pa.string() for name in column_names}
         for index in wanted:
             as_text = attempt == "names" and index in names_ok
@@ -399,7 +407,7 @@ def _parse_arrow(
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=layout.delimiter or "\t",
-                    quote_char=False,
+                    quote_char='"' if quoting else False,
                     double_quote=False,
                     escape_char=False,
                     newlines_in_values=False,
@@ -427,11 +435,8 @@ def _from_table(pa, table, chunk, first_line, wanted, whitespace) -> _Parsed | N
     import pyarrow.compute as pc
 
     for column in table.columns:
-        if pa.types.is_string(column.type) and (
-            pc.any(pc.match_substring(column, '"')).as_py()
-            or pc.any(pc.match_substring(column, "\0")).as_py()
-        ):
-            return None  # quoting is the Python parser's job, and so is a NUL byte
+        if pa.types.is_string(column.type) and pc.any(pc.match_substring(column, "\0")).as_py():
+            return None  # a NUL byte is the Python parser's to place
     block = np.empty((table.num_rows, len(wanted)), dtype=np.float64)
     text, first = {}, {}
     for j, index in enumerate(wanted):
@@ -510,7 +515,7 @@ def text_blocks(
         source, layout.data_offset, layout.header_line + 1, ARROW_BLOCK_BYTES
     ):
         parsed = None
-        if large or len(chunk) > LARGE_TEXT_BYTES:
+        if large or len(chunk) > LARGE_TEXT_BYTES or _many_lines(chunk):
             parsed = _parse_arrow(chunk, first_line, layout, wanted, names_ok)
             if parsed is not None and _has_error(parsed, requests, selections):
                 parsed = None  # the Python parser finds and places the first error
@@ -580,6 +585,11 @@ def text_blocks(
     if not rows:
         only = " (only a header)" if layout.names is not None else ""
         raise InputError(f"{label}: has no data rows{only}")
+
+
+def _many_lines(chunk: memoryview) -> bool:
+    """Whether a chunk holds more than ARROW_MIN_LINES lines."""
+    return len(chunk) > ARROW_MIN_LINES and _breaks(bytes(chunk)) > ARROW_MIN_LINES
 
 
 def _local_lines(parsed: _Parsed, start: int):
