@@ -9,9 +9,12 @@ one launch per op is what costs, a block is one piece.
 
 from __future__ import annotations
 
-# Elements of the first input in one piece: 4 float32 temporaries of this size fit a 2 MB
-# cache. (Tests set it small to cross piece boundaries.)
-PIECE_ELEMENTS = 1 << 17
+# Elements of the first input in one piece (2 MB of float32): each op on a piece is long
+# enough to share between threads, and its temporaries stay in the cache for the next op.
+# Measured on 2M x 10 float32 (benchmarks/floors.py): ce and bce-logits are fastest from
+# 2^17 to 2^21; 2^15 loses to the threads' start-up per op. (Tests set it small to cross
+# piece boundaries.)
+PIECE_ELEMENTS = 1 << 19
 
 
 def row_pieces(tensor) -> list[slice]:

@@ -68,29 +68,23 @@ def _steps_bce(arrays, options, limit) -> Steps:
     return steps
 
 
-# The floor of p (1 - p) in torch's BCELoss gradient: 1e-12 as a float32 constant.
-_BCE_EPSILON = 9.999999960041972e-13
-
-
 def _fused_bce(torch, tensors, options, wanted, scale=1.0):
-    """BCELoss's unreduced loss and the gradients of ``scale`` times its sum, as torch
-    computes them: logs clamped at -100; d/dp = w (p - y) / max(p (1 - p), 1e-12);
-    d/dy = w (log(1-p) - log p), with the logs not clamped there (infinite at p = 0 or 1,
-    as torch's)."""
+    """BCELoss's unreduced loss and the gradients of ``scale`` times its sum, without
+    autograd: torch's own loss and backward ops for the predictions (logs clamped at -100;
+    d/dp = w (p - y) / max(p (1 - p), 1e-12)), and d/dy = w (log(1-p) - log p) for the
+    targets, with the logs not clamped there (infinite at p = 0 or 1, as torch's)."""
     p, y = tensors["predictions"], tensors["targets"]
     weight = options.get("weight")
-    log_p = p.log().clamp_min(-100)
-    log_q = (-p).log1p().clamp_min(-100)
-    elements = -(y * log_p + (1 - y) * log_q)
-    if weight is not None:
-        elements = elements * weight
-    factor = scale if weight is None else weight * scale
+    if weight is not None and weight.shape != p.shape:
+        weight = weight.expand_as(p)
+    elements = torch.nn.functional.binary_cross_entropy(p, y, weight, reduction="none")
     grads = {}
     if "predictions" in wanted:
-        grad = (p - y) / (p * (1 - p)).clamp_min(_BCE_EPSILON)
-        grads["predictions"] = grad if scale == 1.0 and weight is None else grad * factor
+        every = torch.full((), scale, dtype=p.dtype, device=p.device).expand_as(p)
+        grads["predictions"] = torch.ops.aten.binary_cross_entropy_backward(every, p, y, weight, 0)
     if "targets" in wanted:  # unclamped, as torch's: infinite where p is 0 or 1
         grad = (-p).log1p() - p.log()
+        factor = scale if weight is None else weight * scale
         grads["targets"] = grad if scale == 1.0 and weight is None else grad * factor
     return elements, grads
 
@@ -125,6 +119,17 @@ def _fused_bce_logits(torch, tensors, options, wanted, scale=1.0):
 
 
 def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -> None:
+    if weight is None and pos_weight is None:  # softplus(x) - x y, and s(x) - y: 4 passes
+        # softplus is x itself past 50 (log1p(exp(-50)) is below float64's rounding of 50).
+        softplus = torch.nn.functional.softplus(x, 1, 50)
+        torch.addcmul(softplus, x, y, value=-1, out=elements)
+        if "predictions" in grads:
+            grad = torch.sigmoid(x, out=grads["predictions"]).sub_(y)
+            if scale != 1.0:
+                grad.mul_(scale)
+        if "targets" in grads:  # -log s(x) + log s(-x) = -x
+            torch.mul(x, -scale, out=grads["targets"])
+        return
     e = torch.abs(x, out=elements).neg_().exp_()
     softplus = e.log1p()
     not_positive = torch.clamp_min(-x, 0).add_(softplus)  # -log s(x)

@@ -78,36 +78,49 @@ def _fused_difference(loss_and_slope):
     return fused
 
 
-def _squared(torch, d, options):
-    return d * d, 2 * d
-
-
 def _absolute(torch, d, options):
     return d.abs(), d.sign()
 
 
-def _huber(torch, d, options):
-    delta = float(options["delta"])
-    size = d.abs()
-    inside = size < delta
-    elements = torch.where(inside, 0.5 * d * d, delta * (size - 0.5 * delta))
-    return elements, torch.where(inside, d, delta * d.sign())
+def _fused_aten(function: str, backward: str, parameter: str | None = None):
+    """A fused kernel from torch's own elementwise loss and its backward op, called without
+    autograd (each one vectorised pass): the loss ``torch.nn.functional.<function>`` with
+    reduction none, and ``torch.ops.aten.<backward>`` of ``scale`` at every element (a
+    broadcast scalar) for the gradient; the targets' is its negative."""
+
+    def fused(torch, tensors, options, wanted, scale=1.0):
+        x, y = tensors["predictions"], tensors["targets"]
+        if x.shape != y.shape:  # broadcast: autograd
+            return None
+        given = {parameter: float(options[parameter])} if parameter else {}
+        elements = getattr(torch.nn.functional, function)(x, y, reduction="none", **given)
+        grads = {}
+        if wanted:
+            every = torch.full((), scale, dtype=x.dtype, device=x.device).expand_as(x)
+            slope = getattr(torch.ops.aten, backward)(every, x, y, 0, *given.values())
+            if "predictions" in wanted:
+                grads["predictions"] = slope
+            if "targets" in wanted:
+                grads["targets"] = slope.neg()
+        return elements, grads
+
+    return fused
 
 
-def _smooth_l1(torch, d, options):
-    beta = float(options["beta"])
-    if beta == 0:  # torch computes L1 there
-        return _absolute(torch, d, options)
-    size = d.abs()
-    inside = size < beta
-    elements = torch.where(inside, 0.5 * d * d / beta, size - 0.5 * beta)
-    return elements, torch.where(inside, d / beta, d.sign())
+_smooth_l1_aten = _fused_aten("smooth_l1_loss", "smooth_l1_loss_backward", "beta")
+_l1 = _fused_difference(_absolute)
+
+
+def _fused_smooth_l1(torch, tensors, options, wanted, scale=1.0):
+    """SmoothL1Loss: torch computes L1 at beta 0 (slope 0 where x = y), else its own ops."""
+    kernel = _l1 if float(options["beta"]) == 0 else _smooth_l1_aten
+    return kernel(torch, tensors, options, wanted, scale)
 
 
 MSE = LossSpec(
     name="mse",
     torch_class="MSELoss",
-    fused=_fused_difference(_squared),
+    fused=_fused_aten("mse_loss", "mse_loss_backward"),
     task="regression",
     summary="mean squared error between predictions and targets",
     inputs=PAIR,
@@ -134,7 +147,7 @@ L1 = LossSpec(
     name="l1",
     aliases=("mae",),
     torch_class="L1Loss",
-    fused=_fused_difference(_absolute),
+    fused=_l1,
     task="regression",
     summary="mean absolute error between predictions and targets",
     inputs=PAIR,
@@ -283,7 +296,7 @@ def _steps_gaussian(arrays, options, limit) -> Steps:
 HUBER = LossSpec(
     name="huber",
     torch_class="HuberLoss",
-    fused=_fused_difference(_huber),
+    fused=_fused_aten("huber_loss", "huber_loss_backward", "delta"),
     task="robust regression",
     summary="squared error near the target, absolute error (scaled by delta) beyond delta",
     inputs=PAIR,
@@ -321,7 +334,7 @@ HUBER = LossSpec(
 SMOOTH_L1 = LossSpec(
     name="smooth-l1",
     torch_class="SmoothL1Loss",
-    fused=_fused_difference(_smooth_l1),
+    fused=_fused_smooth_l1,
     task="robust regression",
     summary="squared error divided by beta near the target, absolute error beyond beta",
     inputs=PAIR,
