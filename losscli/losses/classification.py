@@ -355,6 +355,14 @@ def _fused_nll(torch, tensors, options, wanted, scale=1.0):
     if x.dim() < 2:  # one unbatched row: autograd
         return None
     weight, ignore = options.get("weight"), options.get("ignore_index", -100)
+    if x.dim() == 2:  # torch's own loss and backward ops, without autograd
+        elements = torch.nn.functional.nll_loss(x, y, weight, ignore_index=ignore, reduction="none")
+        grad = None
+        if "predictions" in wanted:
+            every = torch.full((), scale, dtype=x.dtype, device=x.device).expand(len(y))
+            total = torch.zeros((), dtype=x.dtype, device=x.device)  # unused without a mean
+            grad = torch.ops.aten.nll_loss_backward(every, x, y, weight, 0, ignore, total)
+        return elements, {"predictions": grad}
     axis = 1
     kept = y != ignore
     safe = torch.where(kept, y, torch.zeros_like(y)).unsqueeze(axis)
