@@ -379,10 +379,13 @@ def test_a_second_signal_never_cuts_the_cleanup_short(tmp_path, rng):
 
     np.save(tmp_path / "x.npy", rng.normal(size=(1_000_000, 10)).astype(np.float32))
     np.save(tmp_path / "y.npy", rng.integers(0, 10, 1_000_000))
-    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+    # A text gradient (spilled, then converted) and an NPY one (written by the writer's
+    # thread while the next block computes).
+    for (signum, code), suffix in zip(((signal.SIGTERM, 143), (signal.SIGINT, 130)) * 2,
+                                      (".csv", ".csv", ".npy", ".npy")):  # fmt: skip
         run = subprocess.Popen(
             [sys.executable, "-m", "losscli", "ce", tmp_path / "x.npy", tmp_path / "y.npy",
-             "--grad-out", tmp_path / "g.csv", "-f", "value"],
+             "--grad-out", tmp_path / f"g{suffix}", "-f", "value", "--block-rows", "50000"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         time.sleep(4)
