@@ -5,24 +5,17 @@ shell completion stay fast.
 """
 
 import inspect
-import os
 import sys
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from losscli import __version__
 from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
-from losscli.options import (
-    SHOWN,
-    Common,
-    InputsCommand,
-    common_parameters,
-    input_parameters,
-    loss_parameter,
-)
 from losscli.registry import LossSpec, all_specs, get_spec
-from losscli.views import options as view_options
+
+if TYPE_CHECKING:
+    from losscli.options import Common
 
 app = typer.Typer(
     name="losscli",
@@ -52,6 +45,11 @@ def _root(
     ] = False,
 ) -> None:
     """Compute a PyTorch loss, and its gradient, from files or stdin."""
+
+
+def _unwrapped(doc: str) -> str:
+    """A docstring's paragraphs each on one line, so that the terminal wraps them."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
 
 
 def _run_guarded(debug: bool, action) -> None:
@@ -106,6 +104,15 @@ def add_loss_command(spec: LossSpec, target: typer.Typer, name: str) -> None:
     """Register the command of one loss on ``target`` as ``name`` (its command name or an
     alias): its inputs, its own options (from its OptionSpecs) and the common options,
     running the shared pipeline."""
+    from losscli.options import (
+        SHOWN,
+        Common,
+        InputsCommand,
+        common_parameters,
+        input_parameters,
+        loss_parameter,
+    )
+
     inputs = input_parameters(
         spec.metavar,
         "Input files in this order ('-' for stdin; FILE:KEY picks an array of an NPZ, .pt or "
@@ -155,7 +162,7 @@ def _from_environment(ctx) -> dict[str, str]:
 
 
 def run_loss(
-    spec: LossSpec, sources: list[str], options: dict, settings: Common, env: dict[str, str]
+    spec: LossSpec, sources: list[str], options: dict, settings: "Common", env: dict[str, str]
 ) -> int:
     """Read, validate, compute, write --grad-out, print; returns the exit code."""
     from losscli import api, output
@@ -173,7 +180,7 @@ def run_loss(
     return _report(result, gate, settings)
 
 
-def _report(result, gate, settings: Common) -> int:
+def _report(result, gate, settings: "Common") -> int:
     """Warnings on stderr, the result on stdout, the gate's line; returns the exit code."""
     from losscli import render
 
@@ -186,7 +193,7 @@ def _report(result, gate, settings: Common) -> int:
     )
 
 
-def _emit(item, gate, settings: Common, value, tables) -> int:
+def _emit(item, gate, settings: "Common", value, tables) -> int:
     """``item``'s warnings on stderr, ``item`` on stdout in --format (JSON from its
     ``to_dict``, ``value(item)``, or the renderables ``tables()``), the gate's line;
     returns the exit code."""
@@ -224,7 +231,7 @@ class _CompareGroup(typer.core.TyperGroup):
             spec = get_spec(name)
         except LossCliError:
             return None
-        single = typer.Typer()
+        single = typer.Typer(add_completion=False)
         add_compare_command(spec, single)
         command = typer.main.get_command(single)
         command.name = name
@@ -249,15 +256,28 @@ app.add_typer(compare_app, name="compare")
 # views that compare offers.
 # What compare's --help shows of them (the others are accepted: losscli help options).
 COMPARE_SHOWN = ("reduction", "device", "dtype", "format", "by_class")
-COMPARE_OPTIONS = (
-    "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
-    "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
-    *(option.field for option in view_options("compare")),
-)  # fmt: skip
+
+
+def compare_options() -> tuple[str, ...]:
+    from losscli.views import options as view_options
+
+    return (
+        "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
+        "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+        *(option.field for option in view_options("compare")),
+    )  # fmt: skip
 
 
 def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
     """Register ``losscli compare LOSS A B REST...`` for one loss on ``target``."""
+    from losscli.options import (
+        Common,
+        InputsCommand,
+        common_parameters,
+        input_parameters,
+        loss_parameter,
+    )
+
     rest = " ".join(i.name.upper() for i in spec.inputs[1:])
     inputs = input_parameters(
         f"A B {rest}".strip(),
@@ -291,7 +311,7 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
         [
             *inputs,
             *own,
-            *common_parameters(spec, COMPARE_OPTIONS, reduced=True, shown=COMPARE_SHOWN),
+            *common_parameters(spec, compare_options(), reduced=True, shown=COMPARE_SHOWN),
             margin,
         ]
     )
@@ -306,7 +326,7 @@ def add_compare_command(spec: LossSpec, target: typer.Typer) -> None:
     target.command(spec.name, help=text, short_help=short, cls=InputsCommand)(command)
 
 
-def run_comparison(spec, sources, options, settings: Common, margin) -> int:
+def run_comparison(spec, sources, options, settings: "Common", margin) -> int:
     """Compare, print (warnings, result, the gate's line); returns the exit code."""
     from losscli import output, render
     from losscli.compare import run_compare
@@ -331,6 +351,10 @@ def run_comparison(spec, sources, options, settings: Common, margin) -> int:
 
 
 # ------------------------------------------------------------------ loss commands
+
+
+# Commands listed by name and help whose options are built when one is run (merge).
+_BUILT_LATER: dict = {}
 
 
 class _LossEntry(typer.core.TyperCommand):
@@ -359,8 +383,9 @@ class _Root(typer.core.TyperGroup):
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)
         if isinstance(command, _LossEntry):
-            single = typer.Typer()
-            add_loss_command(get_spec(name), single, name)
+            single = typer.Typer(add_completion=False)
+            build = _BUILT_LATER.get(name, lambda t, n: add_loss_command(get_spec(n), t, n))
+            build(single, name)
             command = typer.main.get_command(single)
             command.name = name
         return name, command, rest
@@ -410,34 +435,15 @@ def list_formats(
 
     Example: losscli list-formats -f json
     """
-    from losscli.io import formats
+    from losscli.meta import formats_json, formats_table, print_renderable
 
     def show() -> int:
-        from losscli import output
-
-        described = formats.describe()
         if format == "json":
-            import json
+            from losscli import output
 
-            output.write_stdout(json.dumps(described, indent=2) + "\n")
-            return 0
-        from rich import box
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title="losscli input formats", box=box.SIMPLE_HEAVY)
-        for column in ("format", "extensions", "magic", "columns", "keys", "what"):
-            table.add_column(column, no_wrap=column != "what")
-        for item in described:
-            table.add_row(
-                Text(item["name"]),
-                Text(" ".join(item["extensions"])),
-                "yes" if item["magic"] else "",
-                "named" if item["columns"] else "",
-                "FILE:KEY" if item["keys"] else "",
-                Text(item["summary"]),
-            )
-        output.print_renderables([table])
+            output.write_stdout(formats_json())
+        else:
+            print_renderable(formats_table())
         return 0
 
     _run_guarded(False, show)
@@ -506,11 +512,14 @@ def batch(
     _run_guarded(False, run)
 
 
-# The common options that apply to merged states, and the views that merge offers.
-MERGE_OPTIONS = (
-    "format", "fail_above", "fail_below", "quiet",
-    *(option.field for option in view_options("merge")),
-)  # fmt: skip
+def merge_options() -> tuple[str, ...]:
+    """The common options that apply to merged states, and the views that merge offers."""
+    from losscli.views import options as view_options
+
+    return (
+        "format", "fail_above", "fail_below", "quiet",
+        *(option.field for option in view_options("merge")),
+    )  # fmt: skip
 
 
 def merge(states: list[str], **options) -> None:
@@ -526,7 +535,8 @@ def merge(states: list[str], **options) -> None:
     from losscli import views
     from losscli.errors import OptionError
     from losscli.gate import gate_of
-    from losscli.io.sources import read_whole
+    from losscli.io.sources import file_identity, read_whole
+    from losscli.options import Common
     from losscli.settings import check_settings
 
     settings = Common(**options)
@@ -535,7 +545,7 @@ def merge(states: list[str], **options) -> None:
         check_settings(settings)
         loaded, seen = [], {}
         for path in states:
-            identity = _identity(path)
+            identity = file_identity(path)
             if identity in seen:  # its rows would count twice
                 raise OptionError(f"{path} and {seen[identity]} are the same state file")
             seen[identity] = path
@@ -547,28 +557,29 @@ def merge(states: list[str], **options) -> None:
     _run_guarded(False, run)
 
 
-merge.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter(
-            "states",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=Annotated[
-                list[str],
-                typer.Argument(help="State files written by --emit-state.", show_default=False),
-            ],
-        ),
-        *common_parameters(None, MERGE_OPTIONS),
-    ]
-)
-app.command("merge")(merge)
+def add_merge_command(target: typer.Typer) -> None:
+    """Register ``losscli merge STATES...`` on ``target``, with its options."""
+    from losscli.options import common_parameters
+
+    merge.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(
+                "states",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[
+                    list[str],
+                    typer.Argument(help="State files written by --emit-state.", show_default=False),
+                ],
+            ),
+            *common_parameters(None, merge_options()),
+        ]
+    )
+    target.command("merge", help=_unwrapped(merge.__doc__))(merge)
 
 
-def _identity(path: str):
-    try:
-        info = os.stat(path)
-    except OSError:
-        return path  # reading it says why
-    return (info.st_dev, info.st_ino)
+# The command list shows merge from its docstring; its options are built when it is run.
+app.command("merge", cls=_LossEntry, help=_unwrapped(merge.__doc__))(lambda: None)
+_BUILT_LATER["merge"] = lambda single, name: add_merge_command(single)
 
 
 def _unwrap_help() -> None:
@@ -577,8 +588,7 @@ def _unwrap_help() -> None:
     for info in app.registered_commands:
         doc = info.callback.__doc__ if info.callback is not None else None
         if info.help is None and doc:
-            paragraphs = inspect.cleandoc(doc).split("\n\n")
-            info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+            info.help = _unwrapped(doc)
 
 
 _unwrap_help()

@@ -220,3 +220,35 @@ def print_renderable(renderable) -> None:
         output.write_stdout(renderable + "\n")
     else:
         output.print_renderables([renderable])
+
+
+def formats_json() -> str:
+    """The input formats as a JSON array (``losscli list-formats -f json``)."""
+    import json
+
+    from losscli.io import formats
+
+    return json.dumps(formats.describe(), indent=2) + "\n"
+
+
+def formats_table():
+    """The input formats as a Rich table (``losscli list-formats``)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from losscli.io import formats
+
+    table = Table(title="losscli input formats", box=box.SIMPLE_HEAVY)
+    for column in ("format", "extensions", "magic", "columns", "keys", "what"):
+        table.add_column(column, no_wrap=column != "what")
+    for item in formats.describe():
+        table.add_row(
+            Text(item["name"]),
+            Text(" ".join(item["extensions"])),
+            "yes" if item["magic"] else "",
+            "named" if item["columns"] else "",
+            "FILE:KEY" if item["keys"] else "",
+            Text(item["summary"]),
+        )
+    return table

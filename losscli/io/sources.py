@@ -481,6 +481,16 @@ def stdin_fd() -> int | None:
     return fd
 
 
+def file_identity(path: str):
+    """(device, inode) of a file, through links; the path itself where it cannot be read
+    (reading it says why)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return path
+    return (info.st_dev, info.st_ino)
+
+
 def read_whole(path: str) -> bytes:
     """The bytes of a small file read whole (a state), or InputError saying why not."""
     from losscli.errors import InputError
