@@ -5,6 +5,7 @@ shell completion stay fast.
 """
 
 import inspect
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -69,6 +70,7 @@ def _guarded(debug: bool, action) -> int:
     import warnings
 
     from losscli import output
+    from losscli.signals import say_stopped, stop_code, stopped
 
     try:
         with warnings.catch_warnings():
@@ -79,15 +81,17 @@ def _guarded(debug: bool, action) -> int:
         output.error(error.message)
         return error.exit_code
     except KeyboardInterrupt:
-        output.note("interrupted", "")
+        say_stopped(signal.SIGINT)
         return EXIT_INTERRUPTED
     except Terminated as stop:
-        output.note("terminated", f"signal {stop.signum}")
-        return 128 + stop.signum
+        say_stopped(stop.signum)
+        return stop_code(stop.signum)
     except BrokenPipeError:
         output.silence_stdout()
         return 0
     except Exception as error:
+        if stopped():  # raised while the stop unwound: the stop is what happened
+            return EXIT_INTERRUPTED
         if debug:
             import traceback
 
@@ -600,7 +604,13 @@ def main() -> None:
     ``python -m losscli`` come through ``losscli.entry``, which installs the signal handlers
     before this module is imported."""
     from losscli import output
-    from losscli.signals import exit_if_stopped, ignore_signals, install_handlers
+    from losscli.signals import (
+        exit_if_stopped,
+        ignore_signals,
+        install_handlers,
+        say_stopped,
+        stop_code,
+    )
 
     output.prepare_streams()
     if len(sys.argv) < 3 or {"--help", "-h"} & set(sys.argv):
@@ -613,17 +623,18 @@ def main() -> None:
     try:
         code = app(prog_name="losscli", standalone_mode=False)
     except typer.Abort:
-        output.note("interrupted", "")
+        say_stopped(signal.SIGINT)
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         output.silence_stdout()
         code = 0
     except Terminated as stop:
-        output.note("terminated", f"signal {stop.signum}")
-        code = 128 + stop.signum
+        say_stopped(stop.signum)
+        code = stop_code(stop.signum)
     except Exception as error:
         # Click's usage errors (Typer ships its own copy of Click, so match by shape).
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            exit_if_stopped(EXIT_INTERRUPTED)  # raised while a stop unwound: the stop
             raise
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()

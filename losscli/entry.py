@@ -15,7 +15,6 @@ KeyboardInterrupt.
 
 import os
 import signal
-import sys
 
 
 def _before_the_handlers(signum, frame) -> None:
@@ -33,7 +32,6 @@ for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
     if hasattr(signal, _name):
         signal.signal(getattr(signal, _name), _before_the_handlers)
 
-import contextlib  # noqa: E402 (after the first handlers, on purpose)
 
 from losscli.errors import EXIT_INTERRUPTED, Terminated  # noqa: E402
 from losscli.signals import (  # noqa: E402
@@ -41,15 +39,15 @@ from losscli.signals import (  # noqa: E402
     exit_if_stopped,
     ignore_signals,
     install_handlers,
+    say_stopped,
 )
 
 
-def _end(code: int, line: str) -> None:
+def _end(code: int, signum: int) -> None:
     """End a run stopped outside the app's own handling (while modules import): one line on
     stderr and the exit code."""
     ignore_signals()
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(line + "\n")
+    say_stopped(signum)
     exit_if_stopped(code)
 
 
@@ -62,6 +60,11 @@ def main() -> None:
         check_stopped()
         run()
     except KeyboardInterrupt:
-        _end(EXIT_INTERRUPTED, "losscli: interrupted")
+        _end(EXIT_INTERRUPTED, signal.SIGINT)
     except Terminated as stop:
-        _end(128 + stop.signum, f"losscli: terminated: signal {stop.signum}")
+        _end(128 + stop.signum, stop.signum)
+    except Exception:
+        # An error raised while a stop unwound an import (Python reports a stop inside a
+        # class's __set_name__ as a RuntimeError) is the stop; any other is losscli's own.
+        exit_if_stopped(EXIT_INTERRUPTED)
+        raise

@@ -12,6 +12,7 @@ from losscli.errors import Terminated
 
 SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 _STOPPING: list[int] = []
+_SAID: list[bool] = []
 
 
 def _stop(signum, frame) -> None:
@@ -67,8 +68,34 @@ def ignore_signals() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def stopped() -> bool:
+    """Whether a signal stopped the run. An exception raised while it unwinds (a class
+    whose ``__set_name__`` the stop cut short is reported as a RuntimeError) is the stop,
+    not a failure of its own."""
+    return bool(_STOPPING)
+
+
+def stop_code(signum: int) -> int:
+    """The exit code of a run stopped by ``signum``: 130 for SIGINT, 128 + the signal."""
+    return 130 if signum == signal.SIGINT else 128 + signum
+
+
+def say_stopped(signum: int) -> None:
+    """The one line of a stopped run on stderr, ``losscli: interrupted`` (SIGINT) or
+    ``losscli: terminated: signal N``; said once, whichever layer catches the stop first."""
+    if _SAID:
+        return
+    _SAID.append(True)
+    line = "interrupted" if signum == signal.SIGINT else f"terminated: signal {signum}"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.write(f"losscli: {line}\n")
+        sys.stderr.flush()
+
+
 def exit_if_stopped(code: int) -> None:
-    """End a run that a signal stopped with ``code``, without the interpreter's shutdown
+    """End a run that a signal stopped, with the stop's own exit code and its one line (if
+    no layer said it: a stop that the command-line framework turned into an exit code
+    arrives here unsaid), without the interpreter's shutdown
     (its temporary files are gone: the stop unwound through their cleanup). The shutdown
     would wait for the thread that imports torch in the background (torch_loader.preload_torch),
     which can wait forever on an import lock that the interrupted main thread left held; and
@@ -76,6 +103,8 @@ def exit_if_stopped(code: int) -> None:
     if not _STOPPING:
         return
     ignore_signals()
+    say_stopped(_STOPPING[0])
+    code = stop_code(_STOPPING[0])
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()

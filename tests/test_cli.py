@@ -556,6 +556,60 @@ def test_sigterm_ends_a_real_run_cleanly(tmp_path):
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+# A stop that arrives where a layer other than losscli's own sees it first: while the
+# command of a loss is built (Typer turns a KeyboardInterrupt there into a silent exit code),
+# inside a class's __set_name__ (Python reports the stop as a RuntimeError), and in the run.
+_STOP_AT = {
+    "build": """
+import losscli.cli as cli
+built = cli.add_loss_command
+def add_loss_command(*args):
+    os.kill(os.getpid(), SIGNUM)
+    return built(*args)
+cli.add_loss_command = add_loss_command
+""",
+    "set_name": """
+import losscli.cli as cli
+built = cli.add_loss_command
+class Stop:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), SIGNUM)
+def add_loss_command(*args):
+    type("Holder", (), {"attribute": Stop()})
+    return built(*args)
+cli.add_loss_command = add_loss_command
+""",
+    "run": """
+import losscli.cli as cli
+def run_loss(*args):
+    os.kill(os.getpid(), SIGNUM)
+    raise AssertionError("the run went on after its stop")
+cli.run_loss = run_loss
+""",
+}
+
+
+@pytest.mark.parametrize("place", sorted(_STOP_AT))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_caught_by_any_layer_ends_with_its_code_and_one_line(tmp_path, place, signum):
+    preds, labels = tmp_path / "p.csv", tmp_path / "l.csv"
+    preds.write_text("1,2\n3,4\n")
+    labels.write_text("0\n1\n")
+    driver = (
+        "import os, sys\n"
+        "from losscli import entry\n"
+        + _STOP_AT[place].replace("SIGNUM", str(int(signum)))
+        + f"sys.argv = ['losscli', 'ce', {str(preds)!r}, {str(labels)!r}]\n"
+        + "entry.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", driver], cwd=ROOT, capture_output=True,
+                          timeout=120)  # fmt: skip
+    word = b"interrupted" if signum == signal.SIGINT else b"terminated: signal %d" % signum
+    assert done.returncode == (130 if signum == signal.SIGINT else 128 + signum), done.stderr
+    assert done.stderr.splitlines() == [b"losscli: " + word], done.stderr
+    assert done.stdout == b""
+
+
 @needs_proc
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_while_modules_import_ends_as_one_later_does(tmp_path, signum):

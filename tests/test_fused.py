@@ -265,3 +265,42 @@ def test_a_kernel_on_cuda_equals_autograd_on_cuda(name, dtype):
     _close(elements.cpu(), reference.cpu(), kind, cuda["predictions"].abs().cpu() * 4)
     _close((grads["predictions"] / 0.25).cpu(), reference_grads["predictions"].cpu(), kind,
            cuda["predictions"].abs().cpu() * 4)  # fmt: skip
+
+
+BLOCK_CASES = {
+    **CUDA_CASES,
+    "bce-logits": lambda g: (torch.randn(4000, 7, generator=g) * 4,
+                             (torch.rand(4000, 7, generator=g) < 0.5).double(),
+                             {"weight": None, "pos_weight": None}),
+    "bce-logits-weighted": CUDA_CASES["bce-logits"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BLOCK_CASES))
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_a_kernel_gives_the_same_bits_in_any_blocks(case, dtype):
+    """A value or gradient must not depend on --block-rows or on the pieces a kernel works
+    in. Vectorised ops such as softplus and sigmoid compute the elements that end a block
+    another way than the ones before (the same number to an ulp, not the same bits): a
+    kernel uses only ops whose every element is computed alike (exp, log1p, division)."""
+    spec = get_spec(case.removesuffix("-weighted"))
+    x, y, options = BLOCK_CASES[case](torch.Generator().manual_seed(11))
+    kind = DTYPES[dtype]
+    x = x.to(kind)
+    y = y.to(kind) if y.is_floating_point() else y
+    options = {k: v.to(kind) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
+    wanted = {"predictions"} | ({"targets"} if y.is_floating_point() else set())
+    whole, grads = spec.fused(torch, {"predictions": x, "targets": y}, options, wanted, 0.25)
+    for rows, piece in ((1000, kernels.PIECE_ELEMENTS), (777, 5), (4097, 1001), (13, 64)):
+        kept, kernels.PIECE_ELEMENTS = kernels.PIECE_ELEMENTS, piece
+        try:
+            parts = [
+                spec.fused(torch, {"predictions": x[i : i + rows], "targets": y[i : i + rows]},
+                           options, wanted, 0.25)
+                for i in range(0, len(x), rows)
+            ]  # fmt: skip
+        finally:
+            kernels.PIECE_ELEMENTS = kept
+        assert torch.equal(torch.cat([p[0] for p in parts]), whole), (rows, piece)
+        for n in wanted:
+            assert torch.equal(torch.cat([p[1][n] for p in parts]), grads[n]), (rows, piece, n)

@@ -119,12 +119,15 @@ def _fused_bce_logits(torch, tensors, options, wanted, scale=1.0):
 
 
 def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -> None:
-    if weight is None and pos_weight is None:  # softplus(x) - x y, and s(x) - y: 4 passes
-        # softplus is x itself past 50 (log1p(exp(-50)) is below float64's rounding of 50).
-        softplus = torch.nn.functional.softplus(x, 1, 50)
-        torch.addcmul(softplus, x, y, value=-1, out=elements)
+    if weight is None and pos_weight is None:  # max(x, 0) + log1p(e) - x y, and s(x) - y
+        # Not torch's softplus and sigmoid: their vectorised loops compute the elements that
+        # end a piece another way than the others (an ulp apart), and a value must not
+        # depend on --block-rows. exp, log1p, max and division compute every element alike.
+        e = torch.abs(x).neg_().exp_()
+        torch.log1p(e, out=elements).add_(torch.clamp_min(x, 0)).addcmul_(x, y, value=-1)
         if "predictions" in grads:
-            grad = torch.sigmoid(x, out=grads["predictions"]).sub_(y)
+            grad = grads["predictions"]
+            torch.div(torch.where(x >= 0, 1.0, e), e.add_(1), out=grad).sub_(y)
             if scale != 1.0:
                 grad.mul_(scale)
         if "targets" in grads:  # -log s(x) + log s(-x) = -x
