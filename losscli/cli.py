@@ -251,7 +251,7 @@ app.add_typer(compare_app, name="compare")
 COMPARE_SHOWN = ("reduction", "device", "dtype", "format", "by_class")
 COMPARE_OPTIONS = (
     "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
-    "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+    "header", "classes", "allow_nonfinite", "from_", "quiet", "debug", "report",
     *(option.field for option in view_options("compare")),
 )  # fmt: skip
 
@@ -508,7 +508,7 @@ def batch(
 
 # The common options that apply to merged states, and the views that merge offers.
 MERGE_OPTIONS = (
-    "format", "fail_above", "fail_below", "quiet",
+    "format", "fail_above", "fail_below", "quiet", "report",
     *(option.field for option in view_options("merge")),
 )  # fmt: skip
 
@@ -522,8 +522,8 @@ def merge(states: list[str], **options) -> None:
     Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
     --emit-state s2.json; losscli merge s1.json s2.json -f json
     """
+    from losscli import report, views
     from losscli import state as states_module
-    from losscli import views
     from losscli.errors import OptionError
     from losscli.gate import gate_of
     from losscli.io.sources import read_whole
@@ -533,16 +533,19 @@ def merge(states: list[str], **options) -> None:
 
     def run() -> int:
         check_settings(settings)
-        loaded, seen = [], {}
+        seen: dict = {}
         for path in states:
             identity = _identity(path)
             if identity in seen:  # its rows would count twice
                 raise OptionError(f"{path} and {seen[identity]} are the same state file")
             seen[identity] = path
-            loaded.append(states_module.load(path, read_whole(path)))
+        page = report.output(settings.report, {i: p for i, p in seen.items() if i != p}, {})
+        loaded = [states_module.load(path, read_whole(path)) for path in states]
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, views.asked(settings))
-        return _report(result, gate_of(result, settings), settings)
+        gate = gate_of(result, settings)
+        report.write(page, result.to_dict(), f"merge of {len(states)} states")
+        return _report(result, gate, settings)
 
     _run_guarded(False, run)
 

@@ -374,6 +374,16 @@ class View:
         """Rich renderables below the summary (and the gradient)."""
         return []
 
+    # -- the HTML report (``losscli.report``), made from the JSON object that -f json writes
+    def report_summary(self, result: dict[str, Any]) -> list[tuple[str, str]]:
+        """Rows (field, HTML) of the report's summary; none where the result lacks it."""
+        return []
+
+    def report(self, result: dict[str, Any]) -> Any:
+        """The report's section of this view (``losscli.report.html.Section``), or None: no
+        section (the default, and where the result lacks it)."""
+        return None
+
     # -- compare
     def compare(self, a: Any, b: Any) -> Any:
         """What ``compare`` shows of a's and b's results (JSON-ready), or None."""
@@ -381,6 +391,10 @@ class View:
 
     def compare_tables(self, compared: Any) -> list:
         return []
+
+    def compare_report(self, comparison: dict[str, Any]) -> Any:
+        """The section of the compare report (from compare's JSON object), or None."""
+        return None
 
 
 _VIEWS: list[View] | None = None
