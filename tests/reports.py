@@ -3,12 +3,13 @@ numbers and structure with the standard library's HTML parser."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SAMPLE, run_cli
+from tests.conftest import ROOT, run_cli
 
 HOSTILE = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
 
@@ -68,27 +69,34 @@ def check_numbers(page: Page, data: dict[str, Any]) -> None:
 
 
 def make(kind: str, folder: Path, *extra: str) -> tuple[Path, dict[str, Any], str]:
-    """A report of ``kind`` (ce, mse-group, merge, compare) in ``folder``: (its path, the
-    JSON object of the same run, the page's HTML)."""
+    """A report of ``kind`` (ce, mse-group, merge, compare) in ``folder``, run from the
+    repository's root as the README's examples are: (its path, the JSON object of the same
+    run, the page's HTML)."""
+    with contextlib.chdir(ROOT):
+        return _make(kind, folder, *extra)
+
+
+def _make(kind: str, folder: Path, *extra: str) -> tuple[Path, dict[str, Any], str]:
     page = folder / f"{kind}.html"
+    sample = Path("sample_data")
     if kind == "ce":
-        args = ["ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "--by-class",
+        args = ["ce", sample / "logits.csv", sample / "labels.csv", "--by-class",
                 "--calibration", "10", "--top", "5", "--hist"]  # fmt: skip
     elif kind == "mse-group":
-        args = ["mse", SAMPLE / "eval.csv", "--pred-cols", "cat", "--target-cols", "label",
+        args = ["mse", sample / "eval.csv", "--pred-cols", "cat", "--target-cols", "label",
                 "--group-by", "split", "--hist"]  # fmt: skip
     elif kind == "merge":
         states = []
         for i, logits in enumerate(("logits.csv", "logits_b.csv")):
             state = folder / f"state{i}.json"
-            out = run_cli("ce", SAMPLE / logits, SAMPLE / "labels.csv", "--emit-state", state,
+            out = run_cli("ce", sample / logits, sample / "labels.csv", "--emit-state", state,
                           "-f", "value")  # fmt: skip
             assert out.exit_code == 0, out.stderr
             states.append(state)
         args = ["merge", *states, "--by-class", "--hist", "--top", "3"]
     elif kind == "compare":
-        args = ["compare", "ce", SAMPLE / "logits.csv", SAMPLE / "logits_b.csv",
-                SAMPLE / "labels.csv", "--by-class", "--calibration", "5"]  # fmt: skip
+        args = ["compare", "ce", sample / "logits.csv", sample / "logits_b.csv",
+                sample / "labels.csv", "--by-class", "--calibration", "5"]  # fmt: skip
     else:
         raise ValueError(kind)
     out = run_cli(*args, *extra, "-f", "json", "--report", page)

@@ -188,7 +188,7 @@ def histogram(edges: list[float], counts: list[int], quantiles: dict[str, float]
                 ax.axvline(value, color=MARK, linestyle=styles.get(name, "-"), linewidth=1.4,
                            label=f"{name} {_short(value)}")  # fmt: skip
         ax.legend(loc="upper left", ncols=2, fontsize=10, handlelength=1.8)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
         if ax.get_xscale() == "log":
             _plain_ticks(ax.xaxis, edges[-1] / edges[0])
         if ax.get_xscale() != "linear":
@@ -209,6 +209,8 @@ def bars(labels: list, means: list, counts: list[int], what: str, salt: str) -> 
     high = max(_finite(means), default=0.0) or 1.0
 
     def build(figure) -> None:
+        from matplotlib.ticker import MaxNLocator
+
         ax = figure.add_subplot()
         positions = list(range(len(names)))
         ax.barh(positions, values, color=BAR, height=0.7)
@@ -221,6 +223,7 @@ def bars(labels: list, means: list, counts: list[int], what: str, salt: str) -> 
                 va="center", ha="left", fontsize=10, color="#52606d",
             )  # fmt: skip
         ax.set_xlim(min(0.0, min(values, default=0.0)), high * 1.22)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_xlabel(f"mean loss per {label(what)}")
         ax.grid(axis="y", visible=False)
 
@@ -261,6 +264,8 @@ def reliability(series: list[tuple[str, list[dict]]]) -> str:
                 color=colour, alpha=0.8,
             )  # fmt: skip
         top.set_xlim(0, 1)
+        top.set_xticks([0, 0.25, 0.5, 0.75, 1])
+        top.set_yticks([0, 0.25, 0.5, 0.75, 1])
         top.set_ylim(0, 1.02)
         top.set_ylabel("accuracy")
         top.legend(loc="upper left")

@@ -85,6 +85,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         charts.warm()
+        from losscli import views
+
+        views.all_views()  # the sections' makers, imported before the result comes
         request = sys.stdin.buffer.read()
         if not request:
             return

@@ -92,7 +92,7 @@ class Uncertainty(View):
         low, high = result["ci95"]
         interval = (
             f'[{number(low, "ci95.0")}, {number(high, "ci95.1")}]<br><span class="meta">'
-            f"\u00b1 1.96 \u00d7 standard error {number(result['stderr'], 'stderr')}</span>"
+            f"standard error {number(result['stderr'], 'stderr')}</span>"
         )
         return [("95% interval", interval)]
 
