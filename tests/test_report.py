@@ -219,6 +219,20 @@ def test_a_run_that_fails_leaves_no_report_and_keeps_an_old_one(tmp_path, files)
     assert run_cli("ce", logits, labels, "--report", old).exit_code == 2
     assert old.read_text() == "an older report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "old.html", "x.csv"]
+    assert _children() == set()  # the renderers started for those runs are gone
+
+
+def _children() -> set[int]:
+    """The processes this one started that still run (Linux), or an empty set."""
+    import gc
+    import os
+    from pathlib import Path
+
+    gc.collect()
+    found = set()
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        found |= {int(pid) for pid in task.read_text().split()}
+    return found
 
 
 def test_the_report_replaces_an_old_one_keeping_its_mode(tmp_path):
