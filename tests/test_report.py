@@ -259,7 +259,7 @@ def test_a_batch_job_writes_its_report(tmp_path):
 
 
 def test_the_page_is_the_same_for_the_same_result(pages):
-    from losscli.report.worker import page
+    from losscli.report.page import build as page
 
     _, data, _ = pages["ce"]
     first = page(data, "ce")

@@ -53,10 +53,7 @@ def write(out: Output | None, data: dict[str, Any], command: str) -> None:
     if out is None:
         return
     from losscli.io.write import write_text
-    from losscli.report import worker
+    from losscli.report.page import build
 
-    if out.renderer is not None:
-        text = out.renderer.render(data, command)
-    else:
-        text = worker.page(data, command)
+    text = build(data, command) if out.renderer is None else out.renderer.render(data, command)
     write_text(out.path, text)

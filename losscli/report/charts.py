@@ -47,9 +47,12 @@ def require() -> None:
 
 
 def warm() -> None:
-    """Import Matplotlib and draw a first chart (its fonts, ticks and caches set up), as the
-    renderer does while the run computes."""
-    histogram([0.5, 1.0, 2.0], [1, 2], {"p50": 1.0})
+    """Import Matplotlib and draw a small chart of each kind, thrown away: what a first chart
+    sets up (fonts, markers, tickers and their caches), done while the run computes."""
+    histogram([0.05, 1.0, 20.0], [1, 2], {"p50": 0.5, "p90": 2.0, "p99": 9.0, "max": 20.0})
+    bars(["a", "b"], [1.0, None], [1, 0], "class", "sketch")
+    bin_ = {"lower": 0.5, "upper": 1.0, "count": 1, "confidence": 0.7, "accuracy": 1.0}
+    reliability([("a", [{**bin_, "lower": 0.0, "upper": 0.5}, bin_])])
 
 
 def _matplotlib():

@@ -17,6 +17,13 @@ POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 VALUES_LISTED = 20  # elements of a reduction none value listed in the summary
 
 
+def build(data: dict[str, Any], command: str) -> str:
+    """The report page of a result's (or a comparison's) JSON object."""
+    if "difference" in data and "a" in data:
+        return compare_page(data, command)
+    return run_page(data, command)
+
+
 def run_page(result: dict[str, Any], command: str) -> str:
     """The report of a loss run or of merged states (``command`` says which)."""
     from losscli import views
