@@ -37,7 +37,7 @@ KINDS = {
          "gradient.predictions.norm"],
     ),
     "compare": (
-        {"summary", "difference", "by-class", "calibration"},
+        {"summary", "difference", "by-class", "calibration", "inputs"},
         ["a.value", "b.value", "difference.value", "difference.ci95.0", "difference.ci95.1",
          "difference.stderr", "by_class.0.mean_a", "by_class.0.mean_b",
          "by_class.3.difference", "calibration.ece_a", "calibration.ece_b",

@@ -41,7 +41,7 @@ SECTIONS = {
     "ce": ["summary", "by-class", "hist", "top", "calibration", "gradient", "inputs"],
     "mse-group": ["summary", "by-group", "hist", "gradient", "inputs"],
     "merge": ["summary", "by-class", "hist", "top", "gradient", "inputs"],
-    "compare": ["summary", "difference", "by-class", "calibration"],
+    "compare": ["summary", "difference", "by-class", "calibration", "inputs"],
 }
 
 

@@ -71,50 +71,48 @@ def compare_page(comparison: dict[str, Any], command: str) -> str:
     ci95 = difference.get("ci95")
     interval = _low_high(ci95, "difference.ci95") if ci95 is not None else None
     tiles: list[tuple[str, str]] = [
-        ("loss", f"{text(a['loss'])} ({text(a['torch'])})"),
-        ("a", number(a["value"], "a.value")),
-        ("b", number(b["value"], "b.value")),
-        ("difference b \u2212 a", number(difference["value"], "difference.value")),
+        ("a", number(a["value"], "a.value") + _meta(text(a["inputs"][first]["source"]))),
+        ("b", number(b["value"], "b.value") + _meta(text(b["inputs"][first]["source"]))),
     ]
     if interval is not None:
         stderr = number(difference["stderr"], "difference.stderr")
-        tiles.append(("95% interval", f"{interval} (standard error {stderr})"))
+        tiles.append(("95% interval of b \u2212 a", f"{interval}{_meta('standard error', stderr)}"))
     elif difference.get("stderr_note"):
         tiles.append(("95% interval", text(f"not given: {difference['stderr_note']}")))
     tiles += [
-        ("verdict", text(difference["verdict"])),
         ("reduction", text(a["reduction"])),
         ("device, dtype", f"{text(a['device'])}, {text(a['dtype'])}"),
         *([("gate", _gate(comparison["gate"]))] if comparison.get("gate") else []),
     ]
-    rows = [
-        ("a: " + first, _input(a["inputs"][first], f"a.inputs.{first}")),
-        ("b: " + first, _input(b["inputs"][first], f"b.inputs.{first}")),
-        *_inputs({n: i for n, i in a["inputs"].items() if n != first}, "a.inputs"),
-        ("options", _options(a["options"], "a.options")),
-    ]
     warnings = [*a["warnings"], *(w for w in b["warnings"] if w not in a["warnings"])]
-    summary = facts(tiles) + fields(rows) + _warnings(warnings)
     chart = charts.difference(a["value"], b["value"], difference["value"], ci95)
     caption = "Left: the loss of a and of b. Right: the paired difference b \u2212 a"
     caption += " with its 95% interval; left of 0, b has the lower loss."
     sections = [
-        Section("summary", "Summary", summary, wide=True),
+        Section("summary", "Summary", facts(tiles) + _warnings(warnings), wide=True),
         Section("difference", "Paired difference b \u2212 a", figure(chart, caption)),
     ]
     for view in views.all_views():
         section = view.compare_report(comparison)
         if section is not None:
             sections.append(section)
+    rows = [
+        ("loss", f"{text(a['loss'])} ({text(a['torch'])})"),
+        (f"a: {first}", _input(a["inputs"][first], f"a.inputs.{first}")),
+        (f"b: {first}", _input(b["inputs"][first], f"b.inputs.{first}")),
+        *_inputs({n: i for n, i in a["inputs"].items() if n != first}, "a.inputs"),
+        ("options", _options(a["options"], "a.options")),
+    ]
+    sections.append(Section("inputs", "Inputs and options", fields(rows), wide=True))
     better = {"a": "a is better", "b": "b is better"}.get(difference["better"], "no clear winner")
-    sub = text(f"{difference['verdict']}") + (f"<br>95% interval {interval}" if interval else "")
+    sub = text(difference["verdict"]) + (f"<br>95% interval {interval}" if interval else "")
     head = _head(
         command,
         number(difference["value"], "difference.value"),
         text(f"b \u2212 a, {a['reduction']} {a['loss']} ({a['torch']})"),
         sub,
         comparison.get("gate"),
-        extra=[("badge", better)],
+        extra=[("pass" if difference["better"] else "", better)],
     )
     return _page(f"compare {a['loss']}: b \u2212 a {_plain(difference['value'])}", head, sections)
 
@@ -143,7 +141,7 @@ def _page(title: str, head: str, sections: list[Section]) -> str:
 
 
 def _head(command: str, big: str, what: str, sub: str, gate, extra=()) -> str:
-    badges = [f'<span class="badge">{text(label)}</span>' for _, label in extra]
+    badges = [f'<span class="badge {kind}">{text(label)}</span>' for kind, label in extra]
     if gate is not None:
         tripped = gate["tripped"]
         word = "gate tripped" if tripped else "gate passed"
@@ -155,6 +153,11 @@ def _head(command: str, big: str, what: str, sub: str, gate, extra=()) -> str:
         + (f'<p class="badges">{"".join(badges)}</p>' if badges else "")
         + "</header>"
     )
+
+
+def _meta(*parts: str) -> str:
+    """A muted second line of a tile, from pieces of HTML (data text escaped already)."""
+    return f'<br><span class="meta">{" ".join(parts)}</span>'
 
 
 def _plain(value) -> str:
