@@ -99,6 +99,8 @@ _PROLOGUE = re.compile(r"\A.*?(?=<svg[\s>])", re.S)
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 _SIZE = re.compile(r'\s(?:width|height)="[^"]*"')
 _FONT = re.compile(r"font-family:[^;\"]*")
+# Matplotlib's names of its groups (figure_1, axes_1, text_3), which nothing refers to.
+_GROUP_ID = re.compile(r'\sid="[A-Za-z0-9.]+_[0-9]+"')
 _REFERENCE = re.compile(r'(\sid="|href="#|url\(#)')
 
 
@@ -129,8 +131,8 @@ def _draw(salt: str, height: float, build, title: str, margins=(0.75, 0.6, 0.2, 
     head, rest = svg.split(">", 1)
     described = html.escape(escape(title), quote=True)
     head = _SIZE.sub("", head) + f' role="img" aria-label="{described}"'
-    svg = _FONT.sub("font-family: inherit", f"{head}>{rest}")
-    # Ids unique in the page (Matplotlib numbers its groups figure_1, axes_1 in each chart).
+    svg = _GROUP_ID.sub("", _FONT.sub("font-family: inherit", f"{head}>{rest}"))
+    # The ids left (clip paths, markers) are unique in the page: prefixed by the salt.
     return _REFERENCE.sub(lambda m: f"{m.group(1)}{salt}-", svg)
 
 
@@ -150,13 +152,12 @@ def _short(value: float) -> str:
 
 
 def _plain_ticks(axis, ratio: float) -> None:
-    """Tick labels of a logarithmic axis spanning ``ratio`` as plain numbers (0.2, 1, 5),
-    not powers of ten: 1, 2 and 5 of each decade over two decades or less, else decades."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    """Ticks of a logarithmic axis spanning ``ratio``: 1, 2 and 5 of each decade over two
+    decades or less, else decades."""
+    from matplotlib.ticker import LogLocator
 
     subs = (1.0, 2.0, 5.0) if ratio <= 100 else (1.0,)
     axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 def _label_width(names: list[str]) -> float:
@@ -173,16 +174,21 @@ def histogram(edges: list[float], counts: list[int], quantiles: dict[str, float]
     positive) with the quantiles marked."""
 
     def build(figure) -> None:
-        from matplotlib.ticker import MaxNLocator, NullLocator
+        from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
         ax = figure.add_subplot()
-        ax.stairs(counts, edges, fill=True, color=BAR, alpha=0.85, linewidth=0)
-        ax.stairs(counts, edges, color=BAR, linewidth=1.2)
-        if edges and edges[0] > 0 and edges[-1] > edges[0]:
+        if len(edges) > 1 and edges[-1] > edges[0]:
+            ax.stairs(counts, edges, fill=True, color=BAR, alpha=0.85, linewidth=0)
+            ax.stairs(counts, edges, color=BAR, linewidth=1.2)
+        elif edges:  # every row has the same loss: one bar there
+            width = abs(edges[0]) / 10 or 1.0
+            ax.bar([edges[0]], [sum(counts)], width=width, color=BAR, alpha=0.85)
+            ax.set_xlim(edges[0] - 4 * width, edges[0] + 4 * width)
+        if len(edges) > 1 and 0 < edges[0] < edges[-1]:
             ax.set_xscale("log")
-        elif edges and edges[0] <= 0 < edges[-1]:
+        elif len(edges) > 1 and edges[0] <= 0 < edges[-1]:
             positive = [e for e in edges if e > 0]
-            ax.set_xscale("symlog", linthresh=positive[0] if positive else 1.0)
+            ax.set_xscale("symlog", linthresh=positive[0])
         top = max(counts, default=0) or 1
         ax.set_ylim(0, top * 1.35)
         styles = {"p50": ":", "p90": "--", "p99": "-.", "max": "-"}
@@ -192,11 +198,14 @@ def histogram(edges: list[float], counts: list[int], quantiles: dict[str, float]
                            label=f"{name} {_short(value)}")  # fmt: skip
         ax.legend(loc="upper left", ncols=2, fontsize=10, handlelength=1.8)
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-        if ax.get_xscale() == "log":
+        scale = ax.get_xscale()
+        if scale == "log":
             _plain_ticks(ax.xaxis, edges[-1] / edges[0])
-        if ax.get_xscale() != "linear":
+        if scale != "linear":
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # not 10^k
             ax.xaxis.set_minor_locator(NullLocator())  # a tick per value: slow, and unread
-        ax.set_xlabel("per-row loss" + (" (log scale)" if ax.get_xscale() != "linear" else ""))
+        named = {"log": " (log scale)", "symlog": " (symmetric log scale)"}
+        ax.set_xlabel("per-row loss" + named.get(scale, ""))
         ax.set_ylabel("rows")
         ax.grid(axis="x", visible=False)
 
