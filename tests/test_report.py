@@ -179,6 +179,35 @@ def test_report_without_matplotlib_is_exit_2_with_the_install_line(tmp_path):
         assert not page_path.exists()
 
 
+def test_the_run_itself_never_imports_matplotlib(tmp_path):
+    """The charts are drawn by the renderer's process; the run's own process, with or without
+    --report, does not import Matplotlib (a run without --report starts nothing)."""
+    script = (
+        "import atexit, sys; sys.argv[0] = 'losscli'; "
+        "atexit.register(lambda: print('matplotlib' in sys.modules, file=sys.stderr)); "
+        "from losscli.entry import main; main()"
+    )
+    args = ["ce", "sample_data/logits.csv", "sample_data/labels.csv", "--hist", "-f", "value"]
+    for extra in ([], ["--report", str(tmp_path / "r.html")]):
+        done = subprocess.run([sys.executable, "-c", script, *args, *extra],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "False"
+    assert (tmp_path / "r.html").stat().st_size > 0
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_without_an_interpreter_to_start_the_page_is_drawn_in_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))  # an embedded Python
+    page_path = tmp_path / "r.html"
+    out = run_cli("ce", SAMPLE / "logits.csv", SAMPLE / "labels.csv", "--hist", "--by-class",
+                  "-f", "json", "--report", page_path)  # fmt: skip
+    assert out.exit_code == 0, out.stderr
+    page = Page(page_path.read_text(encoding="utf-8"))
+    check_numbers(page, json.loads(out.stdout))
+    assert {"hist", "by-class"} <= page.ids
+
+
 def test_report_paths_that_cannot_be_written_are_refused_before_the_work(tmp_path):
     inputs = [SAMPLE / "logits.csv", SAMPLE / "labels.csv"]
     cases = [
@@ -189,6 +218,10 @@ def test_report_paths_that_cannot_be_written_are_refused_before_the_work(tmp_pat
     ]
     (tmp_path / "dir.html").mkdir()
     cases.append((tmp_path / "dir.html", "is a directory"))
+    locked = tmp_path / "locked.html"
+    locked.write_text("kept")
+    locked.chmod(0o444)
+    cases.append((locked, "is read-only"))
     for path, fragment in cases:
         assert_usage_error(run_cli("ce", *inputs, "--report", path), "--report", fragment)
     same = tmp_path / "same.html"
@@ -198,7 +231,8 @@ def test_report_paths_that_cannot_be_written_are_refused_before_the_work(tmp_pat
     out = run_cli("compare", "ce", SAMPLE / "logits.csv", SAMPLE / "logits_b.csv",
                   SAMPLE / "labels.csv", "--report", SAMPLE / "logits_b.csv")  # fmt: skip
     assert_usage_error(out, "--report", "is a file this run reads")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.html", "locked.html"]
+    assert locked.read_text() == "kept"
 
 
 def test_merge_refuses_a_report_over_a_state_it_reads(tmp_path):

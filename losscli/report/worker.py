@@ -57,10 +57,13 @@ class Renderer:
         return answer["html"]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        process = getattr(self, "process", None)  # none where it could not be started
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout):
             if stream is not None and not stream.closed:
                 stream.close()
 

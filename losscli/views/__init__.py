@@ -3,8 +3,9 @@
 A view declares, once: its option (flag, type, domain, the losses it applies to, whether
 ``compare`` and ``merge`` offer it), its accumulator (``start``, then ``add`` for each block
 of rows), how the accumulators of parts of the rows merge, its typed part of the state file
-(a msgspec Struct), its result (JSON fields) and its tables. The engine, the state, the
-Result, the renderer, the options and ``--dask`` loop over the registry (``all_views``).
+(a msgspec Struct), its result (JSON fields), its tables and its part of the --report page.
+The engine, the state, the Result, the renderer, the report, the options and ``--dask`` loop
+over the registry (``all_views``).
 
 Shared here: exact sums, the moments of a mean and its standard error, breakdown rows, and
 the paired comparison of two runs.
