@@ -6,7 +6,7 @@ time: every figure is relative to a baseline measured in the same run.
 
     python benchmarks/run.py            # every case
     python benchmarks/run.py help small # chosen cases (help small csv quoted npy batch
-                                        # views compare stream-npy stream-csv dask)
+                                        # views report compare stream-npy stream-csv dask)
     python benchmarks/run.py grad-ce grad-bce-logits floors   # the big-file cases, the floor
 
 The quoted case reads a 200,000 x 10 CSV whose every cell is quoted (csv.QUOTE_ALL, 6
@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +340,15 @@ def cases(selected: set[str]) -> list[tuple[str, float, dict]]:
         base = [PY, str(BASE / "ce_views.py"), *files]
         r = compare("1Mx10 NPY ce --hist --top --by-class vs NumPy", ours, base, 5)
         out.append(("time <= 1.2x", 1.2, r))
+    if not selected or "report" in selected:
+        files = [str(DATA / "big_logits.npy"), str(DATA / "big_labels.npy")]
+        views = ["--hist", "--top", "10", "--by-class", "--calibration", "15", "-f", "json"]
+        base = [*LOSSCLI, "ce", *files, *views]
+        page = Path(tempfile.gettempdir()) / "losscli-benchmark-report.html"
+        r = compare("1Mx10 NPY ce with views: --report vs none", [*base, "--report", str(page)],
+                    base, 5)  # fmt: skip
+        r["report_kb"] = page.stat().st_size / 1024
+        out.append(("time <= 1.10x", 1.10, r))
     if not selected or "compare" in selected:
         files = [str(DATA / n) for n in ("big_logits.npy", "big_logits_b.npy", "big_labels.npy")]
         ours = [*LOSSCLI, "compare", "ce", *files, "-f", "value"]
@@ -414,6 +424,8 @@ def main() -> int:
             f"{r['baseline_s']:9.3f}s {r['losscli_rss_mb']:7.0f}/{r['baseline_rss_mb']:<7.0f} "
             f" {'ok    ' if ok else 'MISSED'}  {floor}"
         )
+        if "report_kb" in r:
+            print(f"{'':50} report file: {r['report_kb']:.0f} KB")
     if _MACHINE or "floors" in selected:
         found = machine()
         print(

@@ -46,7 +46,7 @@ def run_files(
             spec, source_texts, options, settings, stdin=stdin, env=env, progress=progress,
             also_read=also_read, keep_gradients=keep_gradients,
         )  # fmt: skip
-    from losscli import cluster, views
+    from losscli import cluster, report, views
     from losscli.io import check_output_path
 
     check_settings(settings)
@@ -55,11 +55,13 @@ def run_files(
     state_out = None
     if settings.emit_state is not None:  # checked before any task runs
         state_out = check_output_path("--emit-state", settings.emit_state, {}, (".json",))
+    report_out = report.output(settings.report, {}, {"--emit-state": state_out})
     result, gate = cluster.run(
         spec, source_texts, options, settings, progress or (lambda text: NO_PROGRESS)
     )
     if state_out is not None:
         run.write_state(state_out, result)
+    report.write(report_out, result.to_dict(), spec.name)
     return result, gate
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from losscli import __version__
-from losscli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LossCliError, Terminated
+from losscli.errors import EXIT_INTERRUPTED, LossCliError, Terminated
 from losscli.registry import LossSpec, all_specs, get_spec
 
 if TYPE_CHECKING:
@@ -54,54 +54,13 @@ def _unwrapped(doc: str) -> str:
 
 
 def _run_guarded(debug: bool, action) -> None:
-    """Run a command's ``action`` through ``_guarded``; a failure ends the command with its
+    """Run a command's ``action`` through ``losscli.guard``; a failure ends the command with its
     exit code."""
-    code = _guarded(debug, action)
+    from losscli.guard import guarded
+
+    code = guarded(debug, action)
     if code:
         raise typer.Exit(code)
-
-
-def _guarded(debug: bool, action) -> int:
-    """Run ``action``, mapping every failure to its exit code and one line on stderr.
-
-    Python warnings (NumPy's RuntimeWarning, torch's UserWarning) never reach stderr: what
-    matters of them is checked and said by losscli itself; --debug shows them.
-    """
-    import warnings
-
-    from losscli import output
-    from losscli.signals import say_stopped, stop_code, stopped
-
-    try:
-        with warnings.catch_warnings():
-            if not debug:
-                warnings.simplefilter("ignore")
-            return action()
-    except LossCliError as error:
-        output.error(error.message)
-        return error.exit_code
-    except KeyboardInterrupt:
-        say_stopped(signal.SIGINT)
-        return EXIT_INTERRUPTED
-    except Terminated as stop:
-        say_stopped(stop.signum)
-        return stop_code(stop.signum)
-    except BrokenPipeError:
-        output.silence_stdout()
-        return 0
-    except Exception as error:
-        if stopped():  # raised while the stop unwound: the stop is what happened
-            return EXIT_INTERRUPTED
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        else:
-            output.error(
-                f"internal error ({type(error).__name__}: {error}); "
-                "rerun with --debug to see the traceback"
-            )
-        return EXIT_INTERNAL
 
 
 def add_loss_command(spec: LossSpec, target: typer.Typer, name: str) -> None:
@@ -267,7 +226,7 @@ def compare_options() -> tuple[str, ...]:
 
     return (
         "reduction", "device", "dtype", "format", "block_rows", "input_format", "delimiter",
-        "header", "classes", "allow_nonfinite", "from_", "quiet", "debug",
+        "header", "classes", "allow_nonfinite", "from_", "quiet", "debug", "report",
         *(option.field for option in view_options("compare")),
     )  # fmt: skip
 
@@ -521,7 +480,7 @@ def merge_options() -> tuple[str, ...]:
     from losscli.views import options as view_options
 
     return (
-        "format", "fail_above", "fail_below", "quiet",
+        "format", "fail_above", "fail_below", "quiet", "report",
         *(option.field for option in view_options("merge")),
     )  # fmt: skip
 
@@ -535,8 +494,8 @@ def merge(states: list[str], **options) -> None:
     Example: losscli ce part1.csv y1.csv --emit-state s1.json; losscli ce part2.csv y2.csv
     --emit-state s2.json; losscli merge s1.json s2.json -f json
     """
+    from losscli import report, views
     from losscli import state as states_module
-    from losscli import views
     from losscli.errors import OptionError
     from losscli.gate import gate_of
     from losscli.io.sources import file_identity, read_whole
@@ -547,16 +506,19 @@ def merge(states: list[str], **options) -> None:
 
     def run() -> int:
         check_settings(settings)
-        loaded, seen = [], {}
+        seen: dict = {}
         for path in states:
             identity = file_identity(path)
             if identity in seen:  # its rows would count twice
                 raise OptionError(f"{path} and {seen[identity]} are the same state file")
             seen[identity] = path
-            loaded.append(states_module.load(path, read_whole(path)))
+        page = report.output(settings.report, {i: p for i, p in seen.items() if i != p}, {})
+        loaded = [states_module.load(path, read_whole(path)) for path in states]
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, views.asked(settings))
-        return _report(result, gate_of(result, settings), settings)
+        gate = gate_of(result, settings)
+        report.write(page, result.to_dict(), f"merge of {len(states)} states")
+        return _report(result, gate, settings)
 
     _run_guarded(False, run)
 

@@ -45,7 +45,7 @@ def run_compare(
     """The loss of predictions A and of predictions B on the same targets, read once in
     lockstep, and the paired difference b - a of their unreduced losses (its standard error
     and 95% interval); returns (Comparison, Gate or None) for --fail-if-worse MARGIN."""
-    from losscli import torch_loader, views
+    from losscli import report, torch_loader, views
     from losscli.io import Blocks, SourceSet
     from losscli.stream import whole
 
@@ -72,6 +72,7 @@ def run_compare(
     with SourceSet(stdin_fd=stdin) as sources:
         torch_loader.preload_torch()
         open_all(sources, args)
+        report_out = report.output(settings.report, sources.identities, {})
         options = check_options(
             spec, vector_options(spec, options, sources, defaults, notes), settings.reduction
         )
@@ -145,4 +146,5 @@ def run_compare(
             )
         gate = Gate(None, None, tripped, reason)
         comparison.gate = {"fail_if_worse": margin, "tripped": tripped, "reason": reason}
+    report.write(report_out, comparison.to_dict(), f"compare {spec.name}")
     return comparison, gate

@@ -139,6 +139,15 @@ class _Common:
             help="Also write the run's mergeable state (see losscli merge).",
         ),
     ] = None
+    report: Annotated[
+        str | None,
+        _common(
+            "--report",
+            metavar="FILE.html",
+            help="Also write an HTML report of the result: summary, charts and tables, in one "
+            "file that opens offline (needs pip install 'losscli[report]').",
+        ),
+    ] = None
     block_rows: Annotated[
         int | None,
         _common(

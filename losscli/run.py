@@ -60,7 +60,7 @@ def run_local(
     """Read the sources block by block in this process, compute, write --grad-out; returns
     (Result, Gate or None). The arguments are ``api.run_files``'s; ``want_state`` keeps the
     state in the Result even without --emit-state (a --dask task's)."""
-    from losscli import torch_loader, views
+    from losscli import report, torch_loader, views
     from losscli.io import Blocks, SourceSet, check_output_path
 
     progress = progress or (lambda text: NO_PROGRESS)
@@ -90,6 +90,9 @@ def run_local(
             state_out = check_output_path("--emit-state", settings.emit_state, read, (".json",))
             if grad_out is not None and state_out.resolve() == grad_out.resolve():
                 raise OptionError("--emit-state and --grad-out name the same file")
+        report_out = report.output(
+            settings.report, read, {"--grad-out": grad_out, "--emit-state": state_out}
+        )
         ctx = run_context(settings, classes, notes)
         table = settings.format == "table"
         blocks = Blocks(settings.block_rows)
@@ -121,11 +124,13 @@ def run_local(
                 state.record_rows(result.state, dict(zip(spec.input_names, args)))
             if state_out is not None:
                 write_state(state_out, result)
+            gate = gate_of(result, settings)
+            report.write(report_out, result.to_dict(), spec.name)
         except DeviceError as error:
             if "device" in env:
                 raise DeviceError(f"{env['device']}={settings.device}: {error.message}") from None
             raise
-    return result, gate_of(result, settings)
+    return result, gate
 
 
 def write_state(path, result: Result) -> None:

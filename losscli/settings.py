@@ -18,7 +18,12 @@ from losscli.registry import (
 
 
 def check_settings(settings: Common) -> list[str] | None:
-    """Refuse common option values outside their domain; returns the --classes names."""
+    """Refuse common option values outside their domain, and --report without Matplotlib
+    (whose import it starts in the background); returns the --classes names."""
+    if settings.report is not None:
+        from losscli.report.charts import require
+
+        require()
     for flag, value in (
         ("--fail-above", settings.fail_above),
         ("--fail-below", settings.fail_below),

@@ -68,11 +68,11 @@ def ignore_signals() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
-def stopped() -> bool:
-    """Whether a signal stopped the run. An exception raised while it unwinds (a class
-    whose ``__set_name__`` the stop cut short is reported as a RuntimeError) is the stop,
-    not a failure of its own."""
-    return bool(_STOPPING)
+def stop_signal() -> int | None:
+    """The signal that stopped the run, or None. An exception raised while the stop unwinds
+    (a class whose ``__set_name__`` the stop cut short is reported as a RuntimeError) is the
+    stop, not a failure of its own."""
+    return _STOPPING[0] if _STOPPING else None
 
 
 def stop_code(signum: int) -> int:

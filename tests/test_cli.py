@@ -336,6 +336,8 @@ def test_every_readme_example_on_sample_data_runs(command, tmp_path):
     argv = shlex.split(command.split("|")[0])[1:]
     if "--grad-out" in argv:
         argv[argv.index("--grad-out") + 1] = str(tmp_path / "grad.npy")
+    if "--report" in argv:
+        argv[argv.index("--report") + 1] = str(tmp_path / "report.html")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
         out = run_cli(*argv)
@@ -786,7 +788,7 @@ def test_batch_gives_each_command_lines_json_result_in_order(tmp_path):
     assert len(jobs) >= 20
     lines = []
     for n, job in enumerate(jobs):
-        skipped = ("format", "steps", "per_sample", "grad_out")
+        skipped = ("format", "steps", "per_sample", "grad_out", "report")
         options = {k: v for k, v in _typed(job["options"]).items() if k not in skipped}
         if options.get("weight") is not None or options.get("pos_weight") is not None:
             options = {
@@ -802,7 +804,7 @@ def test_batch_gives_each_command_lines_json_result_in_order(tmp_path):
     for job, result in zip(jobs, results):
         args = [*job["inputs"]]
         for name, value in job["options"].items():
-            if name in ("-f", "--steps", "--per-sample", "--grad-out"):
+            if name in ("-f", "--steps", "--per-sample", "--grad-out", "--report"):
                 continue
             args += [name] if value is True else [name, value]
         alone = json.loads(run_cli(job["loss"], *args, "-f", "json").stdout)

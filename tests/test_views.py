@@ -320,6 +320,7 @@ def _section_examples() -> list[str]:
 
     readme = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
     section = readme[readme.index("## Beyond the number") :]
+    section = section.split("\n## ")[0]  # up to the next section
     found = re.findall(r"`(losscli [^`]*sample_data[^`]*)`", section)
     return list(dict.fromkeys(" ".join(c.split()) for c in found))
 

@@ -24,6 +24,7 @@ _HOMES = {
     "parse_columns": "columns",
     "check_output_path": "write",
     "check_output_shape": "write",
+    "refuse_same_file": "write",
     "write_array": "write",
     "join_blocks": "read",
     "open_blocks": "read",

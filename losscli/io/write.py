@@ -62,6 +62,18 @@ def check_output_path(
     return target
 
 
+def refuse_same_file(outputs: dict[str, Path | None]) -> None:
+    """Refuse two output options ({flag: checked path or None}) that name the same file."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in seen:
+            raise OptionError(f"{seen[resolved]} and {option} name the same file")
+        seen[resolved] = option
+
+
 def check_output_shape(option: str, path: Path, shape: tuple[int, ...]) -> None:
     """Text and Parquet files hold at most two dimensions."""
     if path.suffix.lower() != ".npy" and len(shape) > 2:

@@ -3,8 +3,9 @@
 A view declares, once: its option (flag, type, domain, the losses it applies to, whether
 ``compare`` and ``merge`` offer it), its accumulator (``start``, then ``add`` for each block
 of rows), how the accumulators of parts of the rows merge, its typed part of the state file
-(a msgspec Struct), its result (JSON fields) and its tables. The engine, the state, the
-Result, the renderer, the options and ``--dask`` loop over the registry (``all_views``).
+(a msgspec Struct), its result (JSON fields), its tables and its part of the --report page.
+The engine, the state, the Result, the renderer, the report, the options and ``--dask`` loop
+over the registry (``all_views``).
 
 Shared here: exact sums, the moments of a mean and its standard error, breakdown rows, and
 the paired comparison of two runs.
@@ -376,6 +377,16 @@ class View:
         """Rich renderables below the summary (and the gradient)."""
         return []
 
+    # -- the HTML report (``losscli.report``), made from the JSON object that -f json writes
+    def report_summary(self, result: dict[str, Any]) -> list[tuple[str, str]]:
+        """Rows (field, HTML) of the report's summary; none where the result lacks it."""
+        return []
+
+    def report(self, result: dict[str, Any]) -> Any:
+        """The report's section of this view (``losscli.report.html.Section``), or None: no
+        section (the default, and where the result lacks it)."""
+        return None
+
     # -- compare
     def compare(self, a: Any, b: Any) -> Any:
         """What ``compare`` shows of a's and b's results (JSON-ready), or None."""
@@ -383,6 +394,10 @@ class View:
 
     def compare_tables(self, compared: Any) -> list:
         return []
+
+    def compare_report(self, comparison: dict[str, Any]) -> Any:
+        """The section of the compare report (from compare's JSON object), or None."""
+        return None
 
 
 _VIEWS: list[View] | None = None

@@ -141,6 +141,14 @@ class ByClass(View):
 
         return [breakdown_table("by class", "class", "count", shown)]
 
+    def report(self, result):
+        from losscli.report.html import Section, breakdown
+
+        if result.get("by_class") is None:
+            return None
+        return Section("by-class", "By class", breakdown(result["by_class"], "class",
+                                                        "by_class", "class"))  # fmt: skip
+
     def compare(self, a, b) -> list[dict[str, Any]]:
         return class_differences(a, b)
 
@@ -162,6 +170,28 @@ class ByClass(View):
                 *(Text(format_number(row[k])) for k in ("mean_a", "mean_b", "difference")),
             )
         return [table]
+
+    def compare_report(self, comparison):
+        from losscli.report import charts
+        from losscli.report.html import Section, figure, number, table, text
+
+        rows = comparison.get("by_class")
+        if rows is None:
+            return None
+        shown = rows[: charts.MAX_BARS]
+        svg = charts.class_differences([r["class"] for r in shown],
+                                       [r["difference"] for r in shown])  # fmt: skip
+        caption = "Mean loss of b minus that of a, per class (below 0: b is better)."
+        if len(rows) > len(shown):
+            caption += f" The first {len(shown)} of {len(rows)} classes."
+        cells = [
+            [text(row["class"]), number(row["count"], f"by_class.{i}.count"),
+             *(number(row[k], f"by_class.{i}.{k}") for k in ("mean_a", "mean_b", "difference"))]
+            for i, row in enumerate(rows)
+        ]  # fmt: skip
+        columns = ["class", "count", "mean a", "mean b", "b \u2212 a"]
+        body = figure(svg, caption) + table(columns, cells, (1, 2, 3, 4))
+        return Section("by-class", "By class: b \u2212 a", body)
 
 
 VIEW = ByClass()

@@ -235,6 +235,14 @@ class Calibration(View):
     def tables(self, shown) -> list:
         return [calibration_table(shown)]
 
+    def report(self, result):
+        from losscli.report.html import Section
+
+        shown = result.get("calibration")
+        if shown is None:
+            return None
+        return Section("calibration", "Calibration", calibration_report(shown))
+
     def compare(self, a, b) -> dict[str, Any]:
         return {"ece_a": a["ece"], "ece_b": b["ece"], "difference": b["ece"] - a["ece"]}
 
@@ -250,6 +258,47 @@ class Calibration(View):
                 f"{format_number(compared['difference'])}"
             )
         ]
+
+    def compare_report(self, comparison):
+        from losscli.report import charts
+        from losscli.report.html import Section, fields, figure, number
+
+        compared = comparison.get("calibration")
+        if compared is None:
+            return None
+        rows = [
+            ("ECE a", number(compared["ece_a"], "calibration.ece_a")),
+            ("ECE b", number(compared["ece_b"], "calibration.ece_b")),
+            ("b \u2212 a", number(compared["difference"], "calibration.difference")),
+        ]
+        series = [(side, comparison[side]["calibration"]["bins"]) for side in ("a", "b")]
+        caption = "Accuracy against mean confidence per bin, for a and for b; dashed: perfect."
+        body = fields(rows) + figure(charts.reliability(series), caption)
+        return Section("calibration", "Calibration (ECE)", body)
+
+
+def calibration_report(shown: dict[str, Any]) -> str:
+    """The report's calibration: the ECE, the reliability diagram and the bins' table."""
+    from losscli.report import charts
+    from losscli.report.html import figure, note, number, table
+
+    counted = sum(row["count"] for row in shown["bins"])
+    if not counted:
+        return note("No predictions to calibrate.")
+    ece = number(shown["ece"], "calibration.ece")
+    ece = f'<p class="lead">ECE {ece} over {counted} predictions</p>'
+    svg = charts.reliability([("accuracy", shown["bins"])])
+    caption = (
+        "Accuracy against mean confidence in each bin of confidence (bars: the bins' "
+        "accuracy; dashed: perfect calibration); below, the predictions per bin."
+    )
+    fields = ("lower", "upper", "count", "confidence", "accuracy")
+    rows = [
+        [number(row[k], f"calibration.bins.{i}.{k}") for k in fields]
+        for i, row in enumerate(shown["bins"])
+    ]
+    bins = table(["from", "to", "count", "confidence", "accuracy"], rows, (0, 1, 2, 3, 4))
+    return ece + figure(svg, caption) + f"<details><summary>Bins</summary>{bins}</details>"
 
 
 def _bar(accuracy: float, confidence: float) -> str:

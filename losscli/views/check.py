@@ -98,6 +98,22 @@ class CheckView(View):
     def summary(self, shown) -> list[tuple[str, str]]:
         return [("check", check_text(shown))]
 
+    def report_summary(self, result) -> list[tuple[str, str]]:
+        from losscli.report.html import number
+
+        check = result.get("check")
+        if check is None:
+            return []
+        parts = [
+            f"value {number(check['value_rel_error'], 'check.value_rel_error', 2)}",
+            f"gradient {number(check['grad_rel_error'], 'check.grad_rel_error', 2)}",
+        ]
+        if check.get("fd_points"):
+            most = number(check["fd_max_rel_error"], "check.fd_max_rel_error", 2)
+            points = number(check["fd_points"], "check.fd_points")
+            parts.append(f"finite differences {most} (max of {points} points)")
+        return [("check: relative error vs float64 on cpu", ", ".join(parts))]
+
 
 def check_text(check: dict) -> str:
     """What --check found, in one line."""

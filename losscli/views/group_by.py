@@ -164,5 +164,14 @@ class GroupBy(View):
 
         return [breakdown_table(f"by {shown['column']}", "group", "rows", shown["rows"])]
 
+    def report(self, result):
+        from losscli.report.html import Section, breakdown
+
+        if result.get("by_group") is None:
+            return None
+        column = result["group_by"]
+        body = breakdown(result["by_group"], "group", "by_group", column)
+        return Section("by-group", f"By {column}", body)
+
 
 VIEW = GroupBy()

@@ -270,6 +270,37 @@ class Hist(View):
     def tables(self, shown) -> list:
         return [hist_table(shown)]
 
+    def report(self, result):
+        from losscli.report import charts
+        from losscli.report.html import Section, figure, note, number, table
+
+        hist = result.get("hist")
+        if hist is None:
+            return None
+        if not hist["count"]:
+            return Section("hist", "Distribution of the per-row loss",
+                           note("No rows with a finite loss."))  # fmt: skip
+        quantiles = hist["quantiles"]
+        marks = ", ".join(
+            f"{name} {number(quantiles[name], f'hist.quantiles.{name}')}" for name in quantiles
+        )
+        caption = f"{number(hist['count'], 'hist.count')} rows; {marks}."
+        if hist["nonfinite"]:
+            caption += (
+                f" {number(hist['nonfinite'], 'hist.nonfinite')} rows of NaN or inf loss are "
+                "not in the bins."
+            )
+        edges, counts = hist["edges"], hist["counts"]
+        svg = charts.histogram(edges, counts, quantiles)
+        rows = [
+            [number(edges[i], f"hist.edges.{i}"), number(edges[i + 1], f"hist.edges.{i + 1}"),
+             number(count, f"hist.counts.{i}")]
+            for i, count in enumerate(counts)
+        ]  # fmt: skip
+        bins = table(["from", "to", "rows"], rows, (0, 1, 2))
+        body = figure(svg, caption) + f"<details><summary>Bins</summary>{bins}</details>"
+        return Section("hist", "Distribution of the per-row loss", body)
+
 
 HIST_BAR = 30
 

@@ -40,5 +40,19 @@ class Perplexity(View):
             )
         ]
 
+    def report_summary(self, result) -> list[tuple[str, str]]:
+        from losscli.report.html import number
+
+        if "perplexity" not in result:
+            return []
+        return [
+            ("perplexity", number(result["perplexity"], "perplexity") + _meta("exp of the mean")),
+            ("bits per sample", number(result["bits"], "bits") + _meta("the mean / ln 2")),
+        ]
+
+
+def _meta(text: str) -> str:
+    return f'<br><span class="meta">{text}</span>'
+
 
 VIEW = Perplexity()

@@ -274,6 +274,24 @@ class Top(View):
     def tables(self, shown) -> list:
         return [top_table(shown)]
 
+    def report(self, result):
+        from losscli.report.html import Section, cell, table
+
+        rows = result.get("top")
+        if rows is None:
+            return None
+        names = ("source", "target", "predicted", "p_target", "prediction")
+        keys = [k for k in names if any(k in r for r in rows)]
+        columns = ["row", "loss", *({"p_target": "p[target]"}.get(k, k) for k in keys)]
+        shown = ("row", "loss", *keys)
+        cells = [
+            [cell(row[k], f"top.{i}.{k}") if k in row else "\u2013" for k in shown]
+            for i, row in enumerate(rows)
+        ]
+        numeric = tuple(i for i, k in enumerate(shown) if k != "source")
+        body = table(columns, cells, numeric) + '<p class="note">Rows counted from 0.</p>'
+        return Section("top", f"The {len(rows)} rows of highest loss", body, wide=True)
+
 
 def top_table(rows: list[dict]):
     """The top rows as a table."""

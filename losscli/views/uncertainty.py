@@ -83,6 +83,19 @@ class Uncertainty(View):
     def summary(self, shown: dict[str, Any]) -> list[tuple[str, str]]:
         return [("95% interval", interval_text(shown))]
 
+    def report_summary(self, result) -> list[tuple[str, str]]:
+        from losscli.report.html import number, text
+
+        if result.get("ci95") is None:
+            note = result.get("stderr_note")
+            return [("95% interval", text(f"not given: {note}"))] if note else []
+        low, high = result["ci95"]
+        interval = (
+            f'[{number(low, "ci95.0")}, {number(high, "ci95.1")}]<br><span class="meta">'
+            f"standard error {number(result['stderr'], 'stderr')}</span>"
+        )
+        return [("95% interval", interval)]
+
 
 def interval_text(uncertainty: dict) -> str:
     """A 95% interval in words, or why there is none."""
