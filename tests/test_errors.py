@@ -4,6 +4,7 @@ nothing on stdout and no file written. Also exit codes 1, 70 and 130, and a clos
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import pty
@@ -12,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from losscli import plan
 from tests.conftest import (
@@ -772,3 +775,44 @@ def test_a_malformed_dask_address_from_python_and_batch_is_a_usage_error(tmp_pat
     assert out.exit_code == 2
     error = json.loads(out.stdout)["error"]
     assert error["exit"] == 2 and "port 0 is outside 1..65535" in error["message"]
+
+
+# The checks of every value take a fast path (one sum, or a min and a max) where the data
+# are clean, and fall back to the flags only where those say something may be wrong: the
+# outcome is the flags' in every case, large finite values whose sum overflows included.
+@settings(max_examples=80, deadline=None)
+@given(
+    dtype=st.sampled_from(["float16", "float32", "float64"]),
+    size=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    bad=st.sampled_from([None, math.nan, math.inf, -math.inf]),
+    huge=st.booleans(),
+)
+def test_value_checks_refuse_exactly_the_bad_values(dtype, size, seed, bad, huge):
+    from losscli.errors import InputError
+    from losscli.io.common import InputArray
+    from losscli.validate import Context, check_finite, in_unit_interval
+
+    rng = np.random.default_rng(seed)
+    top = float(np.finfo(dtype).max) if huge else 1.0
+    array = (rng.uniform(-1, 1, size=(size, 2)) * top).astype(dtype)  # huge: the sum overflows
+    where = (int(rng.integers(size)), int(rng.integers(2)))
+    if bad is not None:
+        array[where] = bad
+    inp = InputArray("x.npy", array)
+    if bad is None:
+        check_finite("predictions", inp, Context())
+    else:
+        with pytest.raises(InputError, match="NaN/inf") as refused:
+            check_finite("predictions", inp, Context())
+        first = tuple(np.argwhere(~np.isfinite(array))[0])
+        assert f"row {first[0] + 1}" in str(refused.value)
+    unit = (np.abs(array.astype(np.float64)) / (2 * top)).astype(dtype) if bad is None else array
+    if bad is None and seed % 3:  # just outside, at one place
+        unit[where] = 1.01 if seed % 3 == 1 else -0.01
+    outside = bool(((unit < 0) | (unit > 1)).any())
+    if outside:
+        with pytest.raises(InputError, match=r"outside \[0, 1\]"):
+            in_unit_interval("targets", InputArray("y.npy", unit), "")
+    else:
+        in_unit_interval("targets", InputArray("y.npy", unit), "")

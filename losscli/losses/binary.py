@@ -93,8 +93,8 @@ def _fused_bce_logits(torch, tensors, options, wanted, scale=1.0):
     """BCEWithLogitsLoss's unreduced loss and the gradients of ``scale`` times its sum, piece
     by piece (losscli.kernels). With e = exp(-|x|), -log s(x) = max(-x, 0) + log1p(e) and
     -log s(-x) = max(x, 0) + log1p(e) (stable for any logit): loss = w (pw y (-log s(x)) +
-    (1 - y) (-log s(-x))); d/dx = w (s(x) (1 - y + pw y) - pw y), with s(x) = 1 / (1 + e)
-    for x >= 0 and e / (1 + e) below; d/dy = w (pw (-log s(x)) - (-log s(-x)))."""
+    (1 - y) (-log s(-x))); d/dx = w (s(x) (1 - y + pw y) - pw y), with s(x) = 1 / (1 + exp(-x));
+    d/dy = w (pw (-log s(x)) - (-log s(-x)))."""
     x, y = tensors["predictions"], tensors["targets"]
     weight, pos_weight = options.get("weight"), options.get("pos_weight")
     elements = torch.empty_like(x)
@@ -118,6 +118,13 @@ def _fused_bce_logits(torch, tensors, options, wanted, scale=1.0):
     return elements, grads
 
 
+def _sigmoid(torch, x, out):
+    """s(x) = 1 / (1 + exp(-x)) into ``out``: accurate to a few ulps for every x (1 + exp(-x)
+    is at least 1; where exp(-x) overflows, s is below the smallest normal number and 0),
+    and computed alike for every element (torch.sigmoid is not: see _bce_logits_piece)."""
+    return torch.neg(x, out=out).exp_().add_(1).reciprocal_()
+
+
 def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -> None:
     if weight is None and pos_weight is None:  # max(x, 0) + log1p(e) - x y, and s(x) - y
         # Not torch's softplus and sigmoid: their vectorised loops compute the elements that
@@ -126,8 +133,7 @@ def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -
         e = torch.abs(x).neg_().exp_()
         torch.log1p(e, out=elements).add_(torch.clamp_min(x, 0)).addcmul_(x, y, value=-1)
         if "predictions" in grads:
-            grad = grads["predictions"]
-            torch.div(torch.where(x >= 0, 1.0, e), e.add_(1), out=grad).sub_(y)
+            grad = _sigmoid(torch, x, grads["predictions"]).sub_(y)
             if scale != 1.0:
                 grad.mul_(scale)
         if "targets" in grads:  # -log s(x) + log s(-x) = -x
@@ -140,7 +146,7 @@ def _bce_logits_piece(torch, x, y, weight, pos_weight, scale, elements, grads) -
     positive = y if pos_weight is None else pos_weight * y
     negative = 1 - y
     if "predictions" in grads:
-        sigmoid = torch.where(x >= 0, 1.0, e).div_(e.add_(1))
+        sigmoid = _sigmoid(torch, x, torch.empty_like(x))
         grad = grads["predictions"]
         torch.mul(sigmoid, negative + positive, out=grad).sub_(positive)
         if weight is not None:

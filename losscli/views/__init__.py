@@ -113,6 +113,10 @@ class Moments:
 
     def __init__(self, count: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
         self.count, self.mean, self.m2 = count, mean, m2
+        self._scratch = None
+
+    def __getstate__(self) -> dict:  # a state sent to or from a Dask worker: no buffer
+        return {**self.__dict__, "_scratch": None}
 
     def add(self, values) -> None:
         """Samples: a 1-D float64 NumPy array, or torch tensor on any device."""
@@ -122,8 +126,16 @@ class Moments:
         if count:
             with np.errstate(invalid="ignore", over="ignore"):  # inf losses give a NaN m2
                 mean = float(values.mean())
-                deviations = values - mean
-                m2 = float((deviations * deviations).sum())
+                if isinstance(values, np.ndarray) and values.dtype == np.float64:
+                    # Into a buffer kept from block to block (a new array of each block's
+                    # size costs its page faults), then one dot: no array of squares.
+                    if self._scratch is None or len(self._scratch) < count:
+                        self._scratch = np.empty(count)
+                    deviations = np.subtract(values, mean, out=self._scratch[:count])
+                    m2 = float(np.dot(deviations, deviations))
+                else:
+                    deviations = values - mean
+                    m2 = float((deviations * deviations).sum())
             self.merge(Moments(count, mean, m2))
 
     def merge(self, other: Moments) -> None:
