@@ -169,7 +169,7 @@ class BlockRun:
         self.keep_elements = keep_elements
         self.count, self.squares = 0, 0.0
         self.last_elements: list[np.ndarray] = []
-        self.last_rows: list[np.ndarray] = []
+        self.last_rows: list[int] = []  # the row count of each chunk of the last block
         self.last_shape: tuple = ()
         self.device = resolve_device(device)
         self.torch_dtype = _torch_dtype(torch, dtype)
@@ -191,6 +191,7 @@ class BlockRun:
         self.grad_dtype = np.float64 if dtype == "float64" else np.float32
         # The sum and the denominator, bit-identical whatever the blocks (losscli.sums).
         self.sums = OrderedSum()
+        self._wide: list = []  # float64 buffers for the losses of a block's chunks
         self.denominators = OrderedSum()
         self.kept: list[np.ndarray] = []
         self.kept_rows = 0
@@ -260,7 +261,8 @@ class BlockRun:
                     ) from None
                 # The losses on the host in float64, converted once: where no scale applies,
                 # the values summed are the unreduced loss the views keep.
-                scaled = _host_float64(torch, summed.detach(), self.sum_dtype)
+                buffer = self._wide_buffer(len(self.last_rows), summed.numel())
+                scaled = _host_float64(torch, summed.detach(), self.sum_dtype, buffer)
                 self.sums.add(scaled)
                 if self.keep_elements:
                     wide = (
@@ -301,10 +303,35 @@ class BlockRun:
         digits every run)."""
         self.count += wide.size
         self.squares += float(np.einsum("i,i->", wide, wide))
-        rows = wide.reshape(1) if not shape else wide.reshape(shape[0], -1).sum(1)
         self.last_elements.append(wide)
-        self.last_rows.append(rows)
-        self.last_shape = (sum(len(r) for r in self.last_rows), *shape[1:]) if shape else ()
+        self.last_rows.append(shape[0] if shape else 1)
+        self.last_shape = (sum(self.last_rows), *shape[1:]) if shape else ()
+
+    def _wide_buffer(self, index: int, size: int):
+        """The float64 buffer of a block's ``index``-th chunk, kept from block to block (a
+        new array of a chunk's size costs its page faults: 1.6 GB of them for 200M losses).
+        Its values live until the next block: the views and the sums take them before."""
+        torch = self.torch
+        while len(self._wide) <= index:
+            self._wide.append(None)
+        if self._wide[index] is None or self._wide[index].numel() < size:
+            self._wide[index] = torch.empty(max(size, self.chunk_elements), dtype=torch.float64)
+        return self._wide[index]
+
+    def last_row_losses(self):
+        """A function that gives the loss of each row of the block just computed (the sum of
+        its elements): called by the views that need it (a pass over every element that the
+        others skip), whenever they do (the block's lists are new lists for each block)."""
+        elements, counts, whole = self.last_elements, self.last_rows, bool(self.last_shape)
+
+        def rows() -> np.ndarray:
+            sums = [
+                wide.reshape(count, -1).sum(1) if whole else wide.reshape(1)
+                for wide, count in zip(elements, counts, strict=True)
+            ]
+            return sums[0] if len(sums) == 1 else np.concatenate(sums)
+
+        return rows
 
     @property
     def total(self) -> float:
@@ -344,10 +371,13 @@ class BlockRun:
         )
 
 
-def _host_float64(torch, tensor, sum_dtype) -> np.ndarray:
+def _host_float64(torch, tensor, sum_dtype, buffer=None) -> np.ndarray:
     """A tensor's values as a flat float64 NumPy array on the host (through ``sum_dtype``
-    on the device: MPS has no float64)."""
-    return tensor.reshape(-1).to(sum_dtype).cpu().numpy().astype(np.float64, copy=False)
+    on the device: MPS has no float64); on the CPU, into ``buffer`` where given."""
+    flat = tensor.reshape(-1)
+    if buffer is not None and flat.device.type == "cpu":
+        return buffer[: flat.numel()].copy_(flat).numpy()
+    return flat.to(sum_dtype).cpu().numpy().astype(np.float64, copy=False)
 
 
 def run(spec: LossSpec, prepared: Prepared, **settings) -> EngineOutput:
@@ -388,12 +418,15 @@ class GradientStats:
         self.count, self.total, self.squares = 0, 0.0, 0.0
         self.low, self.high = math.inf, -math.inf
         self.dtype = np.dtype(np.float64)  # the gradient's, as computed and written
+        self._buffer = None
 
     def add(self, gradient: np.ndarray, block: int = 1 << 20) -> None:
         torch = import_torch()
         self.dtype = gradient.dtype
         flat = torch.from_numpy(np.ascontiguousarray(gradient).reshape(-1))
-        buffer = torch.empty(min(block, flat.numel()), dtype=torch.float64)
+        if self._buffer is None or self._buffer.numel() < min(block, flat.numel()):
+            self._buffer = torch.empty(min(block, flat.numel()), dtype=torch.float64)
+        buffer = self._buffer  # kept from block to block: no new pages to fault in
         for start in range(0, flat.numel(), block):
             part = flat[start : start + block]
             wide = buffer[: part.numel()].copy_(part)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Annotated, Any
 
 import msgspec
@@ -265,13 +266,18 @@ class Block:
     raw: Any
     elements: Any
     shape: tuple
-    rows: Any
+    row_losses: Any  # () -> the loss of each row, computed when a view first asks (rows)
     element_mask: Any
     row_mask: Any
     first_row: int
     groups: Any
     gradients: dict
     gradient_scale: float = 1.0
+
+    @cached_property
+    def rows(self):
+        """The loss of each row (the sum of its elements)."""
+        return self.row_losses()
 
     @property
     def options(self) -> dict[str, Any]:
