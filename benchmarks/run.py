@@ -390,8 +390,10 @@ _MACHINE: dict = {}
 def machine() -> dict:
     """This machine's copy and exp rates, torch's import time and the kernels' rates,
     measured once per run (benchmarks/floors.py)."""
-    if not _MACHINE:
-        _MACHINE.update(floors.measure(PY))
+    if not _MACHINE:  # in a child: a child's peak RSS starts from its parent's at the fork
+        found = subprocess.run([PY, str(Path(floors.__file__)), "--json"], capture_output=True,
+                               check=True, text=True)  # fmt: skip
+        _MACHINE.update(json.loads(found.stdout))
     return _MACHINE
 
 

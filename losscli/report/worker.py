@@ -72,12 +72,17 @@ class Renderer:
 
 
 def main() -> None:
+    import contextlib
     import signal
 
     from losscli.report import charts
     from losscli.report.page import build
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        # Below the run's priority: where the cores are few, the run's own work comes first,
+        # and the worker takes the time the run leaves (while it reads, and at its end).
+        os.nice(10)
     try:
         charts.warm()
         from losscli import views
