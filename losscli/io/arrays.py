@@ -14,7 +14,7 @@ import numpy as np
 
 from losscli.errors import InputError, OptionError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import Blocks, InputArray, Request, invalid
+from losscli.io.common import Blocks, InputArray, ReadAhead, Request, invalid
 from losscli.io.common import block_rows as block_row_count
 from losscli.io.sources import Source, os_error
 
@@ -130,31 +130,6 @@ def npy_blocks(source: Source, names: bool = False, blocks: Blocks | None = None
         if index + 1 < len(starts):
             ahead = ReadAhead(read, starts[index + 1])
         yield checked_dtype(block, label, "NPY", names), start, rows
-
-
-class ReadAhead:
-    """``read(start)`` on a thread of its own (reads release the GIL); ``result`` waits for
-    it and gives the block, or raises what the read raised. A read nobody waits for ends
-    on its own."""
-
-    def __init__(self, read, start: int):
-        import threading
-
-        self.block = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(read, start), daemon=True)
-        self.thread.start()
-
-    def _run(self, read, start: int) -> None:
-        try:
-            self.block = read(start)
-        except BaseException as error:  # raised again by ``result``
-            self.error = error
-
-    def result(self) -> np.ndarray:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.block
 
 
 def _width(shape) -> int:

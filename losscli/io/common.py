@@ -158,3 +158,29 @@ def narrow(array: np.ndarray, float_dtype) -> np.ndarray:
     if np.isinf(narrowed).any() and not np.array_equal(np.isinf(narrowed), np.isinf(array)):
         return array
     return narrowed
+
+
+class ReadAhead:
+    """``read(start)`` on a thread of its own (reads and pyarrow's parsing release the GIL):
+    an NPY block or a CSV chunk read while the run works on the one before (and while torch
+    imports); ``result`` waits for it and gives the block, or raises what the read raised.
+    A read nobody waits for ends on its own."""
+
+    def __init__(self, read, start: int):
+        import threading
+
+        self.block = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(read, start), daemon=True)
+        self.thread.start()
+
+    def _run(self, read, start: int) -> None:
+        try:
+            self.block = read(start)
+        except BaseException as error:  # raised again by ``result``
+            self.error = error
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.block

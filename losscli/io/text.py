@@ -25,7 +25,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import Blocks, InputArray, Note, Request, block_rows, narrow
+from losscli.io.common import Blocks, InputArray, Note, ReadAhead, Request, block_rows, narrow
 from losscli.io.formats import not_text
 from losscli.io.quoting import arrow_quoting
 from losscli.io.sources import FIRST_CHUNK, Source
@@ -301,6 +301,20 @@ def _chunks(source: Source, offset: int, first_line: int, size: int):
             source.release(offset)
 
 
+def _parsed_ahead(chunks, parse):
+    """(chunk, first line, ``parse(chunk, first line)``) for each chunk, the next chunk's
+    parse running on a thread of its own while this one is used (pyarrow releases the GIL:
+    parsing overlaps the run's work and torch's import). Chunks are bytes of their own."""
+    pending = None
+    for chunk, first_line in chunks:
+        job = ReadAhead(lambda _, c=chunk, f=first_line: parse(c, f), 0)
+        if pending is not None:
+            yield pending[0], pending[1], pending[2].result()
+        pending = (chunk, first_line, job)
+    if pending is not None:
+        yield pending[0], pending[1], pending[2].result()
+
+
 def _first_line(starts: _LineStarts, index: int):
     return lambda: starts.line(index)
 
@@ -511,14 +525,16 @@ def text_blocks(
     step_rows = block_rows(blocks, len(wanted))
     rows = 0
     index_name, mapped = None, None
-    for chunk, first_line in _chunks(
-        source, layout.data_offset, layout.header_line + 1, ARROW_BLOCK_BYTES
-    ):
-        parsed = None
+
+    def by_arrow(chunk, first_line) -> _Parsed | None:
         if large or len(chunk) > LARGE_TEXT_BYTES or _many_lines(chunk):
-            parsed = _parse_arrow(chunk, first_line, layout, wanted, names_ok)
-            if parsed is not None and _has_error(parsed, requests, selections):
-                parsed = None  # the Python parser finds and places the first error
+            return _parse_arrow(chunk, first_line, layout, wanted, names_ok)
+        return None
+
+    chunks = _chunks(source, layout.data_offset, layout.header_line + 1, ARROW_BLOCK_BYTES)
+    for chunk, first_line, parsed in _parsed_ahead(chunks, by_arrow):
+        if parsed is not None and _has_error(parsed, requests, selections):
+            parsed = None  # the Python parser finds and places the first error
         if parsed is None:
             parsed = _parse_python(chunk, first_line, label, layout, wanted, names_ok)
         count = len(parsed.block)
