@@ -1046,3 +1046,21 @@ def test_npz_keys_apply_to_every_shard_of_a_pattern(tmp_path):
     pattern = f"{tmp_path}/run-*.npz"
     got = value_of(run_cli("mse", f"{pattern}:x", f"{pattern}:y", "-f", "value"))
     assert got == pytest.approx(0.5)
+
+
+def test_worked_ahead_keeps_the_order_and_raises_where_the_failing_item_is():
+    from losscli.io.common import worked_ahead
+
+    def work(n, text):
+        if n == 3:
+            raise ValueError(f"bad {text}")
+        return n * n
+
+    seen = []
+    items = ((n, f"item {n}") for n in range(6))
+    with pytest.raises(ValueError, match="bad item 3"):
+        for n, text, squared in worked_ahead(items, work):
+            seen.append((n, text, squared))
+    assert seen == [(0, "item 0", 0), (1, "item 1", 1), (2, "item 2", 4)]
+    assert list(worked_ahead(iter([]), work)) == []
+    assert list(worked_ahead([(5, "x")], work)) == [(5, "x", 25)]

@@ -184,3 +184,18 @@ class ReadAhead:
         if self.error is not None:
             raise self.error
         return self.block
+
+
+def worked_ahead(items, work):
+    """(*item, ``work(*item)``) for each item (a tuple), the next item's work running on a
+    thread of its own while this one is used (a CSV chunk parsed by pyarrow, which releases
+    the GIL, while the run computes the block before and torch imports). Each item must be
+    data of its own (not a buffer that the next item reuses)."""
+    pending = None
+    for item in items:
+        job = ReadAhead(lambda _, item=item: work(*item), 0)
+        if pending is not None:
+            yield *pending[0], pending[1].result()
+        pending = (item, job)
+    if pending is not None:
+        yield *pending[0], pending[1].result()

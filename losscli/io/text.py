@@ -25,7 +25,7 @@ import numpy as np
 
 from losscli.errors import InputError
 from losscli.io.columns import resolve_columns
-from losscli.io.common import Blocks, InputArray, Note, ReadAhead, Request, block_rows, narrow
+from losscli.io.common import Blocks, InputArray, Note, Request, block_rows, narrow, worked_ahead
 from losscli.io.formats import not_text
 from losscli.io.quoting import arrow_quoting
 from losscli.io.sources import FIRST_CHUNK, Source
@@ -301,20 +301,6 @@ def _chunks(source: Source, offset: int, first_line: int, size: int):
             source.release(offset)
 
 
-def _parsed_ahead(chunks, parse):
-    """(chunk, first line, ``parse(chunk, first line)``) for each chunk, the next chunk's
-    parse running on a thread of its own while this one is used (pyarrow releases the GIL:
-    parsing overlaps the run's work and torch's import). Chunks are bytes of their own."""
-    pending = None
-    for chunk, first_line in chunks:
-        job = ReadAhead(lambda _, c=chunk, f=first_line: parse(c, f), 0)
-        if pending is not None:
-            yield pending[0], pending[1], pending[2].result()
-        pending = (chunk, first_line, job)
-    if pending is not None:
-        yield pending[0], pending[1], pending[2].result()
-
-
 def _first_line(starts: _LineStarts, index: int):
     return lambda: starts.line(index)
 
@@ -532,7 +518,7 @@ def text_blocks(
         return None
 
     chunks = _chunks(source, layout.data_offset, layout.header_line + 1, ARROW_BLOCK_BYTES)
-    for chunk, first_line, parsed in _parsed_ahead(chunks, by_arrow):
+    for chunk, first_line, parsed in worked_ahead(chunks, by_arrow):
         if parsed is not None and _has_error(parsed, requests, selections):
             parsed = None  # the Python parser finds and places the first error
         if parsed is None:
