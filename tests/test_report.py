@@ -5,6 +5,7 @@ refused before the work (exit 2)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -177,6 +178,41 @@ def test_report_without_matplotlib_is_exit_2_with_the_install_line(tmp_path):
             "pip install 'losscli[report]'"
         ]
         assert not page_path.exists()
+
+
+def _report_run(tmp_path, env: dict, *extra) -> subprocess.CompletedProcess:
+    args = ["ce", "sample_data/logits.csv", "sample_data/labels.csv", "--hist", "--by-class"]
+    return subprocess.run(
+        [sys.executable, "-m", "losscli", *args, "--report", str(tmp_path / "r.html"), *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_the_users_matplotlib_settings_do_not_reach_the_report(tmp_path):
+    """A matplotlibrc that asks for LaTeX and text as paths, and a backend that a notebook
+    (or a typo) names: the report is drawn with Matplotlib's defaults and losscli's style."""
+    config = tmp_path / "mpl"
+    config.mkdir()
+    (config / "matplotlibrc").write_text("text.usetex: True\nsvg.fonttype: path\n")
+    for backend in ("bogus", "module://matplotlib_inline.backend_inline"):
+        done = _report_run(tmp_path, {"MPLCONFIGDIR": str(config), "MPLBACKEND": backend})
+        assert done.returncode == 0, done.stderr
+        page = (tmp_path / "r.html").read_text()
+        assert "<text" in page and "<svg" in page  # text kept as text, not LaTeX or paths
+
+
+def test_a_broken_matplotlib_is_exit_2_with_what_failed(tmp_path):
+    broken = tmp_path / "site" / "matplotlib"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise RuntimeError('half installed')\n")
+    done = _report_run(tmp_path, {"PYTHONPATH": str(tmp_path / "site")}, "-f", "value")
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "losscli: error: --report cannot import Matplotlib (RuntimeError: half installed): "
+        "pip install 'losscli[report]'"
+    ]
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_the_run_itself_never_imports_matplotlib(tmp_path):

@@ -55,14 +55,25 @@ def warm() -> None:
     reliability([("a", [{**bin_, "lower": 0.0, "upper": 0.5}, bin_])])
 
 
+_DEFAULTS: list = []
+
+
 def _matplotlib():
-    """(matplotlib, Figure, FigureCanvasSVG); OptionError where the import fails."""
+    """(matplotlib, Figure, FigureCanvasSVG); OptionError where the import fails (a broken
+    installation, or a backend named by MPLBACKEND that Matplotlib refuses). The first call
+    puts Matplotlib's own defaults back: a matplotlibrc of the user's (text.usetex, another
+    svg.fonttype) does not reach the report, which is drawn the same everywhere."""
     try:
         import matplotlib
         from matplotlib.backends.backend_svg import FigureCanvasSVG
         from matplotlib.figure import Figure
-    except ImportError as error:
-        raise OptionError(f"--report cannot import Matplotlib ({error}): {INSTALL}") from None
+    except Exception as error:  # noqa: BLE001 (any failure of a third-party import)
+        raise OptionError(
+            f"--report cannot import Matplotlib ({type(error).__name__}: {error}): {INSTALL}"
+        ) from None
+    if not _DEFAULTS:
+        matplotlib.rcdefaults()
+        _DEFAULTS.append(True)
     return matplotlib, Figure, FigureCanvasSVG
 
 

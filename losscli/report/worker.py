@@ -33,6 +33,9 @@ class Renderer:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        # The charts are drawn to SVG by the canvas itself: no backend of the user's (a
+        # notebook's, or a wrong name) is imported or checked.
+        env["MPLBACKEND"] = "agg"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "losscli.report.worker"],
             stdin=subprocess.PIPE,
@@ -53,7 +56,9 @@ class Renderer:
                 EXIT_INTERNAL,
             ) from None
         if "error" in answer:
-            raise LossCliError(f"--report: {answer['error']}", answer["exit"])
+            message = answer["error"]
+            said = message.startswith("--report")  # losscli's own message names the option
+            raise LossCliError(message if said else f"--report: {message}", answer["exit"])
         return answer["html"]
 
     def close(self) -> None:
