@@ -512,7 +512,7 @@ def merge(states: list[str], **options) -> None:
             if identity in seen:  # its rows would count twice
                 raise OptionError(f"{path} and {seen[identity]} are the same state file")
             seen[identity] = path
-        page = report.output(settings.report, {i: p for i, p in seen.items() if i != p}, {})
+        page = report.output(settings.report, seen, {})
         loaded = [states_module.load(path, read_whole(path)) for path in states]
         merged = states_module.merge(states, loaded)
         result = states_module.to_result(merged, views.asked(settings))
@@ -596,7 +596,7 @@ def main() -> None:
     except Exception as error:
         # Click's usage errors (Typer ships its own copy of Click, so match by shape).
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
-            exit_if_stopped(EXIT_INTERRUPTED)  # raised while a stop unwound: the stop
+            exit_if_stopped()  # raised while a stop unwound: the stop
             raise
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()
@@ -612,5 +612,5 @@ def main() -> None:
         sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
         output.silence_stdout()
-    exit_if_stopped(code)
+    exit_if_stopped()
     sys.exit(code or 0)

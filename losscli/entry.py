@@ -33,7 +33,7 @@ for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
         signal.signal(getattr(signal, _name), _before_the_handlers)
 
 
-from losscli.errors import EXIT_INTERRUPTED, Terminated  # noqa: E402
+from losscli.errors import Terminated  # noqa: E402
 from losscli.signals import (  # noqa: E402
     check_stopped,
     exit_if_stopped,
@@ -43,12 +43,12 @@ from losscli.signals import (  # noqa: E402
 )
 
 
-def _end(code: int, signum: int) -> None:
+def _end(signum: int) -> None:
     """End a run stopped outside the app's own handling (while modules import): one line on
     stderr and the exit code."""
     ignore_signals()
     say_stopped(signum)
-    exit_if_stopped(code)
+    exit_if_stopped()
 
 
 def main() -> None:
@@ -60,11 +60,11 @@ def main() -> None:
         check_stopped()
         run()
     except KeyboardInterrupt:
-        _end(EXIT_INTERRUPTED, signal.SIGINT)
+        _end(signal.SIGINT)
     except Terminated as stop:
-        _end(128 + stop.signum, stop.signum)
+        _end(stop.signum)
     except Exception:
         # An error raised while a stop unwound an import (Python reports a stop inside a
         # class's __set_name__ as a RuntimeError) is the stop; any other is losscli's own.
-        exit_if_stopped(EXIT_INTERRUPTED)
+        exit_if_stopped()
         raise

@@ -61,7 +61,7 @@ def run_local(
     (Result, Gate or None). The arguments are ``api.run_files``'s; ``want_state`` keeps the
     state in the Result even without --emit-state (a --dask task's)."""
     from losscli import report, torch_loader, views
-    from losscli.io import Blocks, SourceSet, check_output_path
+    from losscli.io import Blocks, SourceSet, check_output_path, refuse_same_file
 
     progress = progress or (lambda text: NO_PROGRESS)
     env = env or {}
@@ -88,8 +88,7 @@ def run_local(
                     "the elements of reduction none are not a state"
                 )
             state_out = check_output_path("--emit-state", settings.emit_state, read, (".json",))
-            if grad_out is not None and state_out.resolve() == grad_out.resolve():
-                raise OptionError("--emit-state and --grad-out name the same file")
+        refuse_same_file({"--emit-state": state_out, "--grad-out": grad_out})
         report_out = report.output(
             settings.report, read, {"--grad-out": grad_out, "--emit-state": state_out}
         )

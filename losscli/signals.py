@@ -92,7 +92,7 @@ def say_stopped(signum: int) -> None:
         sys.stderr.flush()
 
 
-def exit_if_stopped(code: int) -> None:
+def exit_if_stopped() -> None:
     """End a run that a signal stopped, with the stop's own exit code and its one line (if
     no layer said it: a stop that the command-line framework turned into an exit code
     arrives here unsaid), without the interpreter's shutdown
@@ -104,8 +104,7 @@ def exit_if_stopped(code: int) -> None:
         return
     ignore_signals()
     say_stopped(_STOPPING[0])
-    code = stop_code(_STOPPING[0])
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    os._exit(code)
+    os._exit(stop_code(_STOPPING[0]))
