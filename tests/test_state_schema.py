@@ -142,6 +142,8 @@ def _still_valid(path, operation, value) -> bool:
         and path[4:] in (("modified",), ("device",), ("inode",))
     ):
         return operation == "drop" or value is None  # a source of unknown time or inode
+    if path[:1] == ("gradient",) and path[2:] == ("scale",):
+        return operation == "drop"  # a state without it reads as 1 (docs/scale.md)
     if len(path) == 4 and path[:2] == ("top", "rows") and path[3] in CELLS:
         # the source a name, the class target an index, p[target] a probability or null
         cell = path[3]
