@@ -908,3 +908,74 @@ def test_the_docs_build_strictly_with_mkdocs(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "outputs" / "index.html").exists()
+
+
+# The process ends without Python's teardown of the interpreter (losscli.entry): what it
+# printed, wrote and registered to run at exit is all there, with the run's exit code.
+_ENDING = (
+    "import atexit, sys, threading, time\n"
+    "from losscli import entry\n"
+    "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+    "{before}"
+    "sys.argv = ['losscli', *sys.argv[1:]]\n"
+    "entry.main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["ce", "sample_data/logits.csv", "sample_data/labels.csv", "-f", "value"], 0),
+        (["ce", "sample_data/logits.csv", "sample_data/labels.csv", "--fail-above", "0.1"], 1),
+        (["ce", "sample_data/logits.csv", "no-such.csv"], 2),
+        (["ce", "sample_data/logits.csv"], 2),
+        (["list"], 0),
+        (["--help"], 0),
+    ],
+)
+def test_the_process_ends_with_its_code_its_output_and_its_exit_functions(args, code):
+    driver = _ENDING.format(before="")
+    done = subprocess.run([sys.executable, "-c", driver, *args], cwd=ROOT, capture_output=True,
+                          timeout=120)  # fmt: skip
+    plain = subprocess.run([sys.executable, "-m", "losscli", *args], cwd=ROOT,
+                           capture_output=True, timeout=120)  # fmt: skip
+    assert done.returncode == plain.returncode == code, done.stderr
+    assert done.stdout == plain.stdout
+    assert done.stderr.splitlines()[-1] == b"atexit ran"
+    assert done.stderr.splitlines()[:-1] == plain.stderr.splitlines()
+
+
+def test_a_large_output_through_a_pipe_arrives_whole(tmp_path):
+    """Every line of reduction none's 300k elements reaches the reader, in order."""
+    predictions = np.random.default_rng(3).normal(size=(100_000, 3))
+    np.save(tmp_path / "p.npy", predictions)
+    np.save(tmp_path / "t.npy", np.zeros_like(predictions))
+    done = _shell(
+        f"{shlex.quote(sys.executable)} -m losscli mse {tmp_path}/p.npy {tmp_path}/t.npy "
+        "-r none -f value | cat"
+    )
+    assert done.returncode == 0, done.stderr
+    values = np.array(done.stdout.split(), dtype=np.float64)
+    expected = (predictions.astype(np.float32).astype(np.float64) ** 2).reshape(-1)
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+
+
+def test_a_thread_still_running_at_the_end_is_waited_for(tmp_path):
+    """A thread of the process that is still at work as the run ends finishes its work (the
+    exit is Python's own then)."""
+    mark = tmp_path / "mark"
+    before = (
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        f"    open({str(mark)!r}, 'w').write('done')\n"
+        "end = entry._end_process\n"
+        "def ending(code):\n"
+        "    threading.Thread(target=late).start()\n"
+        "    end(code)\n"
+        "entry._end_process = ending\n"
+    )
+    args = ["ce", "sample_data/logits.csv", "sample_data/labels.csv", "-f", "value"]
+    done = subprocess.run([sys.executable, "-c", _ENDING.format(before=before), *args],
+                          cwd=ROOT, capture_output=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert mark.read_text() == "done"
