@@ -150,6 +150,7 @@ class BlockRun:
         device: str = "cpu",
         dtype: str = "float32",
         grad: bool = True,
+        grad_inputs: list[str] | None = None,
         keep_rows: int = 0,
         chunk_elements: int = CHUNK_ELEMENTS,
         convert_from: str | None = None,
@@ -174,7 +175,12 @@ class BlockRun:
         self.device = resolve_device(device)
         self.torch_dtype = _torch_dtype(torch, dtype)
         self.mean = reduction in ("mean", "batchmean")
-        self.differentiable = [i.name for i in spec.inputs if i.differentiable] if grad else []
+        # The inputs whose gradient is computed: every differentiable one, or those named.
+        self.differentiable = [
+            i.name
+            for i in spec.inputs
+            if grad and i.differentiable and (grad_inputs is None or i.name in grad_inputs)
+        ]
         self.float_inputs = {i.name for i in spec.inputs if i.role in (FLOAT, LABEL)}
         # Block sums are taken in float64 on the device (float32 on MPS, which has no float64).
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64

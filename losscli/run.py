@@ -116,6 +116,7 @@ def run_local(
                     emit_state=state_out is not None or want_state,
                     convert_from=settings.from_,
                     asked=asked,
+                    shown=settings.format != "value" or report_out is not None or keep_gradients,
                 )
             if result.state is not None:
                 from losscli import state
@@ -214,6 +215,7 @@ class BlockPipeline:
         emit_state: bool = False,
         convert_from: str | None = None,
         asked: dict[str, Any] | None = None,
+        shown: bool = True,
     ):
         from losscli import convert
         from losscli.io import check_output_shape
@@ -224,6 +226,9 @@ class BlockPipeline:
         self.keep_rows, self.steps_limit, self.grad_out = keep_rows, steps_limit, grad_out
         self.keep_gradients, self.tracker, self.emit_state = keep_gradients, tracker, emit_state
         self.asked = asked or {}  # each view's option value (losscli.views)
+        # What the run computes beyond its value and --grad-out: the gradient summaries and
+        # the views that are always on, where it shows them (not -f value) or keeps a state.
+        self.shown, self.summarize = shown, shown or emit_state
         self.given_as, self.conversion = convert.check(spec, convert_from)
         ctx.converted = self.conversion is not None
         self.first_float = spec.float_inputs[0]
@@ -239,7 +244,7 @@ class BlockPipeline:
         self.block_run = self.writer = self.first_prepared = None
         self.expected = None
         self.parts: dict[str, Any] = {}  # the views' accumulators
-        self.last_block = None  # the last block as the views saw it
+        self.last_block = None  # the last block as the views saw it (compare pairs them)
         self.base_row = first[names[0]].row_offset  # a part of a larger input (--dask)
 
     def add(self, block: dict[str, InputArray]) -> None:
@@ -294,7 +299,9 @@ class BlockPipeline:
             shape = block[name].array.shape
             if gradient.shape != shape and gradient.size == math.prod(shape):
                 gradient = gradient.reshape(shape)
-            self.stats.setdefault(name, engine.GradientStats([], self.expected)).add(gradient)
+            if self.summarize:
+                stats = self.stats.setdefault(name, engine.GradientStats([], self.expected))
+                stats.add(gradient)
             if name == self.first_float and self.grad_out is not None:
                 if self.writer is None:
                     trailing = gradient.shape[1:] if gradient.ndim else None
@@ -323,11 +330,6 @@ class BlockPipeline:
         spec = self.spec
         self.first_prepared = prepared
         engine.resolve_device(self.device)  # refused before any computation
-        self.block_run = engine.BlockRun(
-            spec, reduction=self.ctx.reduction, device=self.device, dtype=self.dtype,
-            grad=self.grad, keep_rows=self.keep_rows, convert_from=self.conversion,
-            keep_elements=True,
-        )  # fmt: skip
         first = block[spec.inputs[0].name]
         targets = block[spec.inputs[1].name].source if len(spec.inputs) > 1 else None
         setup = views.Setup(
@@ -335,15 +337,27 @@ class BlockPipeline:
             dtype=self.dtype, grad=self.grad, convert_from=self.conversion,
             emit_state=self.emit_state, classes=_class_count(spec, block, prepared),
             targets_kind=prepared.targets_kind, targets_source=targets,
-            source=first.info.get("label", first.source),
+            source=first.info.get("label", first.source), shown=self.shown,
         )  # fmt: skip
         self.parts = views.start(setup, self.asked)
+        # Every gradient where the run shows their summaries or a view reads them; else only
+        # the one --grad-out writes (-f value shows none).
+        keeps = [v for v in views.all_views() if v.key in self.parts]
+        every = self.summarize or any(v.needs_gradients for v in keeps)
+        only = [self.first_float] if self.grad_out is not None else []
+        self.block_run = engine.BlockRun(
+            spec, reduction=self.ctx.reduction, device=self.device, dtype=self.dtype,
+            grad=self.grad, grad_inputs=None if every else only, keep_rows=self.keep_rows,
+            convert_from=self.conversion, keep_elements=bool(self.parts) or self.emit_state,
+        )  # fmt: skip
 
     def _add_views(self, prepared, raw, gradients, groups) -> None:
         """Give the block just computed to every view the run keeps."""
         from losscli import views
         from losscli.engine import sample_mask
 
+        if not self.parts:
+            return
         block_run, spec = self.block_run, self.spec
         parts = block_run.last_elements
         elements = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -389,7 +403,7 @@ class BlockPipeline:
                     np.multiply(gradient, rest, out=gradient)
                 gradients[name] = gradient
         summary = None
-        if grad:
+        if grad and self.summarize:
             summary = {}
             for name, gradient_stats in self.stats.items():
                 gradient_stats.shape = shapes[name]

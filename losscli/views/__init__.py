@@ -250,6 +250,9 @@ class Setup:
     targets_kind: str | None
     targets_source: str | None
     source: str  # the first input, as a state names it
+    # The run shows more than its value (a table, JSON, a report): the views that are always
+    # on keep nothing where it does not (-f value) and no state is kept.
+    shown: bool = True
 
 
 @dataclass
@@ -339,6 +342,9 @@ class View:
     summary_at: str = "end"
     # A command line on the sample data that shows it (a test runs it and looks for its JSON).
     example: str = ""
+    # Its ``add`` reads the block's gradients: a run that keeps it computes every gradient
+    # (others compute only those they show or write).
+    needs_gradients: bool = False
 
     @property
     def key(self) -> str:

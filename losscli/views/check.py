@@ -33,6 +33,7 @@ class CheckView(View):
     example = "losscli mse sample_data/y_pred.csv sample_data/y_true.csv --check"
     State = CheckState
     noun = "check"
+    needs_gradients = True
 
     def start(self, setup):
         if not setup.asked:

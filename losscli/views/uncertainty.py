@@ -28,7 +28,7 @@ class Uncertainty(View):
     example = "losscli ce sample_data/logits.csv sample_data/labels.csv"
 
     def start(self, setup):
-        return Moments()
+        return Moments() if setup.shown or setup.emit_state else None
 
     def add(self, part: Moments, block) -> None:
         part.add(block.samples)
@@ -65,6 +65,8 @@ class Uncertainty(View):
 
         if finish.reduction == "none":
             return {"note": "reduction none gives every element, not a mean"}
+        if part is None and finish.core is None:  # a run that shows only its value
+            return None
         if part is None:  # a state without them (version 1): from the sum of squares
             core = finish.core
             n = core["denominator"] or 0
