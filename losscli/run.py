@@ -20,6 +20,7 @@ from losscli.assemble import input_summary, sample_rows
 from losscli.errors import DeviceError, InputError, OptionError
 from losscli.gate import gate_of
 from losscli.io import InputArray
+from losscli.io.common import worked_ahead
 from losscli.options import Common
 from losscli.output import NO_PROGRESS
 from losscli.plan import (
@@ -185,11 +186,19 @@ def compute_blocks(spec: LossSpec, blocks, options: dict[str, Any], ctx: Context
         first, blocks = whole(first, blocks), iter(())
     run = BlockPipeline(spec, first, options, ctx, **settings)
     try:
-        for block in itertools.chain([first], blocks):
+        # The next block's extremes (what the value checks read) are found on a thread
+        # while this block computes: NumPy's reductions release the GIL.
+        items = ((block,) for block in itertools.chain([first], blocks))
+        for block, _ in worked_ahead(items, _find_extremes):
             run.add(block)
         return run.finish()
     finally:
         run.close()
+
+
+def _find_extremes(block: dict[str, InputArray]) -> None:
+    for item in block.values():
+        item.extremes()
 
 
 class BlockPipeline:

@@ -107,10 +107,9 @@ def check_finite(name: str, inp: InputArray, ctx: Context) -> None:
     array = inp.array
     if array.dtype.kind != "f":
         return
-    if array.dtype.itemsize >= 4:  # a NaN or inf makes the sum NaN or inf: one pass, no flags
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.add.reduce(array, axis=None)):
-                return
+    extremes = inp.extremes()  # NaN or inf anywhere shows in the min or the max
+    if extremes is None or np.isfinite(extremes).all():
+        return
     finite = np.isfinite(array)
     if finite.all():
         return
@@ -147,6 +146,10 @@ def check_representable(name: str, inp: InputArray, ctx: Context) -> None:
     info = np.finfo(array.dtype) if array.dtype.kind == "f" else np.iinfo(array.dtype)
     if max(abs(float(info.min)), float(info.max)) < limit:
         return  # every value of this dtype fits
+    with np.errstate(over="ignore"):  # what the engine hands torch: float32 first
+        low, high = np.abs(np.asarray(inp.extremes(), dtype=np.float32)).astype(np.float64)
+    if low < limit and high < limit:
+        return  # the min and max fit (and are not NaN), so every value does
     over = _rounds_to_inf(array, limit)
     if not over.any():
         return
@@ -297,15 +300,17 @@ def class_indices(
     # Range checks on the values as read, before any cast (a uint64 or a float beyond int64
     # must not wrap into a small or negative index).
     values = np.asarray(array)
-    bad = (values < 0) | (values >= num_classes)
-    if ignore_index is not None:
-        bad &= values != ignore_index
-    if bad.any():
-        where = tuple(np.argwhere(bad)[0])
-        raise InputError(
-            f"{inp.where(where)}: class index {shown(values[where])} is out of range; {valid}"
-        )
-    return values.astype(np.int64)
+    extremes = inp.extremes() if values is inp.array else None
+    if extremes is None or extremes[0] < 0 or extremes[1] >= num_classes:
+        bad = (values < 0) | (values >= num_classes)
+        if ignore_index is not None:
+            bad &= values != ignore_index
+        if bad.any():
+            where = tuple(np.argwhere(bad)[0])
+            raise InputError(
+                f"{inp.where(where)}: class index {shown(values[where])} is out of range; {valid}"
+            )
+    return values.astype(np.int64, copy=False)
 
 
 def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np.ndarray:
@@ -347,8 +352,9 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
 def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
     """Refuse values outside [0, 1], naming the first offending row."""
     array = inp.array
-    if array.size and array.min() >= 0 and array.max() <= 1:
-        return  # two passes and no arrays of flags where every value is in range
+    extremes = inp.extremes()
+    if extremes is not None and extremes[0] >= 0 and extremes[1] <= 1:
+        return  # the min and max, no arrays of flags, where every value is in range
     outside = (array < 0) | (array > 1)
     if outside.any():
         where = tuple(np.argwhere(outside)[0])

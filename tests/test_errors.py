@@ -816,3 +816,56 @@ def test_value_checks_refuse_exactly_the_bad_values(dtype, size, seed, bad, huge
             in_unit_interval("targets", InputArray("y.npy", unit), "")
     else:
         in_unit_interval("targets", InputArray("y.npy", unit), "")
+
+
+# The check of values a narrower --dtype rounds to inf answers from the min and max where
+# they fit; the outcome is the element-by-element one (float32 first, then the dtype).
+@settings(max_examples=80, deadline=None)
+@given(
+    compute=st.sampled_from(["float16", "bfloat16", "float32"]),
+    given_dtype=st.sampled_from(["float64", "float32", "int64"]),
+    seed=st.integers(0, 2**32 - 1),
+    near=st.sampled_from([0.5, 0.999, 0.99999999, 1.0, 1.0000001, 2.0]),
+    bad=st.sampled_from([None, math.nan, math.inf]),
+)
+def test_values_the_dtype_rounds_to_inf_are_refused_exactly(compute, given_dtype, seed, near, bad):
+    import torch
+
+    from losscli.errors import InputError
+    from losscli.io.common import InputArray
+    from losscli.validate import OVERFLOW_AT, Context, check_representable
+
+    rng = np.random.default_rng(seed)
+    limit = OVERFLOW_AT[compute]
+    top = min(limit * near, float(np.finfo(np.float64).max))
+    if given_dtype == "int64":
+        top = min(top, 2.0**62)
+    values = rng.uniform(-1, 1, size=(int(rng.integers(1, 50)), 3)) * top
+    values[int(rng.integers(len(values))), int(rng.integers(3))] = top * (1 if seed % 2 else -1)
+    with np.errstate(over="ignore"):
+        array = values.astype(given_dtype)
+    if bad is not None and given_dtype != "int64":
+        array[0, 0] = bad
+    # Independently: each finite value as the engine hands it to torch, then in the dtype.
+    with np.errstate(over="ignore"):
+        as_float32 = torch.from_numpy(array.astype(np.float32))
+    became = torch.isinf(as_float32.to(getattr(torch, compute))).numpy()
+    over = became & np.isfinite(array.astype(np.float64))
+    inp = InputArray("x.npy", array)
+    if over.any():
+        with pytest.raises(InputError, match="cannot hold"):
+            check_representable("predictions", inp, Context(dtype=compute))
+    else:
+        check_representable("predictions", inp, Context(dtype=compute))
+
+
+def test_the_extremes_are_those_of_the_array_an_input_holds_now():
+    from losscli.io.common import InputArray
+
+    first = InputArray("x.npy", np.array([[1.0, -2.0], [3.0, 0.5]]))
+    assert first.extremes() == (-2.0, 3.0)
+    converted = first.with_array(np.array([[0.25, 7.0]], dtype=np.float32))
+    assert converted.extremes() == (0.25, 7.0)
+    assert np.isnan(InputArray("y", np.array([1.0, np.nan, 2.0])).extremes()).all()
+    assert InputArray("e", np.empty((0, 3))).extremes() is None
+    assert InputArray("s", np.array(["a", "b"])).extremes() is None

@@ -1064,3 +1064,31 @@ def test_worked_ahead_keeps_the_order_and_raises_where_the_failing_item_is():
     assert seen == [(0, "item 0", 0), (1, "item 1", 1), (2, "item 2", 4)]
     assert list(worked_ahead(iter([]), work)) == []
     assert list(worked_ahead([(5, "x")], work)) == [(5, "x", 25)]
+
+
+def test_reads_ahead_run_on_kept_threads_side_by_side():
+    """A read ahead runs on a thread kept from read to read (hundreds of blocks start no
+    hundreds of threads), and reads in flight together run side by side (none waits for
+    another to end: two that wait for each other finish)."""
+    import threading
+
+    from losscli.io.common import ReadAhead
+
+    def doubled(start: int) -> tuple:
+        return start * 2, threading.current_thread()
+
+    done = [ReadAhead(doubled, n).result() for n in range(300)]
+    assert [value for value, _ in done] == [n * 2 for n in range(300)]
+    assert len({id(thread) for _, thread in done}) <= 2  # (the threads are kept alive here)
+    ready = [threading.Event(), threading.Event()]
+
+    def meet(me: int) -> int:
+        ready[me].set()
+        assert ready[1 - me].wait(timeout=20), "a read waited for another to end"
+        return me
+
+    pair = [ReadAhead(meet, 0), ReadAhead(meet, 1)]
+    assert [read.result() for read in pair] == [0, 1]
+    failing = ReadAhead(lambda start: 1 / start, 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result()

@@ -81,6 +81,24 @@ class InputArray:
     rows: int | None = None
     # For blocks joined into one array: row -> (the block's InputArray, row in that block).
     locate: Callable[[int], tuple[Any, int]] | None = field(default=None, repr=False)
+    # (the array, its extremes) once ``extremes`` has computed them.
+    _extremes: tuple | None = field(default=None, repr=False, compare=False)
+
+    def extremes(self) -> tuple[Any, Any] | None:
+        """The min and max of a numeric array (NaN where it holds a NaN: min and max
+        propagate it), computed once for the array, whichever thread asks first (a run
+        asks for the next block's on a thread while it computes this one); None where the
+        array is empty or not numeric. The value checks answer from them where the data
+        are clean (finite, in range) and look at every element only where they are not."""
+        array = self.array
+        cached = self._extremes
+        if cached is not None and cached[0] is array:
+            return cached[1]
+        found = None
+        if array.dtype.kind in "biuf" and array.size:
+            found = (array.min(), array.max())
+        self._extremes = (array, found)
+        return found
 
     @property
     def shape(self) -> list:
@@ -161,29 +179,66 @@ def narrow(array: np.ndarray, float_dtype) -> np.ndarray:
 
 
 class ReadAhead:
-    """``read(start)`` on a thread of its own (reads and pyarrow's parsing release the GIL):
-    an NPY block or a CSV chunk read while the run works on the one before (and while torch
-    imports); ``result`` waits for it and gives the block, or raises what the read raised.
-    A read nobody waits for ends on its own."""
+    """``read(start)`` on another thread (reads, pyarrow's parsing and NumPy's reductions
+    release the GIL): an NPY block or a CSV chunk read while the run works on the one before
+    (and while torch imports); ``result`` waits for it and gives the block, or raises what
+    the read raised. A read nobody waits for ends on its own."""
 
     def __init__(self, read, start: int):
         import threading
 
         self.block = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(read, start), daemon=True)
-        self.thread.start()
+        self.done = threading.Event()
+        _WORKERS.run(self._run, read, start)
 
     def _run(self, read, start: int) -> None:
         try:
             self.block = read(start)
         except BaseException as error:  # raised again by ``result``
             self.error = error
+        finally:
+            self.done.set()
 
     def result(self):
-        self.thread.join()
+        self.done.wait()
         if self.error is not None:
             raise self.error
         return self.block
+
+
+class _Workers:
+    """Daemon threads that run jobs handed to them, kept from job to job: a new thread for
+    each block of a run costs its start (the caller waits for the new thread to take the
+    GIL), 5-10 ms each on a busy machine. A job goes to an idle thread, or to a new one
+    where every thread is busy (jobs never wait for each other)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.idle: list = []  # the job queue of each idle thread
+
+    def run(self, job, *args) -> None:
+        import queue
+        import threading
+
+        with self.lock:
+            jobs = self.idle.pop() if self.idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs,), name="losscli-ahead",
+                             daemon=True).start()  # fmt: skip
+        jobs.put((job, args))
+
+    def _serve(self, jobs) -> None:
+        while True:
+            job, args = jobs.get()
+            job(*args)
+            with self.lock:
+                self.idle.append(jobs)
+
+
+_WORKERS = _Workers()
 
 
 def worked_ahead(items, work):

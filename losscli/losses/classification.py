@@ -51,9 +51,14 @@ def _class_targets(name, preds, targets, weight, ignore_index, ctx: Context):
     indices = class_indices(
         "target", targets, num_classes, ctx, ignore_index, class_names=preds.header
     )
+    extremes = targets.extremes() if not named and ignore_index is not None else None
+    if extremes is not None and not extremes[0] <= ignore_index <= extremes[1]:
+        ignored = 0  # the min and max say no target is the ignore index
+    else:
+        ignored = int((indices == ignore_index).sum())
     ctx.gather(
         "all ignored",
-        (int((indices == ignore_index).sum()), indices.size),
+        (ignored, indices.size),
         lambda fact: (
             fact[0] == fact[1]
             and f"every target ({fact[0]} of {fact[1]}) equals the ignore index {ignore_index}: "
@@ -121,7 +126,7 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
     if logits.ndim >= 2 and logits.size:
         ctx.gather(  # (blocks that look like probabilities, blocks): said when every block does
             "ce probabilities",
-            (int(_looks_like_probabilities(logits)), 1),
+            (int(_looks_like_probabilities(preds)), 1),
             lambda fact: (
                 fact[0] == fact[1]
                 and "ce predictions look like probabilities (rows in [0,1] summing to 1); "
@@ -132,14 +137,18 @@ def _prepare_ce(inputs, options, ctx: Context) -> Prepared:
     return Prepared(arrays, dict(options), kind)
 
 
-def _looks_like_probabilities(scores) -> bool:
+def _looks_like_probabilities(preds) -> bool:
     """Rows in [0,1] that sum to 1, within what rounding to the decimals written can explain
     (probabilities rounded to 2 decimals sum to 1 only within C * 0.005)."""
     import numpy as np
 
     from losscli.validate import sum_tolerance
 
-    if scores.dtype.kind != "f" or scores.min() < 0 or scores.max() > 1:
+    scores = preds.array
+    if scores.dtype.kind != "f":
+        return False
+    low, high = preds.extremes()
+    if low < 0 or high > 1:
         return False
     tolerance = sum_tolerance(scores)
     return bool(np.allclose(scores.sum(axis=1), 1.0, rtol=0, atol=tolerance))
