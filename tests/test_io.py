@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -1092,3 +1093,29 @@ def test_reads_ahead_run_on_kept_threads_side_by_side():
     failing = ReadAhead(lambda start: 1 / start, 0)
     with pytest.raises(ZeroDivisionError):
         failing.result()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_reads_ahead_on_threads_of_its_own():
+    """The threads kept for reads ahead are not in a child forked after they started: the
+    child starts its own instead of handing a read to a thread that does not exist there."""
+    from losscli.io.common import ReadAhead
+
+    assert ReadAhead(lambda start: start + 1, 1).result() == 2  # a thread kept, idle
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's outcome is its exit status
+        code = 0
+        try:
+            code = 0 if ReadAhead(lambda start: start * 3, 3).result() == 9 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    pytest.fail("the child's read ahead never ran")

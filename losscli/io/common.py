@@ -213,6 +213,13 @@ class _Workers:
     where every thread is busy (jobs never wait for each other)."""
 
     def __init__(self) -> None:
+        import os
+
+        self._forget()
+        if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         import threading
 
         self.lock = threading.Lock()
