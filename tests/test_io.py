@@ -1096,6 +1096,7 @@ def test_reads_ahead_run_on_kept_threads_side_by_side():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")  # Python 3.12+
 def test_a_forked_child_reads_ahead_on_threads_of_its_own():
     """The threads kept for reads ahead are not in a child forked after they started: the
     child starts its own instead of handing a read to a thread that does not exist there."""
