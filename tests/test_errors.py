@@ -869,3 +869,24 @@ def test_the_extremes_are_those_of_the_array_an_input_holds_now():
     assert np.isnan(InputArray("y", np.array([1.0, np.nan, 2.0])).extremes()).all()
     assert InputArray("e", np.empty((0, 3))).extremes() is None
     assert InputArray("s", np.array(["a", "b"])).extremes() is None
+
+
+# What a later block holds never pre-empts what an earlier one holds, nor the refusals of
+# the first block (the device, a view's option): the first problem in file order is said.
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        ([], "p.npy, row 4, index [3, 1]"),
+        (["--device", "cuda:9"], "--device 'cuda:9' is not available"),
+        (["--by-class"], "--by-class needs class-index targets"),
+    ],
+)
+def test_an_error_of_a_later_block_comes_after_those_of_earlier_blocks(tmp_path, extra, said):
+    predictions = np.random.default_rng(2).normal(size=(30, 3)).astype(np.float32)
+    predictions[3, 1] = np.nan if not extra else predictions[3, 1]
+    np.save(tmp_path / "p.npy", predictions)
+    loss, targets = ("mse", np.zeros((4, 3))) if "--by-class" in extra else ("ce", [0, 1, 2, 0])
+    np.save(tmp_path / "t.npy", np.asarray(targets))  # 4 rows: refused when the 3rd block is
+    out = run_cli(loss, tmp_path / "p.npy", tmp_path / "t.npy", "--block-rows", "2", *extra)
+    assert_usage_error(out, said)
+    assert "different numbers of rows" not in out.stderr

@@ -1120,3 +1120,19 @@ def test_a_forked_child_reads_ahead_on_threads_of_its_own():
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
     pytest.fail("the child's read ahead never ran")
+
+
+def test_worked_ahead_gives_the_items_before_a_failing_take_first():
+    """An error while the next item is taken comes after the item before it is used."""
+    from losscli.io.common import worked_ahead
+
+    def items():
+        yield (1,)
+        yield (2,)
+        raise ValueError("the third cannot be read")
+
+    seen = []
+    with pytest.raises(ValueError, match="third"):
+        for n, doubled in worked_ahead(items(), lambda n: 2 * n):
+            seen.append((n, doubled))
+    assert seen == [(1, 2), (2, 4)]

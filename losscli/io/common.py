@@ -241,6 +241,7 @@ class _Workers:
         while True:
             job, args = jobs.get()
             job(*args)
+            del job, args  # an idle thread keeps nothing of the block it read
             with self.lock:
                 self.idle.append(jobs)
 
@@ -252,9 +253,20 @@ def worked_ahead(items, work):
     """(*item, ``work(*item)``) for each item (a tuple), the next item's work running on a
     thread of its own while this one is used (a CSV chunk parsed by pyarrow, which releases
     the GIL, while the run computes the block before and torch imports). Each item must be
-    data of its own (not a buffer that the next item reuses)."""
+    data of its own (not a buffer that the next item reuses). An error raised while the next
+    item is taken is raised once this one has been used: an error in a later block never
+    comes before one in this block, nor before the first block's refusals."""
     pending = None
-    for item in items:
+    items = iter(items)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            break
+        except Exception as error:
+            if pending is not None:
+                yield *pending[0], pending[1].result()
+            raise error
         job = ReadAhead(lambda _, item=item: work(*item), 0)
         if pending is not None:
             yield *pending[0], pending[1].result()
