@@ -352,8 +352,7 @@ def _names_to_indices(name: str, inp: InputArray, known: list[str] | None) -> np
 def in_unit_interval(name: str, inp: InputArray, hint: str) -> None:
     """Refuse values outside [0, 1], naming the first offending row."""
     array = inp.array
-    extremes = inp.extremes()
-    if extremes is not None and extremes[0] >= 0 and extremes[1] <= 1:
+    if inp.within(0, 1):
         return  # the min and max, no arrays of flags, where every value is in range
     outside = (array < 0) | (array > 1)
     if outside.any():

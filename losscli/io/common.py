@@ -100,6 +100,12 @@ class InputArray:
         self._extremes = (array, found)
         return found
 
+    def within(self, low, high) -> bool:
+        """Whether every value lies in [low, high], by the extremes (False where the array
+        is empty, not numeric, or holds a NaN)."""
+        extremes = self.extremes()
+        return extremes is not None and bool(low <= extremes[0] and extremes[1] <= high)
+
     @property
     def shape(self) -> list:
         """The input's shape as messages show it: the whole source's where its row count is

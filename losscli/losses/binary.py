@@ -212,8 +212,7 @@ def _prepare_bce_logits(inputs, options, ctx: Context) -> Prepared:
     preds = inputs["predictions"]
     target_array = probability_targets(inputs, ctx, "bce-logits")
     logits = preds.array
-    extremes = preds.extremes()
-    inside = extremes is not None and bool(extremes[0] >= 0 and extremes[1] <= 1)
+    inside = preds.within(0, 1)
     ctx.gather(  # (blocks inside [0,1], blocks, elements): said when every block is
         "bce-logits unit",
         (int(inside), 1, logits.size),

@@ -145,10 +145,7 @@ def _looks_like_probabilities(preds) -> bool:
     from losscli.validate import sum_tolerance
 
     scores = preds.array
-    if scores.dtype.kind != "f":
-        return False
-    low, high = preds.extremes()
-    if low < 0 or high > 1:
+    if scores.dtype.kind != "f" or not preds.within(0, 1):
         return False
     tolerance = sum_tolerance(scores)
     return bool(np.allclose(scores.sum(axis=1), 1.0, rtol=0, atol=tolerance))
